@@ -1,0 +1,95 @@
+//! The one error type of the HTTP surface and its response: a status and
+//! `{"RequestId": "<uuid>", "ErrorMessage": "<sentence>"}`.
+
+use crate::context;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use domain::names::NameError;
+use domain::ports::StoreError;
+use domain::service::AppError;
+use domain::{DomainError, UnknownTeam};
+use serde::Serialize;
+
+/// An error answered to the client.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+/// The error body of the v1 API.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    #[serde(rename = "RequestId")]
+    pub request_id: uuid::Uuid,
+    #[serde(rename = "ErrorMessage")]
+    pub error_message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: message.into() }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody { request_id: context::request_id(), error_message: self.message };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<AppError> for ApiError {
+    fn from(error: AppError) -> Self {
+        match error {
+            AppError::Rule(DomainError::TournamentNotFound) => {
+                ApiError::new(StatusCode::NOT_FOUND, "The tournament does not exist.")
+            }
+            AppError::Rule(rule) => ApiError::new(StatusCode::CONFLICT, sentence(&rule.to_string())),
+            AppError::Store(StoreError::Unavailable(cause)) => {
+                tracing::error!(cause = %cause, "event store unavailable");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "A dependency is unavailable; try again shortly.")
+            }
+            AppError::Store(fault) => {
+                tracing::error!(cause = %fault, "internal error");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "An internal error occurred.")
+            }
+        }
+    }
+}
+
+impl From<NameError> for ApiError {
+    fn from(error: NameError) -> Self {
+        ApiError::bad_request(sentence(&error.to_string()))
+    }
+}
+
+impl From<UnknownTeam> for ApiError {
+    fn from(error: UnknownTeam) -> Self {
+        ApiError::bad_request(sentence(&error.to_string()))
+    }
+}
+
+/// Capitalises and ends with a full stop.
+fn sentence(text: &str) -> String {
+    let mut chars = text.chars();
+    let mut out: String = chars.next().map(|c| c.to_uppercase().collect()).unwrap_or_default();
+    out.push_str(chars.as_str());
+    if !out.ends_with('.') {
+        out.push('.');
+    }
+    out
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "No such route.")
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "This method is not allowed on this route.")
+}

@@ -1,0 +1,110 @@
+//! Extractors of the v1 API: JSON bodies whose property names match case-insensitively, query
+//! parameters likewise, and the `api-version` header. Every rejection is an `ApiError`.
+
+use crate::error::ApiError;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// A JSON body whose top-level property names are matched case-insensitively: DTOs name
+/// their fields in lowercase.
+pub struct CiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for CiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "The request body is too large.")
+            } else {
+                ApiError::bad_request("The request body could not be read.")
+            }
+        })?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::bad_request(format!("The request body is not valid JSON: {e}.")))?;
+        let serde_json::Value::Object(object) = value else {
+            return Err(ApiError::bad_request("The request body must be a JSON object."));
+        };
+        let lowered: serde_json::Map<_, _> = object.into_iter().map(|(k, v)| (k.to_lowercase(), v)).collect();
+        T::deserialize(serde_json::Value::Object(lowered))
+            .map(CiJson)
+            .map_err(|e| ApiError::bad_request(format!("The request body is invalid: {e}.")))
+    }
+}
+
+/// Query parameters with lowercase names.
+pub struct CiQuery(pub HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for CiQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or_default();
+        let pairs: Vec<(String, String)> = serde_urlencoded_pairs(query)?;
+        Ok(CiQuery(pairs.into_iter().map(|(k, v)| (k.to_lowercase(), v)).collect()))
+    }
+}
+
+fn serde_urlencoded_pairs(query: &str) -> Result<Vec<(String, String)>, ApiError> {
+    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(
+        &format!("/?{query}").parse().map_err(|_| ApiError::bad_request("The query string is invalid."))?,
+    )
+    .map(|q| q.0)
+    .map_err(|_| ApiError::bad_request("The query string is invalid."))
+}
+
+impl CiQuery {
+    /// A required UUID parameter (`name` in lowercase).
+    pub fn uuid(&self, name: &str, display: &str) -> Result<Uuid, ApiError> {
+        let raw = self
+            .0
+            .get(name)
+            .ok_or_else(|| ApiError::bad_request(format!("The query parameter {display} is required.")))?;
+        parse_uuid(raw, display)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+}
+
+/// Parses an id, refusing anything that is not a UUID.
+pub fn parse_uuid(raw: &str, display: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw.trim()).map_err(|_| ApiError::bad_request(format!("{display} must be a UUID.")))
+}
+
+/// Deserializes a player limit given as a JSON number or a numeric string.
+pub fn number_or_numeric_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(i64),
+        Text(String),
+    }
+    match Raw::deserialize(deserializer)? {
+        Raw::Number(n) => Ok(n),
+        Raw::Text(text) => {
+            text.trim().parse().map_err(|_| serde::de::Error::custom("playerLimit must be a whole number"))
+        }
+    }
+}
+
+/// Refuses an `api-version` header other than `1` or `1.0`.
+pub async fn require_api_version_1(
+    request: Request,
+    next: axum::middleware::Next,
+) -> Result<axum::response::Response, ApiError> {
+    if let Some(version) = request.headers().get("api-version") {
+        let ok = matches!(version.to_str().map(str::trim), Ok("1" | "1.0"));
+        if !ok {
+            return Err(ApiError::bad_request("The api-version header must be 1 or 1.0."));
+        }
+    }
+    Ok(next.run(request).await)
+}

@@ -1,0 +1,105 @@
+//! The HTTP surface of lct: the v1 REST API of the original front end, health, OpenAPI and
+//! Swagger UI. Handlers are thin: they parse DTOs into domain values, call the application
+//! service and shape the answer.
+#![forbid(unsafe_code)]
+
+pub mod context;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod openapi;
+pub mod qr;
+pub mod v1;
+
+use axum::extract::Request;
+use axum::http::{HeaderValue, Method, Uri};
+use axum::routing::get;
+use axum::Router;
+use domain::service::TournamentService;
+use std::sync::Arc;
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
+
+/// Largest accepted request body; the biggest legitimate v1 body is a few hundred bytes.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// What every handler may use.
+#[derive(Clone)]
+pub struct AppState {
+    pub service: TournamentService,
+    /// Base of the join links in QR codes, without a trailing slash.
+    pub public_url: Arc<str>,
+}
+
+/// Options of the HTTP surface that come from configuration.
+#[derive(Debug, Clone, Default)]
+pub struct HttpOptions {
+    /// Origins allowed by CORS; empty means any origin.
+    pub cors_origins: Vec<String>,
+}
+
+/// The whole application as one router, paths matched case-insensitively.
+pub fn app(state: AppState, options: &HttpOptions) -> axum::routing::IntoMakeService<LowercasePaths> {
+    let router = Router::new()
+        .merge(v1::routes())
+        .route("/liveness", get(health::liveness))
+        .route("/readiness", get(health::readiness))
+        .merge(openapi::swagger())
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(context::request_context))
+        .layer(cors(options))
+        .with_state(state);
+    axum::ServiceExt::<Request>::into_make_service(lowercase_paths(router))
+}
+
+/// The router behind path lowercasing.
+pub type LowercasePaths = tower::util::MapRequest<Router, fn(Request) -> Request>;
+
+fn lowercase_paths(router: Router) -> LowercasePaths {
+    tower::ServiceExt::<Request>::map_request(router, lowercase_path as fn(Request) -> Request)
+}
+
+/// Routes are registered in lowercase; the path (not the query) of each request is lowered.
+fn lowercase_path(mut request: Request) -> Request {
+    let uri = request.uri();
+    if uri.path().bytes().any(|b| b.is_ascii_uppercase()) {
+        let lowered = match uri.query() {
+            Some(query) => format!("{}?{query}", uri.path().to_ascii_lowercase()),
+            None => uri.path().to_ascii_lowercase(),
+        };
+        let mut parts = uri.clone().into_parts();
+        if let Ok(path_and_query) = lowered.parse() {
+            parts.path_and_query = Some(path_and_query);
+            if let Ok(uri) = Uri::from_parts(parts) {
+                *request.uri_mut() = uri;
+            }
+        }
+    }
+    request
+}
+
+fn cors(options: &HttpOptions) -> CorsLayer {
+    let origins = if options.cors_origins.is_empty() {
+        AllowOrigin::mirror_request()
+    } else {
+        AllowOrigin::list(options.cors_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(origins)
+        .allow_credentials(true)
+        .allow_headers(AllowHeaders::mirror_request())
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS])
+        .expose_headers([context::REQUEST_ID_HEADER.clone()])
+}
+
+/// Serves the application on `listener` until `shutdown` resolves, then finishes in-flight
+/// requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    options: &HttpOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state, options)).with_graceful_shutdown(shutdown).await
+}

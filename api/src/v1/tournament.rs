@@ -1,0 +1,179 @@
+//! `/api/Tournament`: create, get, assign a player, draw.
+
+use super::metadata;
+use crate::context;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{parse_uuid, CiJson, CiQuery};
+use crate::AppState;
+use axum::extract::State;
+use axum::Json;
+use domain::{PlayerLimit, PlayerName, PlayerSurname, TournamentName, TournamentState};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// Body of `POST /api/Tournament/create`. Property names match case-insensitively.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateTournamentRequest {
+    /// 1–50 characters after trimming; unique across tournaments.
+    #[serde(rename = "name")]
+    #[schema(rename = "name")]
+    pub name: String,
+    /// 2–10, as a number or a numeric string.
+    #[serde(rename = "playerlimit", deserialize_with = "crate::extract::number_or_numeric_string")]
+    #[schema(rename = "playerLimit", value_type = i64, minimum = 2, maximum = 10)]
+    pub player_limit: i64,
+}
+
+/// Body of `POST /api/Tournament/assignPlayer`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct AssignPlayerRequest {
+    #[serde(rename = "name")]
+    #[schema(rename = "name")]
+    pub name: String,
+    #[serde(rename = "surname")]
+    #[schema(rename = "surname")]
+    pub surname: String,
+    #[serde(rename = "tournamentid")]
+    #[schema(rename = "tournamentId")]
+    pub tournament_id: String,
+}
+
+/// A player as `GET /api/Tournament` shows them.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlayerDto {
+    pub name: String,
+    pub surname: String,
+    pub selected_team: Option<String>,
+    pub drawn_team: Option<String>,
+}
+
+/// `GET /api/Tournament` answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TournamentDto {
+    pub id: Uuid,
+    pub tournament_name: String,
+    pub player_limit: u8,
+    pub version: u64,
+    /// In join order.
+    pub players: Vec<PlayerDto>,
+}
+
+/// One line of the draw.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DrawnTeamDto {
+    pub name: String,
+    pub surname: String,
+    pub team_name: String,
+}
+
+impl TournamentDto {
+    pub fn from_state(id: Uuid, state: &TournamentState) -> Option<Self> {
+        let t = state.tournament.as_ref()?;
+        Some(Self {
+            id,
+            tournament_name: t.name.to_string(),
+            player_limit: t.player_limit.into(),
+            version: state.version,
+            players: t
+                .players
+                .iter()
+                .map(|p| PlayerDto {
+                    name: p.name.to_string(),
+                    surname: p.surname.to_string(),
+                    selected_team: p.selected_team.map(|t| t.name().to_owned()),
+                    drawn_team: p.drawn_team.map(|t| t.name().to_owned()),
+                })
+                .collect(),
+        })
+    }
+}
+
+/// Creates a tournament; the answer is its id as a bare JSON string.
+#[utoipa::path(post, path = "/api/Tournament/create", tag = "Tournament", request_body = CreateTournamentRequest,
+    params(("api-version" = Option<String>, Header, description = "1 or 1.0 when present")),
+    responses(
+        (status = 200, description = "The id of the new tournament", body = String),
+        (status = 400, description = "Invalid name or player limit, malformed JSON", body = ErrorBody),
+        (status = 409, description = "The name is taken", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 503, description = "The event store is unavailable", body = ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    CiJson(body): CiJson<CreateTournamentRequest>,
+) -> Result<Json<Uuid>, ApiError> {
+    let name = TournamentName::parse(&body.name)?;
+    let player_limit = PlayerLimit::new(body.player_limit)?;
+    let id = Uuid::new_v4();
+    context::set_tournament(id);
+    state.service.create(metadata(), id, name, player_limit).await?;
+    Ok(Json(id))
+}
+
+/// A tournament with its players in join order.
+#[utoipa::path(get, path = "/api/Tournament", tag = "Tournament",
+    params(("id" = String, Query, description = "Tournament id (UUID)"),
+           ("api-version" = Option<String>, Header, description = "1 or 1.0 when present")),
+    responses(
+        (status = 200, body = TournamentDto),
+        (status = 400, description = "Missing or non-UUID id", body = ErrorBody),
+        (status = 404, description = "Unknown tournament", body = ErrorBody),
+        (status = 503, description = "The event store is unavailable", body = ErrorBody)))]
+pub async fn get(State(state): State<AppState>, query: CiQuery) -> Result<Json<TournamentDto>, ApiError> {
+    let id = query.uuid("id", "id")?;
+    context::set_tournament(id);
+    let tournament = state.service.get(id).await?;
+    TournamentDto::from_state(id, &tournament)
+        .map(Json)
+        .ok_or_else(|| ApiError::from(domain::service::AppError::Rule(domain::DomainError::TournamentNotFound)))
+}
+
+/// Joins a player to a tournament.
+#[utoipa::path(post, path = "/api/Tournament/assignPlayer", tag = "Tournament", request_body = AssignPlayerRequest,
+    params(("api-version" = Option<String>, Header, description = "1 or 1.0 when present")),
+    responses(
+        (status = 200, description = "Joined; empty body"),
+        (status = 400, description = "Invalid name, surname or id", body = ErrorBody),
+        (status = 404, description = "Unknown tournament", body = ErrorBody),
+        (status = 409, description = "Already joined, or the tournament is full", body = ErrorBody),
+        (status = 503, description = "The event store is unavailable", body = ErrorBody)))]
+pub async fn assign_player(
+    State(state): State<AppState>,
+    CiJson(body): CiJson<AssignPlayerRequest>,
+) -> Result<(), ApiError> {
+    let id = parse_uuid(&body.tournament_id, "tournamentId")?;
+    context::set_tournament(id);
+    let name = PlayerName::parse(&body.name)?;
+    let surname = PlayerSurname::parse(&body.surname)?;
+    state.service.join(metadata(), id, name, surname).await?;
+    Ok(())
+}
+
+/// Draws the selected teams among the players; repeatable, answering the stored result.
+#[utoipa::path(get, path = "/api/Tournament/draw", tag = "Tournament",
+    params(("tournamentId" = String, Query, description = "Tournament id (UUID)"),
+           ("api-version" = Option<String>, Header, description = "1 or 1.0 when present")),
+    responses(
+        (status = 200, body = [DrawnTeamDto]),
+        (status = 400, description = "Missing or non-UUID id", body = ErrorBody),
+        (status = 404, description = "Unknown tournament", body = ErrorBody),
+        (status = 409, description = "Seats left or players without a team", body = ErrorBody),
+        (status = 503, description = "The event store is unavailable", body = ErrorBody)))]
+pub async fn draw(State(state): State<AppState>, query: CiQuery) -> Result<Json<Vec<DrawnTeamDto>>, ApiError> {
+    let id = query.uuid("tournamentid", "tournamentId")?;
+    context::set_tournament(id);
+    let assignments = state.service.draw(metadata(), id, rand::random()).await?;
+    Ok(Json(
+        assignments
+            .into_iter()
+            .map(|a| DrawnTeamDto {
+                name: a.name.into(),
+                surname: a.surname.into(),
+                team_name: a.team.name().to_owned(),
+            })
+            .collect(),
+    ))
+}
