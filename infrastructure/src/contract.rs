@@ -207,19 +207,19 @@ macro_rules! event_store_contract_tests {
             snapshots_keep_the_newest_state,
             a_reachable_store_passes_its_check);
     };
-    (@each [$($attr:tt)*] $factory:expr; $($scenario:ident),*) => {
+    (@each $attrs:tt $factory:expr; $($scenario:ident),*) => {
         mod event_store_contract {
             #[allow(unused_imports)]
             use super::*;
-            $(
-                $($attr)*
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    #[allow(clippy::let_underscore_untyped)]
-                    let (store, _guard) = $factory;
-                    $crate::contract::$scenario(store).await;
-                }
-            )*
+            $( $crate::event_store_contract_tests!(@one $attrs $factory; $scenario); )*
+        }
+    };
+    (@one [$(#[$attr:meta])*] $factory:expr; $scenario:ident) => {
+        $(#[$attr])*
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $scenario() {
+            let (store, _guard) = $factory;
+            $crate::contract::$scenario(store).await;
         }
     };
 }
