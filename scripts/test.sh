@@ -11,5 +11,8 @@ if ! need redis-server && [ "$(id -u)" = 0 ] && need apt-get; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null
 fi
 
+echo "== deployment files (static validation)"
+bash scripts/validate-deploy.sh
+
 echo "== cargo test (workspace)"
 cargo test --workspace --no-fail-fast

@@ -1,0 +1,489 @@
+#!/usr/bin/env python3
+"""Consistency checks of the deployment artefacts, run by scripts/validate-deploy.sh.
+
+The schema-level validation is done by the real tools (docker compose, kubernetes-validate,
+hadolint, promtool, crossplane); this file checks what those tools cannot know: that the
+pieces agree with each other and with lct's contract (ports, endpoints, metric names,
+shutdown timing, WebSocket proxying).
+
+Usage: deploy_checks.py SUBCOMMAND [ARGS...]   (each subcommand exits 1 on any problem)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+LCT_MONGODB_URI = "mongodb://mongo1:27017,mongo2:27017,mongo3:27017/?replicaSet=rs0"
+LCT_SERVICES = ("lct1", "lct2")
+REQUIRED_COMPOSE_SERVICES = {
+    "mongo1", "mongo2", "mongo3", "mongo-init", "redis", "elasticsearch", "kibana",
+    "kibana-setup", "apm-server", "prometheus", "grafana", "lct1", "lct2", "nginx",
+}
+DASHBOARD_METRICS = (
+    "lct_http_request_duration_seconds_bucket",
+    "lct_ws_connections",
+    "lct_messages_delivered_total",
+    "lct_messages_dropped_total",
+    "lct_slow_consumer_disconnects_total",
+    "lct_redis_connected",
+    "lct_event_store_append_duration_seconds_bucket",
+    "lct_version_conflicts_total",
+)
+
+
+class Problems:
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def check(self, ok: bool, message: str) -> bool:
+        if not ok:
+            self.items.append(message)
+        return ok
+
+    def finish(self, what: str) -> int:
+        if self.items:
+            for item in self.items:
+                print(f"  - {item}")
+            print(f"{what}: {len(self.items)} problem(s)")
+            return 1
+        print(f"{what}: ok")
+        return 0
+
+
+def seconds(value: str | int | float) -> float:
+    """Parse compose durations such as '30s', '1m30s' or plain numbers."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    total = 0.0
+    for number, unit in re.findall(r"([\d.]+)(ms|s|m|h)", value):
+        total += float(number) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
+    return total
+
+
+# --- docker-compose.yml -----------------------------------------------------------------------
+
+def nginx_upstream_servers(conf: str) -> list[str]:
+    block = re.search(r"upstream\s+lct\s*\{(.*?)\}", conf, re.S)
+    if not block:
+        return []
+    return re.findall(r"^\s*server\s+([^\s;]+)", block.group(1), re.M)
+
+
+def prometheus_lct_targets(prom: dict) -> list[str]:
+    for job in prom.get("scrape_configs", []):
+        if job.get("job_name") == "lct":
+            return [t for sc in job.get("static_configs", []) for t in sc.get("targets", [])]
+    return []
+
+
+def check_compose(config_json: str, env_file: str) -> int:
+    p = Problems()
+    config = json.loads(Path(config_json).read_text())
+    env = dict(
+        line.split("=", 1)
+        for line in Path(env_file).read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#") and "=" in line
+    )
+    services = config.get("services", {})
+    missing = REQUIRED_COMPOSE_SERVICES - set(services)
+    p.check(not missing, f"services missing from docker-compose.yml: {sorted(missing)}")
+
+    for name in ("mongo1", "mongo2", "mongo3"):
+        svc = services.get(name, {})
+        cmd = svc.get("command") or []
+        p.check(svc.get("image", "").startswith("mongo:7"), f"{name}: image should be mongo:7")
+        p.check("--replSet" in cmd and cmd[cmd.index("--replSet") + 1] == "rs0",
+                f"{name}: command must contain --replSet rs0")
+        p.check("healthcheck" in svc, f"{name}: needs a healthcheck")
+
+    init = services.get("mongo-init", {})
+    p.check(init.get("restart") in ("no", None), "mongo-init: must be one-shot (restart: no)")
+    init_cmd = " ".join(init.get("entrypoint") or []) + " " + " ".join(init.get("command") or [])
+    p.check("init-replica-set.js" in init_cmd, "mongo-init: must run init-replica-set.js")
+
+    redis = services.get("redis", {})
+    p.check("--requirepass" in " ".join(redis.get("command") or []), "redis: must require a password")
+
+    for name in LCT_SERVICES:
+        svc = services.get(name, {})
+        e = svc.get("environment", {}) or {}
+        p.check("build" in svc, f"{name}: must build from the Dockerfile")
+        p.check(e.get("LCT_MONGODB_URI") == LCT_MONGODB_URI,
+                f"{name}: LCT_MONGODB_URI should be {LCT_MONGODB_URI}")
+        redis_url = urlparse(e.get("LCT_REDIS_URL", ""))
+        p.check(redis_url.scheme == "redis" and redis_url.hostname == "redis"
+                and redis_url.password == env.get("REDIS_PASSWORD"),
+                f"{name}: LCT_REDIS_URL must point at redis with REDIS_PASSWORD from the env file")
+        p.check(e.get("LCT_ELASTICSEARCH_URL") == "http://elasticsearch:9200",
+                f"{name}: LCT_ELASTICSEARCH_URL should be http://elasticsearch:9200")
+        p.check(e.get("LCT_APM_SERVER_URL") == "http://apm-server:8200",
+                f"{name}: LCT_APM_SERVER_URL should be http://apm-server:8200")
+        p.check(e.get("LCT_PUBLIC_URL") == "http://localhost:8080",
+                f"{name}: LCT_PUBLIC_URL should be http://localhost:8080")
+        p.check(e.get("LCT_POD_NAME") == name, f"{name}: LCT_POD_NAME should be {name}")
+        grace = float(e.get("LCT_SHUTDOWN_GRACE", 20))
+        p.check(seconds(svc.get("stop_grace_period", "10s")) > grace,
+                f"{name}: stop_grace_period must exceed LCT_SHUTDOWN_GRACE ({grace}s)")
+        p.check(not svc.get("ports"), f"{name}: must not publish ports (only through nginx)")
+
+    nginx = services.get("nginx", {})
+    published = {str(port.get("published")) for port in nginx.get("ports", [])}
+    p.check("8080" in published, "nginx: must publish host port 8080")
+
+    # Every bind-mounted file or directory must exist in the repository.
+    for name, svc in services.items():
+        for vol in svc.get("volumes", []) or []:
+            if vol.get("type") == "bind":
+                p.check(Path(vol["source"]).exists(), f"{name}: bind mount source {vol['source']} does not exist")
+
+    upstream = nginx_upstream_servers((ROOT / "deploy/nginx/nginx.conf").read_text())
+    p.check(sorted(upstream) == sorted(f"{s}:8080" for s in LCT_SERVICES),
+            f"nginx upstream servers {upstream} must be exactly the lct services on port 8080")
+
+    prom = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    targets = prometheus_lct_targets(prom)
+    p.check(sorted(targets) == sorted(f"{s}:8080" for s in LCT_SERVICES),
+            f"prometheus job lct targets {targets} must be exactly the lct services on port 8080")
+
+    deploy_js = (ROOT / "deploy/mongo/init-replica-set.js").read_bytes()
+    k8s_js = (ROOT / "k8s/mongodb/init-replica-set.js").read_bytes()
+    p.check(deploy_js == k8s_js,
+            "deploy/mongo/init-replica-set.js and k8s/mongodb/init-replica-set.js differ")
+    return p.finish("compose consistency")
+
+
+# --- nginx ------------------------------------------------------------------------------------
+
+def check_nginx(crossplane_json: str) -> int:
+    p = Problems()
+    parsed = json.loads(Path(crossplane_json).read_text())
+    p.check(parsed.get("status") == "ok", f"crossplane: {parsed.get('errors')}")
+
+    def walk(block, path=()):
+        for d in block:
+            yield path, d
+            yield from walk(d.get("block", []), path + (d["directive"],))
+
+    directives = list(walk(parsed["config"][0]["parsed"])) if parsed.get("config") else []
+    from crossplane.analyzer import DIRECTIVES  # the directives nginx itself knows
+
+    for path, d in directives:
+        if not path or path[-1] not in ("map", "types", "geo", "split_clients", "charset_map"):
+            p.check(d["directive"] in DIRECTIVES, f"nginx: unknown directive {d['directive']} (line {d.get('line')})")
+    loc = [d for path, d in directives
+           if d["directive"] == "location" and path[-1:] == ("server",) and d["args"] == ["/"]]
+    p.check(len(loc) == 1, "nginx: expected one 'location /' block")
+    inner = {}
+    for d in (loc[0].get("block", []) if loc else []):
+        inner.setdefault(d["directive"], []).append(d["args"])
+    headers = {a[0].lower(): a[1] for a in inner.get("proxy_set_header", [])}
+    p.check(["http://lct"] in inner.get("proxy_pass", []), "nginx: location / must proxy_pass http://lct")
+    p.check(["1.1"] in inner.get("proxy_http_version", []), "nginx: proxy_http_version 1.1 is required for WebSockets")
+    p.check(headers.get("upgrade") == "$http_upgrade", "nginx: must forward the Upgrade header")
+    p.check(headers.get("connection") == "$connection_upgrade", "nginx: must set Connection from $connection_upgrade")
+    for t in ("proxy_read_timeout", "proxy_send_timeout"):
+        values = inner.get(t, [])
+        p.check(bool(values) and seconds(values[0][0]) >= 3600, f"nginx: {t} must be at least 3600s")
+    names = {d["directive"] for _, d in directives}
+    p.check(not names & {"ip_hash", "hash", "sticky", "least_conn", "random"},
+            "nginx: upstream must be plain round-robin without sticky sessions")
+    p.check(any(d["directive"] == "map" and d["args"] == ["$http_upgrade", "$connection_upgrade"] for _, d in directives),
+            "nginx: map $http_upgrade $connection_upgrade is missing")
+    return p.finish("nginx consistency")
+
+
+# --- Grafana ----------------------------------------------------------------------------------
+
+def dashboard_exprs(dashboard: dict) -> list[tuple[str, str]]:
+    out = []
+    for panel in dashboard.get("panels", []):
+        for target in panel.get("targets", []):
+            if "expr" in target:
+                out.append((panel.get("title", "?"), target["expr"]))
+    return out
+
+
+def check_grafana(dashboard_path: str) -> int:
+    p = Problems()
+    dashboard = json.loads(Path(dashboard_path).read_text())
+    ds = yaml.safe_load((ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text())
+    providers = yaml.safe_load((ROOT / "deploy/grafana/provisioning/dashboards/lct.yml").read_text())
+    ds_uids = {d["uid"] for d in ds.get("datasources", [])}
+    p.check(bool(providers.get("providers")), "grafana: no dashboard provider provisioned")
+    p.check(bool(dashboard.get("uid")) and bool(dashboard.get("title")), "grafana: dashboard needs uid and title")
+    ids = [panel.get("id") for panel in dashboard.get("panels", [])]
+    p.check(len(ids) == len(set(ids)), "grafana: panel ids must be unique")
+    for panel in dashboard.get("panels", []):
+        p.check({"x", "y", "w", "h"} <= set(panel.get("gridPos", {})), f"grafana: panel {panel.get('title')} lacks gridPos")
+        uid = (panel.get("datasource") or {}).get("uid")
+        p.check(uid in ds_uids, f"grafana: panel {panel.get('title')} uses unknown datasource uid {uid}")
+    exprs = " ".join(e for _, e in dashboard_exprs(dashboard))
+    for metric in DASHBOARD_METRICS:
+        p.check(metric in exprs, f"grafana: no panel queries {metric}")
+    p.check("histogram_quantile(0.50" in exprs and "histogram_quantile(0.99" in exprs,
+            "grafana: latency panels need p50 and p99")
+    p.check("by (status)" in exprs, "grafana: request rate must be split by status")
+    return p.finish("grafana dashboard")
+
+
+def grafana_rules(dashboard_path: str, out_path: str) -> int:
+    """Write the dashboard's PromQL as recording rules so that promtool parses every query."""
+    dashboard = json.loads(Path(dashboard_path).read_text())
+    rules = []
+    for i, (title, expr) in enumerate(dashboard_exprs(dashboard)):
+        concrete = expr.replace("$__rate_interval", "5m").replace("$pod", ".*")
+        rules.append({"record": f"grafana_panel:{i}", "expr": concrete,
+                      "labels": {"panel": title}})
+    Path(out_path).write_text(yaml.safe_dump({"groups": [{"name": "grafana-dashboard", "rules": rules}]}))
+    print(f"wrote {len(rules)} dashboard queries to {out_path}")
+    return 0
+
+
+# --- Kibana -----------------------------------------------------------------------------------
+
+def check_kibana(ndjson_path: str, template_path: str) -> int:
+    p = Problems()
+    objects = []
+    for n, line in enumerate(Path(ndjson_path).read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            objects.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            p.check(False, f"kibana: line {n} is not JSON: {err}")
+    by_key = {(o.get("type"), o.get("id")): o for o in objects}
+    p.check(len(by_key) == len(objects), "kibana: duplicate (type, id) pairs")
+    for o in objects:
+        p.check(bool(o.get("id")) and bool(o.get("type")) and isinstance(o.get("attributes"), dict),
+                f"kibana: object without id/type/attributes: {str(o)[:80]}")
+        for ref in o.get("references", []):
+            p.check((ref.get("type"), ref.get("id")) in by_key,
+                    f"kibana: {o.get('type')}/{o.get('id')} references missing {ref.get('type')}/{ref.get('id')}")
+        attrs = o.get("attributes", {})
+        for key in ("visState", "uiStateJSON", "panelsJSON", "optionsJSON"):
+            if key in attrs:
+                try:
+                    json.loads(attrs[key])
+                except (TypeError, json.JSONDecodeError) as err:
+                    p.check(False, f"kibana: {o['id']}.{key} is not JSON: {err}")
+        meta = attrs.get("kibanaSavedObjectMeta", {}).get("searchSourceJSON")
+        if meta is not None:
+            try:
+                source = json.loads(meta)
+                ref_name = source.get("indexRefName")
+                if ref_name:
+                    p.check(any(r.get("name") == ref_name for r in o.get("references", [])),
+                            f"kibana: {o['id']} indexRefName {ref_name} has no reference")
+            except json.JSONDecodeError as err:
+                p.check(False, f"kibana: {o['id']} searchSourceJSON is not JSON: {err}")
+
+    views = [o for o in objects if o.get("type") == "index-pattern"]
+    p.check(any(v["attributes"].get("title") == "lct-api-*" and v["attributes"].get("timeFieldName") == "@timestamp"
+                for v in views), "kibana: data view lct-api-* with time field @timestamp is missing")
+
+    vis_states = [json.loads(o["attributes"]["visState"]) for o in objects
+                  if o.get("type") == "visualization" and "visState" in o.get("attributes", {})]
+    aggs = [a for v in vis_states for a in v.get("aggs", [])]
+    p.check(any(a.get("type") == "terms" and a.get("params", {}).get("field") == "StatusCode" for a in aggs),
+            "kibana: no visualization splits requests by StatusCode")
+    p.check(any(a.get("type") == "percentiles" and a.get("params", {}).get("field") == "Elapsed" for a in aggs),
+            "kibana: no visualization of Elapsed percentiles")
+
+    searches = [o for o in objects if o.get("type") == "search"]
+    p.check(any("RequestId" in s["attributes"].get("columns", []) for s in searches),
+            "kibana: no saved search showing RequestId")
+
+    dashboards = [o for o in objects if o.get("type") == "dashboard"]
+    p.check(len(dashboards) >= 1, "kibana: no dashboard")
+    for d in dashboards:
+        panels = json.loads(d["attributes"].get("panelsJSON", "[]"))
+        ref_names = {r["name"] for r in d.get("references", [])}
+        for panel in panels:
+            p.check(panel.get("panelRefName") in ref_names,
+                    f"kibana: dashboard panel {panel.get('panelIndex')} has no matching reference")
+        types = {r["type"] for r in d.get("references", [])}
+        p.check({"visualization", "search"} <= types, "kibana: dashboard should show visualizations and the error search")
+
+    template = json.loads(Path(template_path).read_text())
+    p.check(template.get("index_patterns") == ["lct-api-*"], "elasticsearch template must match lct-api-*")
+    props = template.get("template", {}).get("mappings", {}).get("properties", {})
+    for field in ("@timestamp", "RequestId", "StatusCode", "Elapsed"):
+        p.check(field in props, f"elasticsearch template: no mapping for {field}")
+    return p.finish("kibana saved objects")
+
+
+# --- Kubernetes -------------------------------------------------------------------------------
+
+def load_docs(path: str) -> list[dict]:
+    return [d for d in yaml.safe_load_all(Path(path).read_text()) if d]
+
+
+def labels_match(selector: dict, labels: dict) -> bool:
+    return all(labels.get(k) == v for k, v in (selector or {}).items())
+
+
+def check_k8s(rendered: str, secret_template: str) -> int:
+    p = Problems()
+    docs = load_docs(rendered)
+    index = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    secret = load_docs(secret_template)[0]
+    secret_keys = set((secret.get("stringData") or {}) | (secret.get("data") or {}))
+
+    for d in docs:
+        if d["kind"] != "Namespace":
+            p.check(d["metadata"].get("namespace") == "lct", f"{d['kind']}/{d['metadata']['name']} is not in namespace lct")
+    p.check(("Namespace", "lct") in index, "Namespace lct is missing")
+    p.check(("Secret", "lct-secrets") not in index, "the base must not contain the Secret (template only)")
+    for key, value in (secret.get("stringData") or {}).items():
+        if "password" in key:
+            p.check("change-me" in value, f"secret template: {key} must be a placeholder (change-me)")
+
+    dep = index.get(("Deployment", "lct"))
+    if not p.check(dep is not None, "Deployment lct is missing"):
+        return p.finish("kubernetes consistency")
+    spec = dep["spec"]
+    pod = spec["template"]["spec"]
+    pod_labels = spec["template"]["metadata"]["labels"]
+    container = next(c for c in pod["containers"] if c["name"] == "lct")
+    p.check(spec.get("replicas") == 2, "Deployment lct: replicas should be 2")
+    p.check(labels_match(spec["selector"]["matchLabels"], pod_labels), "Deployment lct: selector does not match pod labels")
+
+    config = index.get(("ConfigMap", "lct-config"), {}).get("data", {})
+    for ref in container.get("envFrom", []):
+        name = (ref.get("configMapRef") or {}).get("name")
+        if name:
+            p.check(("ConfigMap", name) in index, f"Deployment lct: envFrom ConfigMap {name} is missing")
+    env = {e["name"]: e for e in container.get("env", [])}
+    p.check(env.get("LCT_POD_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name",
+            "Deployment lct: LCT_POD_NAME must come from fieldRef metadata.name")
+    for e in container.get("env", []):
+        ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+        if ref:
+            p.check(ref["name"] == "lct-secrets" and ref["key"] in secret_keys,
+                    f"Deployment lct: env {e['name']} refers to {ref['name']}/{ref['key']}, not in the secret template")
+    for d in docs:
+        for c in d.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
+            for e in c.get("env", []):
+                ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+                if ref:
+                    p.check(ref["key"] in secret_keys,
+                            f"{d['kind']}/{d['metadata']['name']}: secret key {ref['key']} not in the secret template")
+    redis_url = env.get("LCT_REDIS_URL", {}).get("value", "")
+    p.check("$(REDIS_PASSWORD)" in redis_url and list(env).index("REDIS_PASSWORD") < list(env).index("LCT_REDIS_URL"),
+            "Deployment lct: LCT_REDIS_URL must expand $(REDIS_PASSWORD) defined before it")
+
+    p.check(container.get("readinessProbe", {}).get("httpGet", {}).get("path") == "/readiness",
+            "Deployment lct: readinessProbe must GET /readiness")
+    p.check(container.get("livenessProbe", {}).get("httpGet", {}).get("path") == "/liveness",
+            "Deployment lct: livenessProbe must GET /liveness")
+    res = container.get("resources", {})
+    p.check("cpu" in res.get("requests", {}) and "memory" in res.get("limits", {}),
+            "Deployment lct: needs CPU requests (for the HPA) and memory limits")
+
+    grace = float(config.get("LCT_SHUTDOWN_GRACE", 20))
+    pre_stop = container.get("lifecycle", {}).get("preStop", {})
+    cmd = pre_stop.get("exec", {}).get("command", [])
+    sleep = float(cmd[1]) if len(cmd) == 2 and cmd[0] == "sleep" else float(pre_stop.get("sleep", {}).get("seconds", 0))
+    p.check(sleep > 0, "Deployment lct: preStop sleep is missing")
+    p.check(pod.get("terminationGracePeriodSeconds", 30) > sleep + grace,
+            f"Deployment lct: terminationGracePeriodSeconds must exceed preStop ({sleep}s) + LCT_SHUTDOWN_GRACE ({grace}s)")
+
+    sc, csc = pod.get("securityContext", {}), container.get("securityContext", {})
+    p.check(sc.get("runAsNonRoot") or csc.get("runAsNonRoot"), "Deployment lct: must run as non-root")
+    p.check(csc.get("readOnlyRootFilesystem") is True, "Deployment lct: readOnlyRootFilesystem must be true")
+    mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    data_vol = volumes.get(mounts.get(config.get("LCT_DATA_DIR", "/var/lib/lct"), ""), {})
+    p.check("emptyDir" in data_vol, "Deployment lct: LCT_DATA_DIR must be an emptyDir volume")
+    p.check(any(t.get("topologyKey") == "kubernetes.io/hostname" for t in pod.get("topologySpreadConstraints", [])),
+            "Deployment lct: needs a topologySpreadConstraint across nodes")
+
+    svc = index.get(("Service", "lct"))
+    p.check(svc is not None and labels_match(svc["spec"]["selector"], pod_labels), "Service lct must select the lct pods")
+    port_names = {pt["name"] for pt in container.get("ports", [])}
+    if svc:
+        for pt in svc["spec"]["ports"]:
+            p.check(pt.get("targetPort") in port_names or pt.get("targetPort") == 8080,
+                    f"Service lct: targetPort {pt.get('targetPort')} is not a container port")
+
+    ing = index.get(("Ingress", "lct"))
+    if p.check(ing is not None, "Ingress lct is missing"):
+        ann = ing["metadata"].get("annotations", {})
+        for key in ("proxy-read-timeout", "proxy-send-timeout"):
+            p.check(ann.get(f"nginx.ingress.kubernetes.io/{key}") == "3600", f"Ingress lct: {key} must be 3600")
+        for rule in ing["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                backend = path["backend"]["service"]["name"]
+                p.check(("Service", backend) in index, f"Ingress lct: backend Service {backend} is missing")
+
+    hpa = index.get(("HorizontalPodAutoscaler", "lct"))
+    if p.check(hpa is not None, "HorizontalPodAutoscaler lct is missing"):
+        target = hpa["spec"]["scaleTargetRef"]
+        p.check((target["kind"], target["name"]) in index, "HPA lct: scale target does not exist")
+        cpu = [m for m in hpa["spec"]["metrics"] if m.get("resource", {}).get("name") == "cpu"]
+        p.check(bool(cpu) and cpu[0]["resource"]["target"].get("averageUtilization") == 60, "HPA lct: CPU target must be 60%")
+        behavior = hpa["spec"].get("behavior", {})
+        p.check(behavior.get("scaleDown", {}).get("stabilizationWindowSeconds") == 300,
+                "HPA lct: scale-down stabilization must be 300s")
+        p.check(bool(behavior.get("scaleUp", {}).get("policies")), "HPA lct: scale-up policies are missing")
+        p.check(hpa["spec"].get("minReplicas", 1) >= 2, "HPA lct: minReplicas should keep 2 replicas")
+
+    pdb = index.get(("PodDisruptionBudget", "lct"))
+    p.check(pdb is not None and pdb["spec"].get("minAvailable") == 1
+            and labels_match(pdb["spec"]["selector"]["matchLabels"], pod_labels),
+            "PodDisruptionBudget lct must have minAvailable 1 and select the lct pods")
+
+    sts = index.get(("StatefulSet", "mongodb"))
+    if p.check(sts is not None, "StatefulSet mongodb is missing"):
+        p.check(sts["spec"].get("replicas") == 3, "StatefulSet mongodb: replicas must be 3")
+        p.check(bool(sts["spec"].get("volumeClaimTemplates")), "StatefulSet mongodb: needs volumeClaimTemplates")
+        headless = index.get(("Service", sts["spec"]["serviceName"]))
+        p.check(headless is not None and headless["spec"].get("clusterIP") == "None",
+                "StatefulSet mongodb: its serviceName must be a headless Service")
+        cmd = sts["spec"]["template"]["spec"]["containers"][0].get("command", [])
+        p.check("--replSet" in cmd, "StatefulSet mongodb: mongod must run with --replSet")
+    job = index.get(("Job", "mongodb-init"))
+    if p.check(job is not None, "Job mongodb-init is missing"):
+        jpod = job["spec"]["template"]["spec"]
+        cm = [v["configMap"]["name"] for v in jpod.get("volumes", []) if "configMap" in v]
+        p.check(all(("ConfigMap", name) in index for name in cm), "Job mongodb-init: script ConfigMap is missing")
+        members = next((e["value"] for e in jpod["containers"][0].get("env", []) if e["name"] == "RS_MEMBERS"), "")
+        replicas = sts["spec"]["replicas"] if sts else 0
+        p.check(members.count(",") + 1 == replicas, "Job mongodb-init: RS_MEMBERS must list every StatefulSet member")
+    script = index.get(("ConfigMap", "mongodb-init-script"), {}).get("data", {}).get("init-replica-set.js", "")
+    p.check(script.encode() == (ROOT / "deploy/mongo/init-replica-set.js").read_bytes(),
+            "ConfigMap mongodb-init-script differs from deploy/mongo/init-replica-set.js")
+
+    redis_svc = index.get(("Service", "redis"))
+    redis_workload = index.get(("StatefulSet", "redis")) or index.get(("Deployment", "redis"))
+    p.check(redis_svc is not None and redis_workload is not None, "Redis workload and Service are required")
+    if redis_workload:
+        rc = redis_workload["spec"]["template"]["spec"]["containers"][0]
+        p.check(any((e.get("valueFrom") or {}).get("secretKeyRef", {}).get("key") == "redis-password"
+                    for e in rc.get("env", [])), "Redis: password must come from the Secret")
+    return p.finish("kubernetes consistency")
+
+
+COMMANDS = {
+    "compose": check_compose,
+    "nginx": check_nginx,
+    "grafana": check_grafana,
+    "grafana-rules": grafana_rules,
+    "kibana": check_kibana,
+    "k8s": check_k8s,
+}
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        print(__doc__)
+        print("subcommands:", ", ".join(COMMANDS))
+        sys.exit(2)
+    sys.exit(COMMANDS[sys.argv[1]](*sys.argv[2:]))
