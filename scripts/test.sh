@@ -1,18 +1,44 @@
 #!/usr/bin/env bash
-# Runs every test of the project: the Rust workspace (unit, router, end-to-end against the real
-# binary with its own redis-server instances), the JavaScript client tests and the static
-# validation of the deployment files.
-set -euo pipefail
+# Runs every test of the project: the static validation of the deployment files, the hub tests
+# with the official @microsoft/signalr client, the browser test of the web client, and the Rust
+# workspace (unit, router and end-to-end tests against the real binary, with redis-server
+# instances of their own). Installs what is missing when run as root on Debian.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 
 need() { command -v "$1" >/dev/null 2>&1; }
-if ! need redis-server && [ "$(id -u)" = 0 ] && need apt-get; then
-  echo "== installing redis-server"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+missing=()
+need redis-server || missing+=(redis-server)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+need node || missing+=(nodejs)
+need npm || missing+=(npm)
+if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && need apt-get; then
+  echo "== installing ${missing[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-echo "== deployment files (static validation)"
-bash scripts/validate-deploy.sh
+failed=()
+step() {
+  local name="$1"
+  shift
+  echo
+  echo "== $name"
+  "$@" || failed+=("$name")
+}
 
-echo "== cargo test (workspace)"
-cargo test --workspace --no-fail-fast
+cargo build --bin lct || exit 1
+export LCT_BIN="$PWD/target/debug/lct"
+step "deployment files (static validation)" bash scripts/validate-deploy.sh
+step "hub tests with the official SignalR client" bash tests/js/run.sh
+step "browser test of the web client" bash tests/browser/run.sh
+if [ -n "${LCT_TEST_MONGODB_URI:-}" ]; then
+  step "MongoDB suites" bash -c "cargo test -p infrastructure --test mongo_contract --test mongo_tournament -- --ignored && cargo test --test mongo_e2e -- --ignored"
+fi
+step "cargo test (workspace)" cargo test --workspace --no-fail-fast
+
+echo
+if [ ${#failed[@]} -gt 0 ]; then
+  printf 'failed: %s\n' "${failed[@]}"
+  exit 1
+fi
+echo "all test steps passed"

@@ -2,11 +2,19 @@
 #![forbid(unsafe_code)]
 
 pub mod settings;
+pub mod telemetry;
 
 use anyhow::Context;
+use api::cluster::{Cluster, ClusterOptions};
+use api::live::{Hub, HubOptions, LiveState};
+use api::metered::{MeteredEventStore, TracedBus, TracedSharedState};
+use api::metrics::Metrics;
+use api::ratelimit::RateLimits;
+use api::v2::tokens::TokenKeys;
 use api::{AppState, HttpOptions};
-use domain::ports::{EventPublisher, EventStore, NoPublisher};
+use domain::ports::{Bus, EventStore, IdempotencyStore, PodRegistry, PresenceStore, SharedState};
 use domain::service::TournamentService;
+use infrastructure::live::{LocalBus, LocalPodRegistry, MemorySharedState};
 use infrastructure::EmbeddedEventStore;
 use std::future::Future;
 use std::sync::Arc;
@@ -14,31 +22,203 @@ use tokio::net::TcpListener;
 
 pub use settings::Settings;
 
-/// Builds the adapters named by `settings` and serves on `listener` until `shutdown` resolves.
+/// Builds the adapters named by `settings` and serves on `listener` until `shutdown` resolves;
+/// then stops accepting, tells live clients to reconnect elsewhere and finishes in-flight work
+/// within the grace period. The adapters and the hub report to `metrics`, which `/metrics` serves.
 pub async fn run(
     settings: Settings,
     listener: TcpListener,
+    metrics: Metrics,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let store = event_store(&settings)?;
-    let publisher: Arc<dyn EventPublisher> = Arc::new(NoPublisher);
+    let system = if settings.mongodb_uri().is_some() { "mongodb" } else { "embedded" };
+    let store: Arc<dyn EventStore> =
+        Arc::new(MeteredEventStore::new(event_store(&settings).await?, metrics.event_store(), system));
+    let LiveAdapters { bus, shared, presence, idempotency, pods } = live_adapters(&settings).await?;
+    if settings.redis_url().is_some() {
+        metrics.observe_redis(Arc::clone(&bus));
+    }
+    let hub_options = HubOptions { queue_capacity: settings.ws_queue.max(1), ..HubOptions::default() };
+    let hub = Hub::new(Arc::clone(&store), bus, hub_options);
+    metrics.observe_hub(&hub);
+    let pod_id = pod_id(&settings);
+    let cluster = cluster(&settings, &listener, &pod_id, pods, Arc::clone(&presence), &hub)?;
+    metrics.register_collector(cluster.collector());
     let state = AppState {
-        service: TournamentService::new(store, publisher),
+        service: TournamentService::new(store, Arc::new(hub.clone())),
         public_url: settings.public_url.trim_end_matches('/').into(),
+        live: LiveState {
+            hub: hub.clone(),
+            shared,
+            invocations_per_second: settings.ws_invocations_per_second,
+            presence,
+            local_presence: Default::default(),
+            pod_id: pod_id.into(),
+        },
+        metrics,
+        tokens: token_keys(&settings)?,
+        idempotency,
+        cluster: cluster.clone(),
     };
-    let options = HttpOptions { cors_origins: settings.cors_origins() };
+    let options = HttpOptions {
+        cors_origins: settings.cors_origins(),
+        rate_limits: RateLimits {
+            commands_per_second: settings.rate_limit_commands,
+            connections_per_second: settings.rate_limit_connections,
+        },
+        client_ip_header: settings.client_ip_header.clone().filter(|h| !h.trim().is_empty()),
+    };
     let addr = listener.local_addr()?;
     tracing::info!(addr = %addr, environment = %settings.environment, "listening");
-    api::serve(listener, state, &options, shutdown).await.context("serving HTTP")?;
+    let draining = {
+        let hub = hub.clone();
+        async move {
+            shutdown.await;
+            hub.drain();
+        }
+    };
+    cluster.start();
+    api::serve(listener, state, &options, draining).await.context("serving HTTP")?;
+    cluster.stop().await;
+    hub.tracker().close();
+    if tokio::time::timeout(settings.shutdown_grace(), hub.tracker().wait()).await.is_err() {
+        tracing::warn!("grace period over with live connections still open");
+    }
     tracing::info!("stopped");
     Ok(())
 }
 
-fn event_store(settings: &Settings) -> anyhow::Result<Arc<dyn EventStore>> {
+/// What live coordination runs on: Redis when `LCT_REDIS_URL` is set, this process otherwise.
+struct LiveAdapters {
+    bus: Arc<dyn Bus>,
+    shared: Arc<dyn SharedState>,
+    presence: Arc<dyn PresenceStore>,
+    idempotency: Arc<dyn IdempotencyStore>,
+    pods: Arc<dyn PodRegistry>,
+}
+
+async fn live_adapters(settings: &Settings) -> anyhow::Result<LiveAdapters> {
+    match settings.redis_url() {
+        Some(url) => {
+            let (bus, shared) = infrastructure::live::connect_redis(url).await.context("configuring Redis")?;
+            tracing::info!("using Redis for fan-out and shared state");
+            // Serve with the bus up when Redis is there; otherwise start anyway and catch up later.
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+            while !bus.is_connected() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            if !bus.is_connected() {
+                tracing::warn!("Redis is not reachable yet; serving, live delivery across pods resumes once it is");
+            }
+            Ok(LiveAdapters {
+                bus: Arc::new(TracedBus(bus)),
+                presence: shared.clone(),
+                idempotency: shared.clone(),
+                pods: shared.clone(),
+                shared: Arc::new(TracedSharedState(shared)),
+            })
+        }
+        None => {
+            let memory = Arc::new(MemorySharedState::default());
+            Ok(LiveAdapters {
+                bus: Arc::new(LocalBus),
+                shared: memory.clone(),
+                presence: memory.clone(),
+                idempotency: memory,
+                pods: Arc::new(LocalPodRegistry::new()),
+            })
+        }
+    }
+}
+
+/// This pod's membership of the cluster, known to the others by `pod_id` and `LCT_POD_ADDRESS`
+/// (else the bound address); its heartbeat starts with [`Cluster::start`].
+fn cluster(
+    settings: &Settings,
+    listener: &TcpListener,
+    pod_id: &str,
+    registry: Arc<dyn PodRegistry>,
+    presence: Arc<dyn PresenceStore>,
+    hub: &Hub,
+) -> anyhow::Result<Cluster> {
+    let address = match settings.pod_address.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
+        Some(address) => address.to_owned(),
+        None => listener.local_addr()?.to_string(),
+    };
+    let options = ClusterOptions {
+        pod_id: pod_id.to_owned(),
+        address,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        heartbeat: std::time::Duration::from_millis(settings.heartbeat_ms.max(1)),
+    };
+    Ok(Cluster::new(options, registry, presence, hub.clone()))
+}
+
+/// This pod's id: `LCT_POD_NAME`, else the host name with a random suffix (two processes on one
+/// host differ).
+fn pod_id(settings: &Settings) -> String {
+    match settings.pod_name.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
+        Some(name) => name.to_owned(),
+        None => format!("{}-{:06x}", telemetry::node_name(settings), rand_suffix()),
+    }
+}
+
+fn rand_suffix() -> u32 {
+    (uuid::Uuid::new_v4().as_u128() & 0xff_ffff) as u32
+}
+
+/// The key of the v2 tokens: `LCT_TOKEN_SECRET`, else a random key kept in the data directory
+/// (shared by processes using that directory). Pods on different hosts need the same secret.
+fn token_keys(settings: &Settings) -> anyhow::Result<TokenKeys> {
+    if let Some(secret) = settings.token_secret.as_deref().filter(|s| !s.trim().is_empty()) {
+        anyhow::ensure!(secret.len() >= 16, "LCT_TOKEN_SECRET must be at least 16 characters");
+        return Ok(TokenKeys::new(secret.as_bytes()));
+    }
+    let path = settings.data_dir.join("token.key");
+    std::fs::create_dir_all(&settings.data_dir).with_context(|| format!("creating {}", settings.data_dir.display()))?;
+    let hex = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    // Whoever creates the file first wins; everyone then reads the same key.
+    if let Ok(mut file) = std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+        use std::io::Write;
+        file.write_all(hex.as_bytes()).and_then(|()| file.sync_all()).context("writing the token key")?;
+    }
+    let mut key = String::new();
+    for _ in 0..50 {
+        key = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        if key.len() == 64 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    anyhow::ensure!(key.len() == 64, "{} is not a token key", path.display());
     if settings.mongodb_uri().is_some() {
-        anyhow::bail!(
-            "LCT_MONGODB_URI is set, but this build has no MongoDB event store yet; unset it to use the embedded store"
-        );
+        tracing::warn!("LCT_TOKEN_SECRET is unset: v2 tokens are only valid on pods sharing this data directory");
+    }
+    Ok(TokenKeys::new(key.as_bytes()))
+}
+
+/// The MongoDB event store when `LCT_MONGODB_URI` is set, the embedded one otherwise. The
+/// MongoDB indexes are created in the background until the replica set answers, so the process
+/// starts (and reports not ready) while it is unreachable.
+async fn event_store(settings: &Settings) -> anyhow::Result<Arc<dyn EventStore>> {
+    use infrastructure::{MongoEventStore, MongoSettings};
+    use std::time::Duration;
+
+    if let Some(uri) = settings.mongodb_uri() {
+        let mut mongo = MongoSettings::new(uri, settings.mongodb_database.trim());
+        mongo.username = settings.mongodb_username.clone();
+        mongo.password = settings.mongodb_password.clone();
+        mongo.auth_source = settings.mongodb_auth_source.clone();
+        mongo.tls = settings.mongodb_tls;
+        mongo.tls_ca_file = settings.mongodb_tls_ca_file.clone();
+        mongo.tls_cert_key_file = settings.mongodb_tls_cert_key_file.clone();
+        mongo.max_pool_size = settings.mongodb_max_pool_size;
+        mongo.timeout = settings.mongodb_timeout_ms.map(Duration::from_millis);
+        mongo.operation_timeout = Duration::from_millis(settings.mongodb_operation_timeout_ms);
+        mongo.retry_writes = settings.mongodb_retry_writes;
+        let store = MongoEventStore::connect(mongo).await.context("configuring the MongoDB event store")?;
+        tokio::spawn(store.clone().ensure_indexes_until_done());
+        return Ok(Arc::new(store));
     }
     let store = EmbeddedEventStore::open(&settings.data_dir)
         .with_context(|| format!("opening the embedded event store in {}", settings.data_dir.display()))?;

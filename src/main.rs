@@ -1,23 +1,26 @@
-//! `lct`: read settings, start logging, bind, serve until SIGINT or SIGTERM.
+//! `lct`: read settings, start telemetry, bind, serve until SIGINT or SIGTERM, flush telemetry.
 #![forbid(unsafe_code)]
 
 use anyhow::Context;
+use api::metrics::Metrics;
 use clap::Parser;
 use lct::Settings;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::parse();
-    tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_span_list(false)
-        .with_env_filter(EnvFilter::try_new(&settings.log).unwrap_or_else(|_| EnvFilter::new("info")))
-        .init();
-    let listener = tokio::net::TcpListener::bind(&settings.listen)
-        .await
-        .with_context(|| format!("binding {}", settings.listen))?;
-    lct::run(settings, listener, lct::shutdown_signal()).await
+    let metrics = Metrics::new();
+    let telemetry = lct::telemetry::init(&settings, &metrics)?;
+    let served = async {
+        let listener = tokio::net::TcpListener::bind(&settings.listen)
+            .await
+            .with_context(|| format!("binding {}", settings.listen))?;
+        lct::run(settings.clone(), listener, metrics, lct::shutdown_signal()).await
+    }
+    .await;
+    if let Err(error) = &served {
+        tracing::error!(error = AsRef::<dyn std::error::Error>::as_ref(error), "lct stopped on an error");
+    }
+    telemetry.shutdown().await;
+    served
 }

@@ -21,15 +21,69 @@ pub struct Settings {
     /// MongoDB database name.
     #[arg(long, env = "LCT_MONGODB_DATABASE", default_value = "lct")]
     pub mongodb_database: String,
+    /// MongoDB user name; overrides the one in the connection string.
+    #[arg(long, env = "LCT_MONGODB_USERNAME")]
+    pub mongodb_username: Option<String>,
+    /// MongoDB password; overrides the one in the connection string. Never logged.
+    #[arg(long, env = "LCT_MONGODB_PASSWORD", hide_env_values = true)]
+    pub mongodb_password: Option<infrastructure::mongo::Secret>,
+    /// Database that holds the MongoDB user (authSource).
+    #[arg(long, env = "LCT_MONGODB_AUTH_SOURCE")]
+    pub mongodb_auth_source: Option<String>,
+    /// TLS to MongoDB: true or false; unset keeps the connection string's choice.
+    #[arg(long, env = "LCT_MONGODB_TLS", value_parser = clap::builder::BoolishValueParser::new())]
+    pub mongodb_tls: Option<bool>,
+    /// PEM file of the certificate authorities MongoDB's certificates are checked against.
+    #[arg(long, env = "LCT_MONGODB_TLS_CA_FILE")]
+    pub mongodb_tls_ca_file: Option<PathBuf>,
+    /// PEM file with the client certificate and key presented to MongoDB.
+    #[arg(long, env = "LCT_MONGODB_TLS_CERT_KEY_FILE")]
+    pub mongodb_tls_cert_key_file: Option<PathBuf>,
+    /// Largest number of connections per MongoDB server (driver default: 10).
+    #[arg(long, env = "LCT_MONGODB_MAX_POOL_SIZE")]
+    pub mongodb_max_pool_size: Option<u32>,
+    /// MongoDB server selection and connect timeout in ms (default 2000, or the connection
+    /// string's values).
+    #[arg(long, env = "LCT_MONGODB_TIMEOUT_MS")]
+    pub mongodb_timeout_ms: Option<u64>,
+    /// Upper bound in ms of one event store operation against MongoDB, retries included.
+    #[arg(long, env = "LCT_MONGODB_OPERATION_TIMEOUT_MS", default_value_t = 5000)]
+    pub mongodb_operation_timeout_ms: u64,
+    /// Retryable writes to MongoDB: true or false; unset keeps the connection string's choice
+    /// (on by default).
+    #[arg(long, env = "LCT_MONGODB_RETRY_WRITES", value_parser = clap::builder::BoolishValueParser::new())]
+    pub mongodb_retry_writes: Option<bool>,
     /// Redis URL for fan-out across pods; unset means in-process fan-out.
     #[arg(long, env = "LCT_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// Elasticsearch URL for request logs; unset means stdout only.
     #[arg(long, env = "LCT_ELASTICSEARCH_URL", hide_env_values = true)]
     pub elasticsearch_url: Option<String>,
+    /// Elasticsearch API key (the base64 `id:key` form), sent as `Authorization: ApiKey`; user
+    /// and password can instead be part of the URL. Never logged.
+    #[arg(long, env = "LCT_ELASTICSEARCH_API_KEY", hide_env_values = true)]
+    pub elasticsearch_api_key: Option<String>,
+    /// Request logs held in memory while Elasticsearch is slow or unreachable; beyond that they
+    /// are dropped and counted in `lct_log_events_dropped_total`.
+    #[arg(long, env = "LCT_ELASTICSEARCH_BUFFER", default_value_t = 10_000)]
+    pub elasticsearch_buffer: usize,
     /// Elastic APM Server URL for traces; unset means no tracing export.
     #[arg(long, env = "LCT_APM_SERVER_URL", hide_env_values = true)]
     pub apm_server_url: Option<String>,
+    /// APM Server secret token, sent as `Authorization: Bearer`. Never logged.
+    #[arg(long, env = "LCT_APM_SECRET_TOKEN", hide_env_values = true)]
+    pub apm_secret_token: Option<String>,
+    /// Name of this pod in logs, traces and metrics; unset means the host name.
+    #[arg(long, env = "LCT_POD_NAME")]
+    pub pod_name: Option<String>,
+    /// Address of this pod shown to operators in `GET /cluster`; unset means the bound listen
+    /// address.
+    #[arg(long, env = "LCT_POD_ADDRESS")]
+    pub pod_address: Option<String>,
+    /// Period in ms of this pod's heartbeat into the pod registry; a pod whose heartbeat is half
+    /// a period late is taken for dead.
+    #[arg(long, env = "LCT_HEARTBEAT_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub heartbeat_ms: u64,
     /// Public base URL of the join links in QR codes.
     #[arg(long, env = "LCT_PUBLIC_URL", default_value = "http://localhost:8080")]
     pub public_url: String,
@@ -45,6 +99,28 @@ pub struct Settings {
     /// Seconds allowed for draining connections after SIGTERM.
     #[arg(long, env = "LCT_SHUTDOWN_GRACE", default_value_t = 20)]
     pub shutdown_grace: u64,
+    /// Messages queued per live connection before a client that does not keep up is cut off.
+    #[arg(long, env = "LCT_WS_QUEUE", default_value_t = 256)]
+    pub ws_queue: usize,
+    /// Hub invocations (team clicks) one live connection may make per second.
+    #[arg(long, env = "LCT_WS_INVOCATIONS_PER_SECOND", default_value_t = 10.0)]
+    pub ws_invocations_per_second: f64,
+    /// Commands (POSTs) one client address may send per second, bursts of twice that; 0 is
+    /// unlimited.
+    #[arg(long, env = "LCT_RATE_LIMIT_COMMANDS", default_value_t = 50.0)]
+    pub rate_limit_commands: f64,
+    /// New WebSocket connections one client address may open per second, bursts of twice that;
+    /// 0 is unlimited.
+    #[arg(long, env = "LCT_RATE_LIMIT_CONNECTIONS", default_value_t = 20.0)]
+    pub rate_limit_connections: f64,
+    /// Header with the client address set by a trusted proxy (e.g. `x-forwarded-for`); unset
+    /// uses the peer address.
+    #[arg(long, env = "LCT_CLIENT_IP_HEADER")]
+    pub client_ip_header: Option<String>,
+    /// Key of the v2 organiser and player tokens (at least 16 characters), the same on every
+    /// pod; unset keeps a random key in the data directory.
+    #[arg(long, env = "LCT_TOKEN_SECRET", hide_env_values = true)]
+    pub token_secret: Option<String>,
 }
 
 fn non_empty(value: &Option<String>) -> Option<&str> {
@@ -58,6 +134,14 @@ impl Settings {
 
     pub fn redis_url(&self) -> Option<&str> {
         non_empty(&self.redis_url)
+    }
+
+    pub fn elasticsearch_url(&self) -> Option<&str> {
+        non_empty(&self.elasticsearch_url)
+    }
+
+    pub fn apm_server_url(&self) -> Option<&str> {
+        non_empty(&self.apm_server_url)
     }
 
     pub fn cors_origins(&self) -> Vec<String> {

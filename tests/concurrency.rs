@@ -9,7 +9,12 @@ use futures::future::join_all;
 async fn count(responses: Vec<reqwest::Response>) -> (usize, usize) {
     let ok = responses.iter().filter(|r| r.status() == 200).count();
     let conflicts = responses.iter().filter(|r| r.status() == 409).count();
-    assert_eq!(ok + conflicts, responses.len(), "only 200s and 409s: {:?}", responses.iter().map(|r| r.status()).collect::<Vec<_>>());
+    assert_eq!(
+        ok + conflicts,
+        responses.len(),
+        "only 200s and 409s: {:?}",
+        responses.iter().map(|r| r.status()).collect::<Vec<_>>()
+    );
     (ok, conflicts)
 }
 

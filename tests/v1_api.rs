@@ -19,7 +19,8 @@ async fn a_whole_tournament_night() {
         assert_eq!(response.status(), 200);
         assert_eq!(response.text().await.unwrap(), "");
     }
-    let teams: Value = http.get(server.url(&format!("/api/Team?tournamentId={id}"))).send().await.unwrap().json().await.unwrap();
+    let teams: Value =
+        http.get(server.url(&format!("/api/Team?tournamentId={id}"))).send().await.unwrap().json().await.unwrap();
     let expected: Vec<Value> = TEAMS.iter().map(|t| json!({"name": t, "selected": false})).collect();
     assert_eq!(teams, Value::Array(expected));
 
@@ -28,17 +29,29 @@ async fn a_whole_tournament_night() {
         let response = select(&http, &server.base, &id, name, surname, team).await;
         assert_eq!(response.status(), 200);
     }
-    let teams: Vec<Value> = http.get(server.url(&format!("/api/team?tournamentid={id}"))).send().await.unwrap().json().await.unwrap();
-    let selected: Vec<&str> = teams.iter().filter(|t| t["selected"] == true).map(|t| t["name"].as_str().unwrap()).collect();
+    let teams: Vec<Value> =
+        http.get(server.url(&format!("/api/team?tournamentid={id}"))).send().await.unwrap().json().await.unwrap();
+    let selected: Vec<&str> =
+        teams.iter().filter(|t| t["selected"] == true).map(|t| t["name"].as_str().unwrap()).collect();
     assert_eq!(selected, ["PSG", "Manchaster City", "Chelsea", "Juventus"]);
 
     let state = tournament(&http, &server.base, &id).await;
     assert_eq!(state["tournamentName"], "Friday night");
     assert_eq!(state["playerLimit"], 4);
     assert_eq!(state["version"], 9);
-    assert_eq!(state["players"][0], json!({"name": "Anna", "surname": "Nowak", "selectedTeam": "PSG", "drawnTeam": null}));
+    assert_eq!(
+        state["players"][0],
+        json!({"name": "Anna", "surname": "Nowak", "selectedTeam": "PSG", "drawnTeam": null})
+    );
 
-    let first: Vec<Value> = http.get(server.url(&format!("/api/Tournament/draw?tournamentId={id}"))).send().await.unwrap().json().await.unwrap();
+    let first: Vec<Value> = http
+        .get(server.url(&format!("/api/Tournament/draw?tournamentId={id}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let again = http.post(server.url(&format!("/api/Tournament/draw?tournamentId={id}"))).send().await.unwrap();
     assert_eq!(again.status(), 200);
     let again: Vec<Value> = again.json().await.unwrap();
@@ -66,7 +79,12 @@ async fn every_error_class_has_its_status_and_body() {
     let unknown = uuid::Uuid::new_v4().to_string();
 
     // 400: invalid input.
-    let r = http.post(server.url("/api/Tournament/create")).json(&json!({"name": " ", "playerLimit": 4})).send().await.unwrap();
+    let r = http
+        .post(server.url("/api/Tournament/create"))
+        .json(&json!({"name": " ", "playerLimit": 4}))
+        .send()
+        .await
+        .unwrap();
     assert_error(r, 400).await;
     // 404: unknown tournament.
     let msg = assert_error(join(&http, &server.base, &unknown, "A", "B").await, 404).await;
@@ -74,7 +92,12 @@ async fn every_error_class_has_its_status_and_body() {
     let r = http.get(server.url(&format!("/api/Tournament?id={unknown}"))).send().await.unwrap();
     assert_error(r, 404).await;
     // 409: each rule.
-    let r = http.post(server.url("/api/Tournament/create")).json(&json!({"name": "Errors", "playerLimit": 4})).send().await.unwrap();
+    let r = http
+        .post(server.url("/api/Tournament/create"))
+        .json(&json!({"name": "Errors", "playerLimit": 4}))
+        .send()
+        .await
+        .unwrap();
     assert!(assert_error(r, 409).await.contains("name already exists"));
     assert_eq!(join(&http, &server.base, &id, "Anna", "Nowak").await.status(), 200);
     assert!(assert_error(join(&http, &server.base, &id, "Anna", "Nowak").await, 409).await.contains("already joined"));
@@ -85,16 +108,23 @@ async fn every_error_class_has_its_status_and_body() {
     assert!(assert_error(draw(http.clone()).await, 409).await.contains("every seat"));
     assert_eq!(join(&http, &server.base, &id, "Ben", "Kowal").await.status(), 200);
     assert!(assert_error(join(&http, &server.base, &id, "Cleo", "Lis").await, 409).await.contains("full"));
-    assert!(assert_error(select(&http, &server.base, &id, "Cleo", "Lis", "PSG").await, 409).await.contains("not joined"));
+    assert!(assert_error(select(&http, &server.base, &id, "Cleo", "Lis", "PSG").await, 409)
+        .await
+        .contains("not joined"));
     assert!(assert_error(draw(http.clone()).await, 409).await.contains("every player"));
     assert_eq!(select(&http, &server.base, &id, "Anna", "Nowak", "PSG").await.status(), 200);
-    assert!(assert_error(select(&http, &server.base, &id, "Anna", "Nowak", "Bayern").await, 409).await.contains("already selected a team"));
-    assert!(assert_error(select(&http, &server.base, &id, "Ben", "Kowal", "PSG").await, 409).await.contains("another player"));
+    assert!(assert_error(select(&http, &server.base, &id, "Anna", "Nowak", "Bayern").await, 409)
+        .await
+        .contains("already selected a team"));
+    assert!(assert_error(select(&http, &server.base, &id, "Ben", "Kowal", "PSG").await, 409)
+        .await
+        .contains("another player"));
     // Unknown routes and methods.
     assert_error(http.get(server.url("/api/nothing")).send().await.unwrap(), 404).await;
     assert_error(http.delete(server.url("/api/Tournament/create")).send().await.unwrap(), 405).await;
     // api-version.
-    let r = http.get(server.url(&format!("/api/Tournament?id={id}"))).header("api-version", "1.0").send().await.unwrap();
+    let r =
+        http.get(server.url(&format!("/api/Tournament?id={id}"))).header("api-version", "1.0").send().await.unwrap();
     assert_eq!(r.status(), 200);
     let r = http.get(server.url(&format!("/api/Tournament?id={id}"))).header("api-version", "2").send().await.unwrap();
     assert!(assert_error(r, 400).await.contains("api-version"));
@@ -115,12 +145,16 @@ async fn bad_input_gets_a_4xx_and_leaves_the_store_unchanged() {
     let create_url = server.url("/api/Tournament/create");
     let join_url = server.url("/api/Tournament/assignPlayer");
     let select_url = server.url("/api/Team/select");
-    let raw = |url: &str, body: &str| http.post(url).header("content-type", "application/json").body(body.to_owned()).send();
+    let raw =
+        |url: &str, body: &str| http.post(url).header("content-type", "application/json").body(body.to_owned()).send();
     let cases: Vec<(reqwest::Response, u16)> = vec![
         (raw(&create_url, "{\"name\": \"Broken\",").await.unwrap(), 400),
         (raw(&create_url, "[1,2]").await.unwrap(), 400),
         (raw(&create_url, "").await.unwrap(), 400),
-        (raw(&create_url, &format!("{{\"name\":\"{}\",\"playerLimit\":4}}", "y".repeat(20 * 1024))).await.unwrap(), 413),
+        (
+            raw(&create_url, &format!("{{\"name\":\"{}\",\"playerLimit\":4}}", "y".repeat(20 * 1024))).await.unwrap(),
+            413,
+        ),
         (http.post(&create_url).json(&json!({"name": long, "playerLimit": 4})).send().await.unwrap(), 400),
         (http.post(&create_url).json(&json!({"name": "  ", "playerLimit": 4})).send().await.unwrap(), 400),
         (http.post(&create_url).json(&json!({"name": "Tab\tname", "playerLimit": 4})).send().await.unwrap(), 400),
@@ -128,12 +162,46 @@ async fn bad_input_gets_a_4xx_and_leaves_the_store_unchanged() {
         (http.post(&create_url).json(&json!({"name": "Eleven", "playerLimit": 11})).send().await.unwrap(), 400),
         (http.post(&create_url).json(&json!({"name": "Text", "playerLimit": "four"})).send().await.unwrap(), 400),
         (http.post(&create_url).json(&json!({"name": "Missing"})).send().await.unwrap(), 400),
-        (http.post(&join_url).json(&json!({"name": long, "surname": "B", "tournamentId": id})).send().await.unwrap(), 400),
-        (http.post(&join_url).json(&json!({"name": "A", "surname": "", "tournamentId": id})).send().await.unwrap(), 400),
-        (http.post(&join_url).json(&json!({"name": "A", "surname": "B", "tournamentId": "not-a-uuid"})).send().await.unwrap(), 400),
-        (http.post(&join_url).json(&json!({"name": "A", "surname": "B", "tournamentId": unknown})).send().await.unwrap(), 404),
-        (http.post(&select_url).json(&json!({"playerName": "Anna", "playerSurname": "Nowak", "tournamentId": id, "team": "Arsenal"})).send().await.unwrap(), 400),
-        (http.post(&select_url).json(&json!({"playerName": "Anna", "playerSurname": "Nowak", "tournamentId": unknown, "team": "PSG"})).send().await.unwrap(), 404),
+        (
+            http.post(&join_url).json(&json!({"name": long, "surname": "B", "tournamentId": id})).send().await.unwrap(),
+            400,
+        ),
+        (
+            http.post(&join_url).json(&json!({"name": "A", "surname": "", "tournamentId": id})).send().await.unwrap(),
+            400,
+        ),
+        (
+            http.post(&join_url)
+                .json(&json!({"name": "A", "surname": "B", "tournamentId": "not-a-uuid"}))
+                .send()
+                .await
+                .unwrap(),
+            400,
+        ),
+        (
+            http.post(&join_url)
+                .json(&json!({"name": "A", "surname": "B", "tournamentId": unknown}))
+                .send()
+                .await
+                .unwrap(),
+            404,
+        ),
+        (
+            http.post(&select_url)
+                .json(&json!({"playerName": "Anna", "playerSurname": "Nowak", "tournamentId": id, "team": "Arsenal"}))
+                .send()
+                .await
+                .unwrap(),
+            400,
+        ),
+        (
+            http.post(&select_url)
+                .json(&json!({"playerName": "Anna", "playerSurname": "Nowak", "tournamentId": unknown, "team": "PSG"}))
+                .send()
+                .await
+                .unwrap(),
+            404,
+        ),
         (http.get(server.url("/api/Tournament?id=123")).send().await.unwrap(), 400),
         (http.get(server.url("/api/Tournament")).send().await.unwrap(), 400),
         (http.get(server.url("/api/Team?tournamentId=zzz")).send().await.unwrap(), 400),
@@ -154,12 +222,23 @@ async fn property_names_and_paths_match_case_insensitively_and_limits_may_be_str
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]).await;
     let http = client();
-    let r = http.post(server.url("/API/TOURNAMENT/CREATE")).json(&json!({"NAME": "Cases", "PlayerLimit": "3"})).send().await.unwrap();
+    let r = http
+        .post(server.url("/API/TOURNAMENT/CREATE"))
+        .json(&json!({"NAME": "Cases", "PlayerLimit": "3"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let id: String = r.json().await.unwrap();
-    let r = http.post(server.url("/api/tournament/assignplayer")).json(&json!({"Name": "A", "SURNAME": "B", "TournamentID": id})).send().await.unwrap();
+    let r = http
+        .post(server.url("/api/tournament/assignplayer"))
+        .json(&json!({"Name": "A", "SURNAME": "B", "TournamentID": id}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let state: Value = http.get(server.url(&format!("/api/Tournament?ID={id}"))).send().await.unwrap().json().await.unwrap();
+    let state: Value =
+        http.get(server.url(&format!("/api/Tournament?ID={id}"))).send().await.unwrap().json().await.unwrap();
     assert_eq!(state["playerLimit"], 3);
     assert_eq!(state["players"].as_array().unwrap().len(), 1);
 }
@@ -177,7 +256,12 @@ async fn data_survives_a_restart() {
     let state = tournament(&http, &server.base, &id).await;
     assert_eq!(state["tournamentName"], "Durable");
     assert_eq!(state["players"][0]["name"], "Anna");
-    let r = http.post(server.url("/api/Tournament/create")).json(&json!({"name": "Durable", "playerLimit": 2})).send().await.unwrap();
+    let r = http
+        .post(server.url("/api/Tournament/create"))
+        .json(&json!({"name": "Durable", "playerLimit": 2}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 409, "the name is still claimed");
 }
 

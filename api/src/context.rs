@@ -1,12 +1,15 @@
 //! Per-request context: the request id (in the `x-request-id` header, every error body and
-//! the request-log line), the tournament the request concerns, and the request-log line.
+//! the request-log line), the tournament the request concerns, the request's trace span, its
+//! HTTP metrics and the request-log line.
 
-use axum::extract::{MatchedPath, Request};
+use crate::metrics::{Metrics, UNMATCHED_ROUTE};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 use std::cell::Cell;
 use std::time::Instant;
+use tracing::Instrument;
 use uuid::Uuid;
 
 pub static REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -31,28 +34,51 @@ pub fn set_tournament(id: Uuid) {
     let _ = CONTEXT.try_with(|c| c.tournament.set(Some(id)));
 }
 
-/// Assigns the request id, runs the request inside its context and writes one log line.
-pub async fn request_context(request: Request, next: Next) -> Response {
+/// Assigns the request id, runs the request inside its context and its trace span, counts it in
+/// the metrics and writes one log line.
+///
+/// The log line keeps the PascalCase fields of the original dashboards (`RequestId`, `Elapsed`
+/// in ms, `RequestPath` as the route template, `StatusCode`, `Method`, `TournamentId`) next to
+/// their Elastic Common Schema names. It is written inside the request span, so it carries the
+/// trace ids when tracing is on. 5xx log at error, 4xx at warn, the rest at info.
+pub async fn request_context(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = Uuid::new_v4();
     let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| request.uri().path().to_owned());
+    let matched = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    let path = request.uri().path().to_owned();
+    let route = matched.clone().unwrap_or_else(|| path.clone());
     let context = RequestContext { id, tournament: Cell::new(None) };
+    let span = tracing::info_span!(
+        "request",
+        RequestId = %id,
+        otel.name = %format_args!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = %route,
+        url.path = %path,
+        http.response.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
     let (mut response, tournament) = CONTEXT
         .scope(context, async move {
             let response = next.run(request).await;
             (response, CONTEXT.with(|c| c.tournament.get()))
         })
+        .instrument(span.clone())
         .await;
     if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
         response.headers_mut().insert(REQUEST_ID_HEADER.clone(), value);
     }
     let status = response.status().as_u16();
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = started.elapsed();
+    metrics.observe_request(matched.as_deref().unwrap_or(UNMATCHED_ROUTE), method.as_str(), status, elapsed);
+    span.record("http.response.status_code", status);
+    if status >= 500 {
+        span.record("otel.status_code", "ERROR");
+    }
+    let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
+    let duration_ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
     let tournament = tournament.map(|t| t.to_string());
     macro_rules! request_log {
         ($level:ident) => {
@@ -63,14 +89,18 @@ pub async fn request_context(request: Request, next: Next) -> Response {
                 StatusCode = status,
                 Method = %method,
                 TournamentId = tournament.as_deref(),
+                http.request.method = %method,
+                http.response.status_code = status,
+                url.path = %path,
+                event.duration = duration_ns,
                 "request finished"
             )
         };
     }
-    match status {
+    span.in_scope(|| match status {
         500.. => request_log!(error),
         400..=499 => request_log!(warn),
         _ => request_log!(info),
-    }
+    });
     response
 }

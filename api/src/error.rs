@@ -51,12 +51,12 @@ impl From<AppError> for ApiError {
                 ApiError::new(StatusCode::NOT_FOUND, "The tournament does not exist.")
             }
             AppError::Rule(rule) => ApiError::new(StatusCode::CONFLICT, sentence(&rule.to_string())),
-            AppError::Store(StoreError::Unavailable(cause)) => {
-                tracing::error!(cause = %cause, "event store unavailable");
+            AppError::Store(fault @ StoreError::Unavailable(_)) => {
+                tracing::error!(error = &fault as &dyn std::error::Error, "event store unavailable");
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "A dependency is unavailable; try again shortly.")
             }
             AppError::Store(fault) => {
-                tracing::error!(cause = %fault, "internal error");
+                tracing::error!(error = &fault as &dyn std::error::Error, "internal error");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "An internal error occurred.")
             }
         }

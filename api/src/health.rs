@@ -1,4 +1,5 @@
-//! Liveness (the process answers) and readiness (the event store answers).
+//! Liveness (the process answers) and readiness (the event store answers; a bus outage is
+//! reported as degraded).
 
 use crate::AppState;
 use axum::extract::State;
@@ -23,8 +24,18 @@ pub async fn readiness(State(state): State<AppState>) -> (StatusCode, Json<Value
         Ok(Err(error)) => json!({"status": "Unhealthy", "error": error.to_string()}),
         Err(_) => json!({"status": "Unhealthy", "error": "timed out"}),
     };
+    let bus = if state.live.hub.bus().is_connected() {
+        json!({"status": "Healthy"})
+    } else {
+        json!({"status": "Degraded", "error": "pub/sub disconnected; live delivery to other pods resumes on reconnect"})
+    };
     let healthy = store["status"] == "Healthy";
-    let status = if healthy { "Healthy" } else { "Unhealthy" };
+    let status = match (healthy, bus["status"] == "Healthy") {
+        (false, _) => "Unhealthy",
+        (true, false) => "Degraded",
+        (true, true) => "Healthy",
+    };
+    // Only the event store takes a pod out of service: a bus outage affects every pod alike.
     let code = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (code, Json(json!({"status": status, "dependencies": {"eventStore": store}})))
+    (code, Json(json!({"status": status, "dependencies": {"eventStore": store, "bus": bus}})))
 }

@@ -1,15 +1,22 @@
-//! The HTTP surface of lct: the v1 REST API of the original front end, health, OpenAPI and
-//! Swagger UI. Handlers are thin: they parse DTOs into domain values, call the application
-//! service and shape the answer.
+//! The HTTP surface of lct: the v1 REST API of the original front end, health, Prometheus
+//! metrics, OpenAPI and Swagger UI. Handlers are thin: they parse DTOs into domain values, call
+//! the application service and shape the answer.
 #![forbid(unsafe_code)]
 
+pub mod cluster;
 pub mod context;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod live;
+pub mod metered;
+pub mod metrics;
 pub mod openapi;
 pub mod qr;
+pub mod ratelimit;
 pub mod v1;
+pub mod v2;
+pub mod web;
 
 use axum::extract::Request;
 use axum::http::{HeaderValue, Method, Uri};
@@ -28,6 +35,14 @@ pub struct AppState {
     pub service: TournamentService,
     /// Base of the join links in QR codes, without a trailing slash.
     pub public_url: Arc<str>,
+    pub live: live::LiveState,
+    pub metrics: metrics::Metrics,
+    /// Issues and checks the organiser and player tokens of the v2 API.
+    pub tokens: v2::tokens::TokenKeys,
+    /// Responses of requests sent with an `Idempotency-Key`.
+    pub idempotency: Arc<dyn domain::ports::IdempotencyStore>,
+    /// This pod's membership of the cluster (`GET /cluster`).
+    pub cluster: cluster::Cluster,
 }
 
 /// Options of the HTTP surface that come from configuration.
@@ -35,22 +50,37 @@ pub struct AppState {
 pub struct HttpOptions {
     /// Origins allowed by CORS; empty means any origin.
     pub cors_origins: Vec<String>,
+    /// Per-client-IP limits on commands and new WebSocket connections.
+    pub rate_limits: ratelimit::RateLimits,
+    /// Header carrying the client address when behind a proxy; unset uses the peer address.
+    pub client_ip_header: Option<String>,
 }
 
 /// The whole application as one router, paths matched case-insensitively.
-pub fn app(state: AppState, options: &HttpOptions) -> axum::routing::IntoMakeService<LowercasePaths> {
+pub fn app(
+    state: AppState,
+    options: &HttpOptions,
+) -> axum::extract::connect_info::IntoMakeServiceWithConnectInfo<LowercasePaths, std::net::SocketAddr> {
+    let limiter = ratelimit::RateLimiter::new(options.rate_limits, options.client_ip_header.clone());
     let router = Router::new()
         .merge(v1::routes())
+        .merge(v2::routes())
+        .merge(web::routes())
         .route("/liveness", get(health::liveness))
         .route("/readiness", get(health::readiness))
+        .route("/metrics", get(metrics::metrics))
+        .route("/cluster", get(cluster::cluster))
+        .route("/hubs/actions", get(live::signalr::connect))
+        .route("/hubs/actions/negotiate", axum::routing::post(live::signalr::negotiate))
         .merge(openapi::swagger())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn(context::request_context))
+        .layer(axum::middleware::from_fn_with_state(limiter, ratelimit::limit))
+        .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), context::request_context))
         .layer(cors(options))
         .with_state(state);
-    axum::ServiceExt::<Request>::into_make_service(lowercase_paths(router))
+    axum::ServiceExt::<Request>::into_make_service_with_connect_info::<std::net::SocketAddr>(lowercase_paths(router))
 }
 
 /// The router behind path lowercasing.

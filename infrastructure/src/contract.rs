@@ -189,12 +189,13 @@ pub async fn a_reachable_store_passes_its_check(store: Arc<dyn EventStore>) {
     store.check().await.unwrap();
 }
 
-/// Expands to one `#[tokio::test]` per contract scenario. `$factory` is an expression that
-/// yields `(Arc<dyn EventStore>, guard)`; the guard lives as long as the test. Attributes
-/// given first (e.g. `#[ignore = "why"]`) are put on every test.
+/// Expands to one `#[tokio::test]` per contract scenario. `$factory` is a block that yields
+/// `(Arc<dyn EventStore>, guard)`; the guard lives as long as the test. Attributes given first
+/// (e.g. `#[ignore = "why"]`) are put on every test. (A block, not any expression, so that a
+/// leading attribute cannot be read as part of it.)
 #[macro_export]
 macro_rules! event_store_contract_tests {
-    ($(#[$attr:meta])* $factory:expr) => {
+    ($(#[$attr:meta])* $factory:block) => {
         $crate::event_store_contract_tests!(@each [$(#[$attr])*] $factory;
             an_unknown_stream_loads_empty,
             appended_events_load_back_in_order_with_their_envelope,

@@ -1,8 +1,11 @@
-//! Adapters of lct's ports: the embedded event store, in-process fan-out, and the contract
-//! suite every event store adapter must pass.
+//! Adapters of lct's ports: the MongoDB and embedded event stores, in-process fan-out, and the
+//! contract suite every event store adapter must pass.
 #![forbid(unsafe_code)]
 
 pub mod contract;
 pub mod embedded;
+pub mod live;
+pub mod mongo;
 
 pub use embedded::EmbeddedEventStore;
+pub use mongo::{MongoEventStore, MongoSettings};

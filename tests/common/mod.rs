@@ -1,6 +1,9 @@
 //! Helpers of the end-to-end tests: start the real `lct` binary on a free port and talk to it.
 #![allow(dead_code)]
 
+pub mod redis_server;
+pub mod ws;
+
 use serde_json::Value;
 use std::path::Path;
 use std::process::Stdio;
@@ -102,7 +105,14 @@ pub async fn join(http: &reqwest::Client, base: &str, id: &str, name: &str, surn
         .unwrap()
 }
 
-pub async fn select(http: &reqwest::Client, base: &str, id: &str, name: &str, surname: &str, team: &str) -> reqwest::Response {
+pub async fn select(
+    http: &reqwest::Client,
+    base: &str,
+    id: &str,
+    name: &str,
+    surname: &str,
+    team: &str,
+) -> reqwest::Response {
     http.post(format!("{base}/api/Team/select"))
         .json(&serde_json::json!({"playerName": name, "playerSurname": surname, "tournamentId": id, "team": team}))
         .send()

@@ -1,0 +1,175 @@
+//! What live clients receive, encoded once per message for every connection: SignalR
+//! invocation records for v1 clients and plain JSON for the v2 live socket. Also the wire
+//! format exchanged between pods over the bus.
+
+use axum::extract::ws::Utf8Bytes;
+use domain::ports::{Click, PresenceEntry, RecordedEvent};
+use domain::TournamentEvent;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+/// The SignalR record separator that ends every JSON record.
+pub const RECORD_SEPARATOR: char = '\u{1e}';
+
+/// A message between pods on the bus channel of a tournament.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum WireMessage {
+    /// A committed event, carrying its stream version.
+    Event { event: RecordedEvent },
+    /// The current team-click list (not versioned).
+    Clicks { tournament_id: Uuid, clicks: Vec<Click> },
+    /// The players connected now (not versioned).
+    Presence { tournament_id: Uuid, players: Vec<PresenceEntry> },
+}
+
+/// A bus payload: the message and when it was handed to the bus (ms since the Unix epoch), from
+/// which receivers measure the pub/sub lag. Decoding a [`WireMessage`] ignores the stamp.
+#[derive(Debug, Serialize)]
+pub struct Stamped<'a> {
+    #[serde(flatten)]
+    pub message: &'a WireMessage,
+    #[serde(rename = "publishedAtMs")]
+    pub published_at_ms: i64,
+}
+
+impl<'a> Stamped<'a> {
+    pub fn now(message: &'a WireMessage) -> Self {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        Stamped { message, published_at_ms: now.map_or(0, |d| d.as_millis() as i64) }
+    }
+}
+
+/// When a bus payload was published, if its publisher stamped it.
+pub fn published_at_ms(payload: &[u8]) -> Option<i64> {
+    #[derive(Deserialize)]
+    struct Stamp {
+        #[serde(rename = "publishedAtMs")]
+        published_at_ms: Option<i64>,
+    }
+    serde_json::from_slice::<Stamp>(payload).ok()?.published_at_ms
+}
+
+/// Bus channel of a tournament.
+pub fn channel(tournament: Uuid) -> String {
+    format!("lct:tournament:{tournament}")
+}
+
+/// The tournament of a bus channel.
+pub fn tournament_of(channel: &str) -> Option<Uuid> {
+    channel.strip_prefix("lct:tournament:").and_then(|id| Uuid::parse_str(id).ok())
+}
+
+/// One message ready to send, in each protocol (`None` where the protocol has no such message).
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    pub signalr: Option<Utf8Bytes>,
+    pub v2: Utf8Bytes,
+}
+
+/// The v1 payload of an event, as existing clients know it.
+fn v1_payload(tournament: Uuid, event: &TournamentEvent) -> Option<Value> {
+    Some(match event {
+        TournamentEvent::PlayerJoined { name, surname } => {
+            json!({"type": "PlayerAssigned", "tournamentId": tournament, "name": name, "surname": surname})
+        }
+        TournamentEvent::TeamSelected { name, surname, team } => json!({
+            "type": "TeamSelected", "tournamentId": tournament,
+            "playerName": name, "playerSurname": surname, "team": team,
+        }),
+        TournamentEvent::TeamsDrawn { assignments } => json!({
+            "type": "TeamsDrawn", "tournamentId": tournament,
+            "drawnTeams": assignments.iter().map(|a| json!({"name": a.name, "surname": a.surname, "teamName": a.team})).collect::<Vec<_>>(),
+        }),
+        TournamentEvent::TournamentRenamed { name } => {
+            json!({"type": "TournamentRenamed", "tournamentId": tournament, "tournamentName": name})
+        }
+        TournamentEvent::TournamentCreated { .. } => return None,
+    })
+}
+
+fn clicks_payload(tournament: Uuid, clicks: &[Click]) -> Value {
+    json!({
+        "type": "TeamClicked",
+        "tournamentId": tournament,
+        "clickedTeams": clicks.iter().map(|c| json!({"team": c.team, "name": c.name, "surname": c.surname})).collect::<Vec<_>>(),
+    })
+}
+
+/// `{"type":1,"target":"<tournament>","arguments":["<payload as a JSON string>"]}␞`
+pub fn signalr_invocation(tournament: Uuid, payload: &Value) -> Utf8Bytes {
+    let mut record = json!({"type": 1, "target": tournament, "arguments": [payload.to_string()]}).to_string();
+    record.push(RECORD_SEPARATOR);
+    record.into()
+}
+
+pub fn encode_event(event: &RecordedEvent) -> Encoded {
+    let id = event.stream_id;
+    let v2 =
+        json!({"type": event.event.event_type(), "tournamentId": id, "version": event.version, "event": event.event});
+    Encoded { signalr: v1_payload(id, &event.event).map(|p| signalr_invocation(id, &p)), v2: v2.to_string().into() }
+}
+
+/// Presence goes to v2 clients only: v1 clients have no such message.
+pub fn encode_presence(tournament: Uuid, players: &[PresenceEntry]) -> Encoded {
+    let payload = json!({"type": "Presence", "tournamentId": tournament, "players": players});
+    Encoded { signalr: None, v2: payload.to_string().into() }
+}
+
+pub fn encode_clicks(tournament: Uuid, clicks: &[Click]) -> Encoded {
+    let payload = clicks_payload(tournament, clicks);
+    let v2 = payload.to_string().into();
+    Encoded { signalr: Some(signalr_invocation(tournament, &payload)), v2 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::{PlayerName, PlayerSurname};
+
+    #[test]
+    fn a_joined_player_reaches_v1_clients_as_player_assigned() {
+        let id = Uuid::nil();
+        let event = RecordedEvent {
+            stream_id: id,
+            version: 2,
+            schema_version: 1,
+            recorded_at_ms: 0,
+            request_id: None,
+            event: TournamentEvent::PlayerJoined {
+                name: PlayerName::parse("Anna").unwrap(),
+                surname: PlayerSurname::parse("Nowak").unwrap(),
+            },
+        };
+        let encoded = encode_event(&event);
+        let record = encoded.signalr.unwrap();
+        let record = record.as_str();
+        assert!(record.ends_with('\u{1e}'));
+        let frame: Value = serde_json::from_str(record.trim_end_matches('\u{1e}')).unwrap();
+        assert_eq!(frame["type"], 1);
+        assert_eq!(frame["target"], id.to_string());
+        let payload: Value = serde_json::from_str(frame["arguments"][0].as_str().unwrap()).unwrap();
+        assert_eq!(payload, json!({"type": "PlayerAssigned", "tournamentId": id, "name": "Anna", "surname": "Nowak"}));
+        let v2: Value = serde_json::from_str(encoded.v2.as_str()).unwrap();
+        assert_eq!(v2["version"], 2);
+        assert_eq!(v2["type"], "PlayerJoined");
+    }
+
+    #[test]
+    fn a_stamped_bus_payload_still_decodes_and_tells_when_it_was_published() {
+        let message = WireMessage::Clicks { tournament_id: Uuid::nil(), clicks: Vec::new() };
+        let payload = serde_json::to_vec(&Stamped { message: &message, published_at_ms: 1234 }).unwrap();
+        assert_eq!(published_at_ms(&payload), Some(1234));
+        let decoded: WireMessage = serde_json::from_slice(&payload).unwrap();
+        assert!(matches!(decoded, WireMessage::Clicks { tournament_id, .. } if tournament_id == Uuid::nil()));
+        assert_eq!(published_at_ms(&serde_json::to_vec(&message).unwrap()), None, "unstamped payloads");
+    }
+
+    #[test]
+    fn channels_name_their_tournament() {
+        let id = Uuid::new_v4();
+        assert_eq!(tournament_of(&channel(id)), Some(id));
+        assert_eq!(tournament_of("lct:other"), None);
+    }
+}

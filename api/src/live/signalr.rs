@@ -1,0 +1,217 @@
+//! The SignalR-compatible hub at `/hubs/actions`: negotiation (WebSockets only), the JSON hub
+//! protocol v1 handshake, server invocations per tournament, pings, close, and the
+//! `TeamClicked` hub method.
+
+use super::clicks;
+use super::hub::Protocol;
+use super::session::{self, next_message, signalr_record, write_loop, HANDSHAKE_TIMEOUT};
+use crate::context;
+use crate::error::ApiError;
+use crate::extract::CiQuery;
+use crate::AppState;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Json;
+use futures::StreamExt;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+/// How long a negotiated connection token stays valid.
+const TOKEN_TTL: Duration = Duration::from_secs(60);
+
+/// `POST /hubs/actions/negotiate`: answers a WebSockets-only transport list with a one-use
+/// connection token.
+pub async fn negotiate(State(state): State<AppState>, query: CiQuery) -> Result<Json<Value>, ApiError> {
+    let version: u32 = query.get("negotiateversion").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let tournament = match query.get("tournamentid") {
+        Some(raw) => Some(crate::extract::parse_uuid(raw, "tournamentId")?),
+        None => None,
+    };
+    let connection_id = Uuid::new_v4().simple().to_string();
+    let token = if version >= 1 { Uuid::new_v4().simple().to_string() } else { connection_id.clone() };
+    let bound = tournament.map(|t| t.to_string()).unwrap_or_default();
+    state.live.shared.put_token(&token, &bound, TOKEN_TTL).await.map_err(|error| {
+        tracing::error!(cause = %error, "cannot store a connection token");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "A dependency is unavailable; try again shortly.")
+    })?;
+    let transports = json!([{"transport": "WebSockets", "transferFormats": ["Text", "Binary"]}]);
+    Ok(Json(if version >= 1 {
+        json!({"negotiateVersion": 1, "connectionId": connection_id, "connectionToken": token, "availableTransports": transports})
+    } else {
+        json!({"negotiateVersion": 0, "connectionId": connection_id, "availableTransports": transports})
+    }))
+}
+
+/// `GET /hubs/actions?tournamentId=` (and `&id=<token>` after negotiation), upgraded to a
+/// WebSocket.
+pub async fn connect(
+    State(state): State<AppState>,
+    query: CiQuery,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let tournament = query.uuid("tournamentid", "tournamentId")?;
+    context::set_tournament(tournament);
+    let upgrade = upgrade.map_err(|_| ApiError::bad_request("This endpoint expects a WebSocket upgrade."))?;
+    if let Some(token) = query.get("id") {
+        let bound = state.live.shared.take_token(token).await.map_err(|error| {
+            tracing::error!(cause = %error, "cannot check a connection token");
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "A dependency is unavailable; try again shortly.")
+        })?;
+        match bound {
+            Some(bound) if bound.is_empty() || bound == tournament.to_string() => {}
+            _ => return Err(ApiError::new(StatusCode::NOT_FOUND, "Unknown or used connection token.")),
+        }
+    }
+    state.service.get(tournament).await?;
+    let tracker = state.live.hub.tracker().clone();
+    Ok(session::configure(upgrade).on_upgrade(move |socket| tracker.track_future(run(state, tournament, socket))))
+}
+
+async fn run(state: AppState, tournament: Uuid, socket: WebSocket) {
+    use futures::SinkExt;
+    let (mut sink, mut stream) = socket.split();
+    let rest = match read_handshake(&mut stream).await {
+        Ok(rest) => rest,
+        Err(error) => {
+            let _ = sink.send(signalr_record(&json!({"error": error}).to_string())).await;
+            let _ = sink.send(Message::Close(None)).await;
+            return;
+        }
+    };
+    // Join the feed before answering, so every event committed after the client sees the
+    // answer reaches it.
+    let (membership, queue) = state.live.hub.subscribe(tournament, Protocol::SignalR, None).await;
+    if sink.send(signalr_record("{}")).await.is_err() {
+        return;
+    }
+    let control = &membership.control;
+    let (control_tx, control_rx) = mpsc::channel(16);
+    let writer = tokio::spawn(write_loop(sink, queue, control_rx, control.clone(), Protocol::SignalR));
+    let mut limiter = Limiter::new(state.live.invocations_per_second);
+    let mut pending = rest;
+    'connection: loop {
+        for record in pending.split(super::messages::RECORD_SEPARATOR).filter(|r| !r.trim().is_empty()) {
+            match handle_record(&state, tournament, record, &mut limiter).await {
+                Reply::None => {}
+                Reply::Send(message) => {
+                    if control_tx.send(message).await.is_err() {
+                        break 'connection;
+                    }
+                }
+                Reply::Close(message) => {
+                    let _ = control_tx.send(message).await;
+                    break 'connection;
+                }
+            }
+        }
+        pending = match next_message(&mut stream, control).await {
+            Some(Message::Text(text)) => text.as_str().to_owned(),
+            Some(Message::Binary(_)) => {
+                let _ =
+                    control_tx.send(close_with_error("Binary records are not supported by the JSON protocol.")).await;
+                break;
+            }
+            Some(Message::Close(_)) | None => break,
+            Some(_) => String::new(),
+        };
+    }
+    session::finish(writer, control_tx, control).await;
+}
+
+/// Reads `{"protocol":"json","version":1}␞` within the handshake timeout; returns what followed
+/// it in the same frame, or the error to answer.
+async fn read_handshake(stream: &mut session::Stream) -> Result<String, String> {
+    let first = match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.next()).await {
+        Ok(Some(Ok(message))) => message,
+        Ok(_) => return Err("The connection closed before the handshake.".into()),
+        Err(_) => return Err("No handshake was received in time.".into()),
+    };
+    let text = match first {
+        Message::Text(text) => text.as_str().to_owned(),
+        Message::Binary(bytes) => String::from_utf8(bytes.to_vec()).map_err(|_| "The handshake is not text.")?,
+        _ => return Err("The handshake request is invalid.".into()),
+    };
+    let (request, rest) = text.split_once(super::messages::RECORD_SEPARATOR).unwrap_or((&text, ""));
+    match serde_json::from_str::<Value>(request) {
+        Ok(v) if v["protocol"] == "json" && v["version"] == 1 => Ok(rest.to_owned()),
+        Ok(v) if v.get("protocol").is_some() => Err(format!(
+            "The protocol '{}' version {} is not supported; use json version 1.",
+            v["protocol"].as_str().unwrap_or("?"),
+            v["version"]
+        )),
+        _ => Err("The handshake request is invalid.".into()),
+    }
+}
+
+enum Reply {
+    None,
+    Send(Message),
+    Close(Message),
+}
+
+fn close_with_error(error: &str) -> Message {
+    signalr_record(&json!({"type": 7, "error": error}).to_string())
+}
+
+fn completion(invocation_id: &str, error: Option<&str>) -> Message {
+    let record = match error {
+        Some(error) => json!({"type": 3, "invocationId": invocation_id, "error": error}),
+        None => json!({"type": 3, "invocationId": invocation_id}),
+    };
+    signalr_record(&record.to_string())
+}
+
+async fn handle_record(state: &AppState, tournament: Uuid, record: &str, limiter: &mut Limiter) -> Reply {
+    let Ok(value) = serde_json::from_str::<Value>(record) else {
+        return Reply::Close(close_with_error("A record is not valid JSON."));
+    };
+    match value["type"].as_u64() {
+        Some(1) => {
+            let invocation_id = value["invocationId"].as_str();
+            let result = if !limiter.allow() {
+                Err("Too many invocations; slow down.".to_owned())
+            } else if value["target"].as_str().is_some_and(|t| t.eq_ignore_ascii_case("TeamClicked")) {
+                clicks::team_clicked(state, tournament, &value["arguments"]).await
+            } else {
+                Err(format!("Unknown hub method '{}'.", value["target"].as_str().unwrap_or_default()))
+            };
+            match (invocation_id, result) {
+                (Some(id), Ok(())) => Reply::Send(completion(id, None)),
+                (Some(id), Err(error)) => Reply::Send(completion(id, Some(&error))),
+                (None, _) => Reply::None,
+            }
+        }
+        Some(7) => Reply::Close(Message::Close(None)),
+        _ => Reply::None,
+    }
+}
+
+/// A token bucket of hub invocations per connection.
+struct Limiter {
+    rate: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Limiter {
+    fn new(rate: f64) -> Self {
+        Self { rate, tokens: 2.0 * rate, last: Instant::now() }
+    }
+
+    fn allow(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.last).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + refill).min(2.0 * self.rate);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! RFC 9457 problem details, the error body of the v2 API, with the request id.
+
+use crate::context;
+use crate::error::ApiError;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use domain::service::AppError;
+use domain::DomainError;
+use serde::Serialize;
+
+/// An error of the v2 API.
+#[derive(Debug)]
+pub struct Problem {
+    pub status: StatusCode,
+    /// A short kebab-case name of the problem, part of the `type` URI.
+    pub kind: &'static str,
+    pub detail: String,
+    pub retry_after: Option<u64>,
+}
+
+/// The body of a problem response.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProblemBody {
+    /// `urn:lct:problem:{kind}`.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    pub request_id: uuid::Uuid,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, kind: &'static str, detail: impl Into<String>) -> Self {
+        Self { status, kind, detail: detail.into(), retry_after: None }
+    }
+
+    pub fn forbidden(detail: &str) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
+    }
+
+    pub fn unauthorized(detail: &str) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+    }
+}
+
+fn rule_kind(rule: &DomainError) -> &'static str {
+    match rule {
+        DomainError::TournamentNotFound => "tournament-not-found",
+        DomainError::TournamentAlreadyExists => "tournament-already-exists",
+        DomainError::TournamentNameTaken => "tournament-name-taken",
+        DomainError::NameUnchanged => "name-unchanged",
+        DomainError::PlayerAlreadyJoined => "player-already-joined",
+        DomainError::TournamentFull => "tournament-full",
+        DomainError::PlayerNotInTournament => "player-not-in-tournament",
+        DomainError::PlayerAlreadySelected => "player-already-selected",
+        DomainError::TeamAlreadySelected => "team-already-selected",
+        DomainError::NotAllSeatsTaken => "not-all-seats-taken",
+        DomainError::NotAllPlayersSelected => "not-all-players-selected",
+    }
+}
+
+impl From<AppError> for Problem {
+    fn from(error: AppError) -> Self {
+        match &error {
+            AppError::Rule(rule) => {
+                let api = ApiError::from(error.clone());
+                Problem::new(api.status, rule_kind(rule), api.message)
+            }
+            AppError::Store(_) => ApiError::from(error).into(),
+        }
+    }
+}
+
+impl From<ApiError> for Problem {
+    fn from(error: ApiError) -> Self {
+        let kind = match error.status {
+            StatusCode::BAD_REQUEST => "invalid-request",
+            StatusCode::NOT_FOUND => "not-found",
+            StatusCode::CONFLICT => "conflict",
+            StatusCode::PAYLOAD_TOO_LARGE => "body-too-large",
+            StatusCode::TOO_MANY_REQUESTS => "rate-limited",
+            StatusCode::SERVICE_UNAVAILABLE => "dependency-unavailable",
+            _ => "internal-error",
+        };
+        Problem::new(error.status, kind, error.message)
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let body = ProblemBody {
+            problem_type: format!("urn:lct:problem:{}", self.kind),
+            title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: self.status.as_u16(),
+            detail: self.detail,
+            request_id: context::request_id(),
+        };
+        let mut response = (self.status, axum::Json(body)).into_response();
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}

@@ -1,0 +1,409 @@
+//! `/api/v2/tournaments`: the clean API. Organiser and player tokens stop one caller from
+//! acting for another; POSTs take an `Idempotency-Key`; errors are problem details.
+
+use super::idempotency::{once, Answer};
+use super::problem::{Problem, ProblemBody};
+use super::tokens::player_id;
+use crate::context;
+use crate::extract::{number_or_numeric_string, CiJson, CiQuery};
+use crate::v1::metadata;
+use crate::AppState;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::Json;
+use domain::{PlayerLimit, PlayerName, PlayerSurname, Team, TournamentName, TournamentState};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// A JSON body (property names matched case-insensitively) and its bytes.
+pub struct Body<T>(pub T, pub Bytes);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Problem> {
+        let bytes = Bytes::from_request(request, state).await.map_err(|_| {
+            Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", "The request body is too large.")
+        })?;
+        let request = Request::new(axum::body::Body::from(bytes.clone()));
+        let CiJson(value) = CiJson::<T>::from_request(request, state).await.map_err(Problem::from)?;
+        Ok(Body(value, bytes))
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateBody {
+    #[serde(rename = "name")]
+    #[schema(rename = "name")]
+    pub name: String,
+    #[serde(rename = "playerlimit", deserialize_with = "number_or_numeric_string")]
+    #[schema(rename = "playerLimit", value_type = i64, minimum = 2, maximum = 10)]
+    pub player_limit: i64,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RenameBody {
+    pub name: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct JoinBody {
+    pub name: String,
+    pub surname: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TeamBody {
+    /// One of the ten team names, spelled exactly.
+    pub team: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlayerView {
+    pub id: Uuid,
+    pub name: String,
+    pub surname: String,
+    pub selected_team: Option<String>,
+    pub drawn_team: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DrawLine {
+    pub player_id: Uuid,
+    pub name: String,
+    pub surname: String,
+    pub team: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TournamentView {
+    pub id: Uuid,
+    pub name: String,
+    pub player_limit: u8,
+    pub version: u64,
+    pub players: Vec<PlayerView>,
+    pub draw: Option<Vec<DrawLine>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Created {
+    pub id: Uuid,
+    pub name: String,
+    pub player_limit: u8,
+    pub version: u64,
+    /// Needed to rename and to draw; shown once.
+    pub organiser_token: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Joined {
+    pub player_id: Uuid,
+    /// Needed to select a team and to click; shown once.
+    pub player_token: String,
+    pub version: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TeamView {
+    pub name: &'static str,
+    pub selected: bool,
+    pub selected_by: Option<Uuid>,
+}
+
+fn view(id: Uuid, state: &TournamentState) -> Result<TournamentView, Problem> {
+    let t = state
+        .tournament
+        .as_ref()
+        .ok_or_else(|| Problem::from(domain::service::AppError::Rule(domain::DomainError::TournamentNotFound)))?;
+    Ok(TournamentView {
+        id,
+        name: t.name.to_string(),
+        player_limit: t.player_limit.into(),
+        version: state.version,
+        players: t
+            .players
+            .iter()
+            .map(|p| PlayerView {
+                id: player_id(id, p.name.as_str(), p.surname.as_str()),
+                name: p.name.to_string(),
+                surname: p.surname.to_string(),
+                selected_team: p.selected_team.map(|t| t.name().to_owned()),
+                drawn_team: p.drawn_team.map(|t| t.name().to_owned()),
+            })
+            .collect(),
+        draw: t.draw.as_ref().map(|lines| lines.iter().map(|a| draw_line(id, a)).collect()),
+    })
+}
+
+fn draw_line(id: Uuid, a: &domain::Assignment) -> DrawLine {
+    DrawLine {
+        player_id: player_id(id, a.name.as_str(), a.surname.as_str()),
+        name: a.name.to_string(),
+        surname: a.surname.to_string(),
+        team: a.team.name().to_owned(),
+    }
+}
+
+fn tournament_id(raw: &str) -> Result<Uuid, Problem> {
+    let id = crate::extract::parse_uuid(raw, "The tournament id").map_err(Problem::from)?;
+    context::set_tournament(id);
+    Ok(id)
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn require_organiser(state: &AppState, id: Uuid, headers: &HeaderMap) -> Result<(), Problem> {
+    let token = bearer(headers)
+        .ok_or_else(|| Problem::unauthorized("The organiser token is required (Authorization: Bearer)."))?;
+    if state.tokens.is_organiser(id, token) {
+        Ok(())
+    } else {
+        Err(Problem::forbidden("This token is not the organiser token of this tournament."))
+    }
+}
+
+/// The player a player token stands for, looked up in the tournament.
+async fn require_player(
+    state: &AppState,
+    id: Uuid,
+    headers: &HeaderMap,
+) -> Result<(PlayerName, PlayerSurname), Problem> {
+    let token =
+        bearer(headers).ok_or_else(|| Problem::unauthorized("A player token is required (Authorization: Bearer)."))?;
+    let player = state
+        .tokens
+        .player_of(id, token)
+        .ok_or_else(|| Problem::forbidden("This token is not a player token of this tournament."))?;
+    let current = state.service.get(id).await?;
+    let t = current.tournament.as_ref().ok_or_else(|| Problem::forbidden("Unknown player."))?;
+    t.players
+        .iter()
+        .find(|p| player_id(id, p.name.as_str(), p.surname.as_str()) == player)
+        .map(|p| (p.name.clone(), p.surname.clone()))
+        .ok_or_else(|| Problem::forbidden("This token's player is not in the tournament."))
+}
+
+fn json_of<T: Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+/// Creates a tournament; the answer carries the organiser token.
+#[utoipa::path(post, path = "/api/v2/tournaments", tag = "v2", request_body = CreateBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    responses((status = 201, body = Created), (status = 400, body = ProblemBody), (status = 409, body = ProblemBody),
+              (status = 422, body = ProblemBody), (status = 429, body = ProblemBody), (status = 503, body = ProblemBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Body(body, raw): Body<CreateBody>,
+) -> Result<Response, Problem> {
+    once(&state, &headers, "create", &raw, || async {
+        let name = TournamentName::parse(&body.name).map_err(crate::error::ApiError::from)?;
+        let limit = PlayerLimit::new(body.player_limit).map_err(crate::error::ApiError::from)?;
+        let id = Uuid::new_v4();
+        context::set_tournament(id);
+        let created = state.service.create(metadata(), id, name, limit).await?;
+        let t = created.tournament.as_ref().expect("a created tournament exists");
+        let answer = Created {
+            id,
+            name: t.name.to_string(),
+            player_limit: t.player_limit.into(),
+            version: created.version,
+            organiser_token: state.tokens.organiser(id),
+        };
+        Ok::<Answer, Problem>((StatusCode::CREATED, json_of(&answer)))
+    })
+    .await
+}
+
+/// A tournament with its players (with their ids) and the draw.
+#[utoipa::path(get, path = "/api/v2/tournaments/{id}", tag = "v2", params(("id" = Uuid, Path)),
+    responses((status = 200, body = TournamentView), (status = 400, body = ProblemBody), (status = 404, body = ProblemBody)))]
+pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<TournamentView>, Problem> {
+    let id = tournament_id(&id)?;
+    Ok(Json(view(id, &state.service.get(id).await?)?))
+}
+
+/// Renames a tournament (organiser).
+#[utoipa::path(post, path = "/api/v2/tournaments/{id}/rename", tag = "v2", params(("id" = Uuid, Path)), request_body = RenameBody,
+    security(("organiser" = [])),
+    responses((status = 200, body = TournamentView), (status = 401, body = ProblemBody), (status = 403, body = ProblemBody),
+              (status = 404, body = ProblemBody), (status = 409, body = ProblemBody)))]
+pub async fn rename(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Body(body, raw): Body<RenameBody>,
+) -> Result<Response, Problem> {
+    let id = tournament_id(&id)?;
+    require_organiser(&state, id, &headers)?;
+    once(&state, &headers, &format!("rename|{id}"), &raw, || async {
+        let name = TournamentName::parse(&body.name).map_err(crate::error::ApiError::from)?;
+        let renamed = state.service.rename(metadata(), id, name).await?;
+        Ok((StatusCode::OK, json_of(&view(id, &renamed)?)))
+    })
+    .await
+}
+
+/// Joins a player; the answer carries the player's id and token.
+#[utoipa::path(post, path = "/api/v2/tournaments/{id}/players", tag = "v2", params(("id" = Uuid, Path)), request_body = JoinBody,
+    responses((status = 201, body = Joined), (status = 400, body = ProblemBody), (status = 404, body = ProblemBody), (status = 409, body = ProblemBody)))]
+pub async fn join(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Body(body, raw): Body<JoinBody>,
+) -> Result<Response, Problem> {
+    let id = tournament_id(&id)?;
+    once(&state, &headers, &format!("join|{id}"), &raw, || async {
+        let name = PlayerName::parse(&body.name).map_err(crate::error::ApiError::from)?;
+        let surname = PlayerSurname::parse(&body.surname).map_err(crate::error::ApiError::from)?;
+        let player = player_id(id, name.as_str(), surname.as_str());
+        let joined = state.service.join(metadata(), id, name, surname).await?;
+        let answer =
+            Joined { player_id: player, player_token: state.tokens.player(id, player), version: joined.version };
+        Ok((StatusCode::CREATED, json_of(&answer)))
+    })
+    .await
+}
+
+/// The token's player picks a team (final).
+#[utoipa::path(post, path = "/api/v2/tournaments/{id}/selection", tag = "v2", params(("id" = Uuid, Path)), request_body = TeamBody,
+    security(("player" = [])),
+    responses((status = 200, body = TournamentView), (status = 400, body = ProblemBody), (status = 401, body = ProblemBody),
+              (status = 403, body = ProblemBody), (status = 404, body = ProblemBody), (status = 409, body = ProblemBody)))]
+pub async fn select(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Body(body, raw): Body<TeamBody>,
+) -> Result<Response, Problem> {
+    let id = tournament_id(&id)?;
+    let (name, surname) = require_player(&state, id, &headers).await?;
+    once(&state, &headers, &format!("select|{id}|{name}|{surname}"), &raw, || async {
+        let team = Team::parse(&body.team).map_err(crate::error::ApiError::from)?;
+        let selected = state.service.select_team(metadata(), id, name, surname, team).await?;
+        Ok((StatusCode::OK, json_of(&view(id, &selected)?)))
+    })
+    .await
+}
+
+/// The token's player hovers over a team: everyone sees it live.
+#[utoipa::path(post, path = "/api/v2/tournaments/{id}/clicks", tag = "v2", params(("id" = Uuid, Path)), request_body = TeamBody,
+    security(("player" = [])),
+    responses((status = 204), (status = 400, body = ProblemBody), (status = 401, body = ProblemBody), (status = 403, body = ProblemBody)))]
+pub async fn click(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Body(body, _): Body<TeamBody>,
+) -> Result<StatusCode, Problem> {
+    let id = tournament_id(&id)?;
+    let (name, surname) = require_player(&state, id, &headers).await?;
+    let team = Team::parse(&body.team).map_err(crate::error::ApiError::from)?;
+    crate::live::clicks::record(&state, id, team, name, surname)
+        .await
+        .map_err(|detail| Problem::new(StatusCode::CONFLICT, "click-refused", detail))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Draws (organiser); repeatable, answering the stored result.
+#[utoipa::path(post, path = "/api/v2/tournaments/{id}/draw", tag = "v2", params(("id" = Uuid, Path)),
+    security(("organiser" = [])),
+    responses((status = 200, body = [DrawLine]), (status = 401, body = ProblemBody), (status = 403, body = ProblemBody),
+              (status = 404, body = ProblemBody), (status = 409, body = ProblemBody)))]
+pub async fn draw(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let id = tournament_id(&id)?;
+    require_organiser(&state, id, &headers)?;
+    once(&state, &headers, &format!("draw|{id}"), b"", || async {
+        let lines = state.service.draw(metadata(), id, rand::random()).await?;
+        let lines: Vec<DrawLine> = lines.iter().map(|a| draw_line(id, a)).collect();
+        Ok((StatusCode::OK, json_of(&lines)))
+    })
+    .await
+}
+
+/// The ten teams, each with the player holding it.
+#[utoipa::path(get, path = "/api/v2/tournaments/{id}/teams", tag = "v2", params(("id" = Uuid, Path)),
+    responses((status = 200, body = [TeamView]), (status = 404, body = ProblemBody)))]
+pub async fn teams(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Vec<TeamView>>, Problem> {
+    let id = tournament_id(&id)?;
+    let current = state.service.get(id).await?;
+    let t = current.tournament.as_ref();
+    Ok(Json(
+        Team::ALL
+            .into_iter()
+            .map(|team| {
+                let holder = t.and_then(|t| t.players.iter().find(|p| p.selected_team == Some(team)));
+                TeamView {
+                    name: team.name(),
+                    selected: holder.is_some(),
+                    selected_by: holder.map(|p| player_id(id, p.name.as_str(), p.surname.as_str())),
+                }
+            })
+            .collect(),
+    ))
+}
+
+/// The stored events after a version.
+#[utoipa::path(get, path = "/api/v2/tournaments/{id}/events", tag = "v2",
+    params(("id" = Uuid, Path), ("after" = Option<u64>, Query, description = "Only events with a higher version")),
+    responses((status = 200, description = "Events in version order"), (status = 404, body = ProblemBody)))]
+pub async fn events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    query: CiQuery,
+) -> Result<Json<Value>, Problem> {
+    let id = tournament_id(&id)?;
+    let after = match query.get("after") {
+        Some(raw) => raw
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| Problem::new(StatusCode::BAD_REQUEST, "invalid-request", "after must be a version number."))?,
+        None => 0,
+    };
+    state.service.get(id).await?;
+    let events = state.service.store().load(id, after).await.map_err(domain::service::AppError::from)?;
+    Ok(Json(Value::Array(
+        events
+            .iter()
+            .map(|e| json!({"version": e.version, "type": e.event.event_type(), "event": e.event, "recordedAtMs": e.recorded_at_ms, "requestId": e.request_id}))
+            .collect(),
+    )))
+}
+
+/// Players connected to the tournament's live stream now, across pods.
+#[utoipa::path(get, path = "/api/v2/tournaments/{id}/presence", tag = "v2", params(("id" = Uuid, Path)),
+    responses((status = 200, description = "{\"players\":[{\"playerId\",\"name\",\"surname\"}]}"), (status = 404, body = ProblemBody)))]
+pub async fn presence(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
+    let id = tournament_id(&id)?;
+    state.service.get(id).await?;
+    let players = state.live.presence.online(id).await.map_err(|error| {
+        tracing::error!(cause = %error, "presence unavailable");
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "dependency-unavailable",
+            "A dependency is unavailable; try again shortly.",
+        )
+    })?;
+    Ok(Json(json!({"players": players})))
+}

@@ -1,0 +1,571 @@
+//! Live coordination over Redis, for deployments of many pods.
+//!
+//! Each pod holds two connections: a publishing one (also used for the shared state) and a
+//! subscribing one. Both reconnect forever with an exponential backoff (100 ms up to 2 s), and
+//! both start in the background: a pod starts, and serves commands, while Redis is down.
+//!
+//! Subscriptions are counted per channel: the first interest in a channel subscribes, the last
+//! one leaving unsubscribes, and no pattern is ever subscribed, so a pod receives nothing for
+//! tournaments it does not serve. One task applies every subscribe and unsubscribe in the order
+//! they were asked for, and the same task restores every subscription after a reconnect before
+//! it tells the listener, so concurrent interests and reconnects always end in the right state.
+//!
+//! Publishing fails fast: when the publishing connection is down the call returns an error at
+//! once, and otherwise it gives up after a short timeout, so no command of the application waits
+//! on Redis. The URL may carry a password; only `host:port` is ever logged or put in errors.
+
+use async_trait::async_trait;
+use domain::ports::{Bus, BusListener, Click, LiveError, SharedState};
+use fred::clients::{Client, Pipeline, SubscriberClient};
+use fred::prelude::{
+    ClientLike, Config, EventInterface, Expiration, HashesInterface, KeysInterface, Options, PubsubInterface,
+    ReconnectPolicy, SetOptions, Value,
+};
+use fred::types::config::UnresponsiveConfig;
+use fred::types::{Builder, Message, MessageKind};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+/// Longest wait for a TCP connection (and TLS handshake) to Redis.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// A connection with a request unanswered this long is taken for dead and replaced.
+const UNRESPONSIVE_AFTER: Duration = Duration::from_secs(5);
+/// Timeout of a publication: commands must not stall behind Redis.
+const PUBLISH_TIMEOUT: Duration = Duration::from_millis(300);
+/// Timeout of shared-state commands, and the default of every other command.
+const COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
+/// Timeout of a SUBSCRIBE or UNSUBSCRIBE.
+const SUBSCRIPTION_TIMEOUT: Duration = Duration::from_secs(1);
+/// How often a failed resynchronisation of the subscriptions is tried again while connected.
+const RESYNC_RETRY: Duration = Duration::from_millis(500);
+/// Channels per SUBSCRIBE when restoring many subscriptions at once.
+const RESUBSCRIBE_CHUNK: usize = 500;
+/// Messages buffered between the subscriber connection and the listener.
+const MESSAGE_BUFFER: usize = 4096;
+
+/// Opens the Redis connections of this pod and returns the bus and the shared state over them
+/// (the shared state uses the bus's publishing connection). Returns at once, even while Redis is
+/// down: the connections are made in the background and retried forever.
+///
+/// Errors: only an invalid URL.
+pub async fn connect_redis(url: &str) -> Result<(Arc<RedisBus>, Arc<RedisSharedState>), LiveError> {
+    let bus = RedisBus::connect(url).await?;
+    let state = bus.shared_state();
+    Ok((Arc::new(bus), Arc::new(state)))
+}
+
+/// Parses the URL and builds a client builder with lct's timeouts and reconnect policy.
+/// Returns the builder and the `host:port` list to log (never the password).
+fn builder(url: &str) -> Result<(Builder, String), LiveError> {
+    // fred's parse errors are not echoed: they could quote the URL, password included.
+    let mut config = Config::from_url(url).map_err(|_| LiveError("the Redis URL is not valid".to_owned()))?;
+    // Keep trying in the background when Redis is down at start, instead of failing.
+    config.fail_fast = false;
+    let endpoint = config.server.hosts().iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+    let mut builder = Builder::from_config(config);
+    builder
+        .with_connection_config(|connection| {
+            connection.connection_timeout = CONNECT_TIMEOUT;
+            connection.internal_command_timeout = CONNECT_TIMEOUT;
+            connection.unresponsive =
+                UnresponsiveConfig { max_timeout: Some(UNRESPONSIVE_AFTER), interval: Duration::from_secs(1) };
+        })
+        .with_performance_config(|performance| {
+            performance.default_command_timeout = COMMAND_TIMEOUT;
+            performance.broadcast_channel_capacity = MESSAGE_BUFFER;
+        })
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
+    Ok((builder, endpoint))
+}
+
+fn build_error(error: fred::error::Error) -> LiveError {
+    LiveError(format!("cannot set up the Redis client: {error}"))
+}
+
+/// Options of commands that must not wait for a reconnection.
+fn fail_fast(timeout: Duration) -> Options {
+    Options { timeout: Some(timeout), fail_fast: true, max_attempts: Some(1), ..Options::default() }
+}
+
+/// The publishing connection, shared by the bus and the shared state; closed when the last
+/// holder drops it.
+struct Publisher {
+    client: Client,
+    endpoint: String,
+}
+
+impl Publisher {
+    fn ensure_connected(&self) -> Result<(), LiveError> {
+        if self.client.is_connected() {
+            Ok(())
+        } else {
+            Err(LiveError(format!("Redis at {} is not connected", self.endpoint)))
+        }
+    }
+
+    fn error(&self, what: &str, error: fred::error::Error) -> LiveError {
+        LiveError(format!("Redis at {}: {what} failed: {error}", self.endpoint))
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        quit_in_background(self.client.clone());
+    }
+}
+
+/// Closes a client without waiting, so that its connection task stops reconnecting.
+fn quit_in_background<C: ClientLike + 'static>(client: C) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move {
+            let _ = client.quit().await;
+        });
+    }
+}
+
+/// A change of interest in a channel, answered once applied.
+enum Interest {
+    Subscribe(String, oneshot::Sender<()>),
+    Unsubscribe(String, oneshot::Sender<()>),
+}
+
+/// Who gets the incoming messages; set once.
+type ListenerSlot = Arc<OnceLock<Arc<dyn BusListener>>>;
+/// Interest count of every channel this pod wants; read by the message task to drop messages of
+/// channels no longer wanted.
+type Wanted = Arc<Mutex<HashMap<String, usize>>>;
+
+fn lock(wanted: &Wanted) -> MutexGuard<'_, HashMap<String, usize>> {
+    wanted.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Pub/sub between pods over Redis. See the module documentation.
+pub struct RedisBus {
+    publisher: Arc<Publisher>,
+    subscriber: SubscriberClient,
+    interests: mpsc::UnboundedSender<Interest>,
+    listener: ListenerSlot,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RedisBus {
+    /// Starts the publishing and the subscribing connections in the background and returns at
+    /// once, also while Redis is down (the bus then reports not connected, and subscriptions
+    /// are made once it connects).
+    ///
+    /// Errors: only an invalid URL.
+    pub async fn connect(url: &str) -> Result<RedisBus, LiveError> {
+        let (builder, endpoint) = builder(url)?;
+        let publisher = builder.build().map_err(build_error)?;
+        let subscriber = builder.build_subscriber_client().map_err(build_error)?;
+        tracing::info!(redis = %endpoint, "connecting to Redis");
+
+        // Take the event streams before connecting so that no connection or message is missed.
+        let messages = subscriber.message_rx();
+        let connections = subscriber.reconnect_rx();
+        let wanted: Wanted = Arc::default();
+        let listener: ListenerSlot = Arc::default();
+        let (interests, interest_rx) = mpsc::unbounded_channel();
+        let subscriptions = Subscriptions {
+            subscriber: subscriber.clone(),
+            wanted: Arc::clone(&wanted),
+            stale: HashSet::new(),
+            listener: Arc::clone(&listener),
+            endpoint: endpoint.clone(),
+            connected_before: false,
+            needs_resync: false,
+            missed_messages: false,
+        };
+        let tasks = vec![
+            tokio::spawn(subscriptions.run(interest_rx, connections)),
+            tokio::spawn(forward_messages(messages, wanted, Arc::clone(&listener), endpoint.clone())),
+        ];
+        // The connection tasks run until `quit`; their handles are not needed.
+        drop(publisher.connect());
+        drop(subscriber.connect());
+
+        Ok(RedisBus {
+            publisher: Arc::new(Publisher { client: publisher, endpoint }),
+            subscriber,
+            interests,
+            listener,
+            tasks,
+        })
+    }
+
+    /// The shared state over this bus's publishing connection.
+    pub fn shared_state(&self) -> RedisSharedState {
+        RedisSharedState { publisher: Arc::clone(&self.publisher) }
+    }
+
+    /// Asks the channels' interest task for a change and waits until it is applied.
+    async fn change(&self, interest: impl FnOnce(oneshot::Sender<()>) -> Interest) {
+        let (done, applied) = oneshot::channel();
+        if self.interests.send(interest(done)).is_ok() {
+            let _ = applied.await;
+        }
+    }
+}
+
+impl Drop for RedisBus {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        quit_in_background(self.subscriber.clone());
+    }
+}
+
+#[async_trait]
+impl Bus for RedisBus {
+    /// Only the first listener is kept.
+    fn set_listener(&self, listener: Arc<dyn BusListener>) {
+        if self.listener.set(listener).is_err() {
+            tracing::warn!("the Redis bus already has a listener; the new one is ignored");
+        }
+    }
+
+    /// Errors at once when the publishing connection is down, and after a short timeout when
+    /// Redis does not answer.
+    async fn publish(&self, channel: &str, payload: Vec<u8>) -> Result<(), LiveError> {
+        self.publisher.ensure_connected()?;
+        let _receivers: i64 = self
+            .publisher
+            .client
+            .with_options(&fail_fast(PUBLISH_TIMEOUT))
+            .publish(channel, Value::Bytes(payload.into()))
+            .await
+            .map_err(|error| self.publisher.error("PUBLISH", error))?;
+        Ok(())
+    }
+
+    async fn subscribe(&self, channel: &str) {
+        self.change(|done| Interest::Subscribe(channel.to_owned(), done)).await;
+    }
+
+    async fn unsubscribe(&self, channel: &str) {
+        self.change(|done| Interest::Unsubscribe(channel.to_owned(), done)).await;
+    }
+
+    fn is_connected(&self) -> bool {
+        self.publisher.client.is_connected() && self.subscriber.is_connected()
+    }
+}
+
+/// The task that owns the subscriptions: it applies interests in order and restores every
+/// subscription after each (re)connection of the subscribing connection.
+///
+/// fred's own re-subscription (`manage_subscriptions`) is not used: it runs beside the caller's
+/// subscribe and unsubscribe calls, so a restore could re-subscribe a channel just dropped.
+struct Subscriptions {
+    subscriber: SubscriberClient,
+    wanted: Wanted,
+    /// Channels no longer wanted whose UNSUBSCRIBE failed on the current connection.
+    stale: HashSet<String>,
+    listener: ListenerSlot,
+    endpoint: String,
+    connected_before: bool,
+    /// The current connection may lack some wanted channel (or hold a stale one).
+    needs_resync: bool,
+    /// Messages may have been missed: tell the listener once the subscriptions are restored.
+    missed_messages: bool,
+}
+
+impl Subscriptions {
+    async fn run(
+        mut self,
+        mut interests: mpsc::UnboundedReceiver<Interest>,
+        mut connections: broadcast::Receiver<fred::types::config::Server>,
+    ) {
+        let mut retry = tokio::time::interval(RESYNC_RETRY);
+        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                connection = connections.recv() => match connection {
+                    Ok(_) | Err(RecvError::Lagged(_)) => self.on_connection().await,
+                    Err(RecvError::Closed) => break,
+                },
+                interest = interests.recv() => match interest {
+                    Some(Interest::Subscribe(channel, done)) => {
+                        self.subscribe(channel).await;
+                        let _ = done.send(());
+                    }
+                    Some(Interest::Unsubscribe(channel, done)) => {
+                        self.unsubscribe(channel).await;
+                        let _ = done.send(());
+                    }
+                    None => break,
+                },
+                _ = retry.tick(), if self.needs_resync && self.subscriber.is_connected() => self.resync().await,
+            }
+        }
+    }
+
+    /// A new connection has no subscriptions: restore them all, then tell the listener.
+    async fn on_connection(&mut self) {
+        tracing::info!(redis = %self.endpoint, "Redis subscriber connected");
+        self.stale.clear();
+        let anything_wanted = !lock(&self.wanted).is_empty();
+        // On the very first connection nothing can have been missed unless a channel was
+        // already wanted while Redis was unreachable.
+        if self.connected_before || anything_wanted {
+            self.missed_messages = true;
+        }
+        self.connected_before = true;
+        self.needs_resync = true;
+        self.resync().await;
+    }
+
+    /// Subscribes the current connection to every wanted channel and unsubscribes the stale
+    /// ones; tells the listener when messages may have been missed.
+    async fn resync(&mut self) {
+        let channels: Vec<String> = lock(&self.wanted).keys().cloned().collect();
+        for chunk in channels.chunks(RESUBSCRIBE_CHUNK) {
+            if let Err(error) = self.send_subscribe(chunk.to_vec()).await {
+                tracing::warn!(redis = %self.endpoint, %error, "restoring Redis subscriptions failed; will retry");
+                return;
+            }
+        }
+        let stale: Vec<String> = self.stale.iter().cloned().collect();
+        if !stale.is_empty() {
+            if let Err(error) = self.send_unsubscribe(stale).await {
+                tracing::warn!(redis = %self.endpoint, %error, "dropping stale Redis subscriptions failed; will retry");
+                return;
+            }
+            self.stale.clear();
+        }
+        self.needs_resync = false;
+        if std::mem::take(&mut self.missed_messages) {
+            tracing::info!(redis = %self.endpoint, channels = channels.len(), "Redis subscriptions restored");
+            if let Some(listener) = self.listener.get() {
+                listener.on_resubscribed();
+            }
+        }
+    }
+
+    async fn subscribe(&mut self, channel: String) {
+        let first = {
+            let mut wanted = lock(&self.wanted);
+            let count = wanted.entry(channel.clone()).or_insert(0);
+            *count += 1;
+            *count == 1
+        };
+        if !first {
+            return;
+        }
+        self.stale.remove(&channel);
+        if !self.subscriber.is_connected() {
+            // Made when the connection is back (see `on_connection`).
+            self.needs_resync = true;
+            self.missed_messages = true;
+            return;
+        }
+        if let Err(error) = self.send_subscribe(vec![channel]).await {
+            tracing::warn!(redis = %self.endpoint, %error, "Redis SUBSCRIBE failed; will retry");
+            self.needs_resync = true;
+            self.missed_messages = true;
+        }
+    }
+
+    async fn unsubscribe(&mut self, channel: String) {
+        let last = {
+            let mut wanted = lock(&self.wanted);
+            match wanted.get_mut(&channel) {
+                Some(count) if *count > 1 => {
+                    *count -= 1;
+                    false
+                }
+                Some(_) => {
+                    wanted.remove(&channel);
+                    true
+                }
+                None => {
+                    tracing::debug!(%channel, "unsubscribe without a subscription ignored");
+                    false
+                }
+            }
+        };
+        // A connection that is down holds no subscription, and the next one will not get this one.
+        if !last || !self.subscriber.is_connected() {
+            return;
+        }
+        if let Err(error) = self.send_unsubscribe(vec![channel.clone()]).await {
+            tracing::warn!(redis = %self.endpoint, %error, "Redis UNSUBSCRIBE failed; will retry");
+            self.stale.insert(channel);
+            self.needs_resync = true;
+        }
+    }
+
+    async fn send_subscribe(&self, channels: Vec<String>) -> Result<(), fred::error::Error> {
+        if channels.is_empty() {
+            return Ok(());
+        }
+        self.subscriber.with_options(&fail_fast(SUBSCRIPTION_TIMEOUT)).subscribe(channels).await
+    }
+
+    async fn send_unsubscribe(&self, channels: Vec<String>) -> Result<(), fred::error::Error> {
+        self.subscriber.with_options(&fail_fast(SUBSCRIPTION_TIMEOUT)).unsubscribe(channels).await
+    }
+}
+
+/// Hands every message of a wanted channel to the listener.
+async fn forward_messages(
+    mut messages: broadcast::Receiver<Message>,
+    wanted: Wanted,
+    listener: ListenerSlot,
+    endpoint: String,
+) {
+    loop {
+        match messages.recv().await {
+            Ok(message) => {
+                if message.kind != MessageKind::Message || !lock(&wanted).contains_key(&*message.channel) {
+                    continue;
+                }
+                let payload: &[u8] = match &message.value {
+                    Value::Null => &[],
+                    value => match value.as_bytes() {
+                        Some(bytes) => bytes,
+                        None => {
+                            tracing::warn!(channel = %message.channel, "a Redis message that is not a string was dropped");
+                            continue;
+                        }
+                    },
+                };
+                if let Some(listener) = listener.get() {
+                    listener.on_message(&message.channel, payload);
+                }
+            }
+            Err(RecvError::Lagged(missed)) => {
+                // Some messages were dropped before they could be read: same as an outage for
+                // the listener, which catches up from the event store.
+                tracing::warn!(redis = %endpoint, missed, "Redis messages were dropped: listener too slow");
+                if let Some(listener) = listener.get() {
+                    listener.on_resubscribed();
+                }
+            }
+            Err(RecvError::Closed) => break,
+        }
+    }
+}
+
+/// Team clicks and one-use tokens in Redis, shared by all pods (and presence, idempotency keys
+/// and the pod registry, see [`redis_coordination`](super::redis_coordination)).
+///
+/// Clicks of a tournament are the hash `lct:clicks:{tournament}` (field `{name}\u{1f}{surname}`,
+/// value the click as JSON) expiring `ttl` after the last click; a token is the key
+/// `lct:token:{token}`. Every call fails fast while Redis is down.
+pub struct RedisSharedState {
+    publisher: Arc<Publisher>,
+}
+
+impl RedisSharedState {
+    /// Opens its own connection in the background and returns at once, also while Redis is
+    /// down. Prefer [`connect_redis`], which shares the bus's publishing connection.
+    ///
+    /// Errors: only an invalid URL.
+    pub async fn connect(url: &str) -> Result<RedisSharedState, LiveError> {
+        let (builder, endpoint) = builder(url)?;
+        let client = builder.build().map_err(build_error)?;
+        drop(client.connect());
+        Ok(RedisSharedState { publisher: Arc::new(Publisher { client, endpoint }) })
+    }
+
+    /// The shared connection with fail-fast options; an error at once while it is down.
+    pub(super) fn client(&self) -> Result<fred::clients::WithOptions<Client>, LiveError> {
+        self.publisher.ensure_connected()?;
+        Ok(self.publisher.client.with_options(&fail_fast(COMMAND_TIMEOUT)))
+    }
+
+    /// The error of a failed command, naming Redis by `host:port` only.
+    pub(super) fn error(&self, what: &str, error: fred::error::Error) -> LiveError {
+        self.publisher.error(what, error)
+    }
+}
+
+fn clicks_key(tournament: Uuid) -> String {
+    format!("lct:clicks:{tournament}")
+}
+
+fn token_key(token: &str) -> String {
+    format!("lct:token:{token}")
+}
+
+pub(super) fn millis(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1)
+}
+
+#[async_trait]
+impl SharedState for RedisSharedState {
+    /// Errors: Redis is down or does not answer in time, or the stored list cannot be read.
+    async fn record_click(&self, tournament: Uuid, click: Click, ttl: Duration) -> Result<Vec<Click>, LiveError> {
+        let key = clicks_key(tournament);
+        let field = format!("{}\u{1f}{}", click.name, click.surname);
+        let json = serde_json::to_string(&click).map_err(|error| LiveError(format!("encoding a click: {error}")))?;
+        let error = |error| self.publisher.error("recording a click", error);
+
+        let pipeline = Pipeline::from(self.client()?);
+        let () = pipeline.hset(&key, (field, json)).await.map_err(error)?;
+        let () = pipeline.pexpire(&key, millis(ttl), None).await.map_err(error)?;
+        let () = pipeline.hgetall(&key).await.map_err(error)?;
+        let (_, _, stored): (i64, i64, HashMap<String, String>) = pipeline.all().await.map_err(error)?;
+
+        let mut clicks = Vec::with_capacity(stored.len());
+        for (field, json) in stored {
+            match serde_json::from_str::<Click>(&json) {
+                Ok(click) => clicks.push(click),
+                Err(error) => {
+                    tracing::warn!(%tournament, field = %field.replace('\u{1f}', " "), %error, "an unreadable click was skipped")
+                }
+            }
+        }
+        clicks.sort_by(|a, b| (a.at_ms, &a.name, &a.surname).cmp(&(b.at_ms, &b.name, &b.surname)));
+        Ok(clicks)
+    }
+
+    /// Errors: Redis is down or does not answer in time, or the token is already stored.
+    async fn put_token(&self, token: &str, value: &str, ttl: Duration) -> Result<(), LiveError> {
+        let stored: Option<String> = self
+            .client()?
+            .set(token_key(token), value, Some(Expiration::PX(millis(ttl))), Some(SetOptions::NX), false)
+            .await
+            .map_err(|error| self.publisher.error("storing a token", error))?;
+        match stored {
+            Some(_) => Ok(()),
+            None => Err(LiveError("the token is already in use".to_owned())),
+        }
+    }
+
+    /// Errors: Redis is down or does not answer in time.
+    async fn take_token(&self, token: &str) -> Result<Option<String>, LiveError> {
+        self.client()?.getdel(token_key(token)).await.map_err(|error| self.publisher.error("taking a token", error))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_invalid_url_is_refused_without_echoing_it() {
+        let error = builder("not a url with secret").err().unwrap();
+        assert!(!error.0.contains("secret"), "{error}");
+    }
+
+    #[test]
+    fn only_host_and_port_of_the_url_are_kept_for_logs() {
+        let (_, endpoint) = builder("redis://:secret@redis.example:6390/0").unwrap();
+        assert_eq!(endpoint, "redis.example:6390");
+    }
+
+    #[test]
+    fn a_ttl_is_sent_as_at_least_one_millisecond() {
+        assert_eq!(millis(Duration::from_micros(10)), 1);
+        assert_eq!(millis(Duration::from_secs(2)), 2_000);
+    }
+}

@@ -1,0 +1,237 @@
+//! How events, claims and snapshots are laid out as MongoDB documents.
+//!
+//! - `events`: one document per event: `streamId` (UUID, binary subtype 4), `version` (int64,
+//!   from 1), `type`, `schemaVersion`, `recordedAt` (BSON date), `requestId` (UUID or null) and
+//!   `data` (the event's fields). Unique on `{streamId, version}`.
+//! - `claims`: one document per unique value held by a stream: `scope`, `value`, `owner`
+//!   (stream id). Unique on `{scope, value}`.
+//! - `snapshots`: one document per stream: `_id` (stream id), `version`, `state`.
+
+use domain::ports::{RecordedEvent, Snapshot, StoreError, UniqueKey};
+use domain::{TournamentEvent, TournamentState};
+use mongodb::bson::{self, doc, spec::BinarySubtype, Binary, Bson, DateTime, Document};
+use uuid::Uuid;
+
+pub const EVENTS: &str = "events";
+pub const CLAIMS: &str = "claims";
+pub const SNAPSHOTS: &str = "snapshots";
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+/// A UUID as BSON binary subtype 4, the standard representation.
+pub fn uuid_bson(id: Uuid) -> Bson {
+    Bson::Binary(Binary { subtype: BinarySubtype::Uuid, bytes: id.as_bytes().to_vec() })
+}
+
+fn uuid_from(value: &Bson, field: &str) -> Result<Uuid, StoreError> {
+    match value {
+        Bson::Binary(Binary { subtype: BinarySubtype::Uuid, bytes }) => {
+            Uuid::from_slice(bytes).map_err(|e| corrupt(format!("{field}: {e}")))
+        }
+        other => Err(corrupt(format!("{field} is not a UUID: {other}"))),
+    }
+}
+
+fn field<'a>(doc: &'a Document, name: &str) -> Result<&'a Bson, StoreError> {
+    doc.get(name).ok_or_else(|| corrupt(format!("missing field {name}")))
+}
+
+fn version_from(doc: &Document) -> Result<u64, StoreError> {
+    let version = doc.get_i64("version").map_err(|e| corrupt(format!("version: {e}")))?;
+    u64::try_from(version).map_err(|_| corrupt(format!("negative version {version}")))
+}
+
+pub fn version_bson(version: u64) -> Result<Bson, StoreError> {
+    i64::try_from(version).map(Bson::Int64).map_err(|_| corrupt(format!("version {version} is out of range")))
+}
+
+/// The filter selecting one stream's events.
+pub fn stream_filter(stream_id: Uuid) -> Document {
+    doc! { "streamId": uuid_bson(stream_id) }
+}
+
+/// The document of one recorded event.
+pub fn event_document(event: &RecordedEvent) -> Result<Document, StoreError> {
+    let mut data = bson::to_document(&event.event).map_err(|e| corrupt(format!("encoding an event: {e}")))?;
+    // The serde tag becomes the top-level `type`, so `data` holds only the event's fields.
+    data.remove("type");
+    Ok(doc! {
+        "streamId": uuid_bson(event.stream_id),
+        "version": version_bson(event.version)?,
+        "type": event.event.event_type(),
+        "schemaVersion": i64::from(event.schema_version),
+        "recordedAt": DateTime::from_millis(event.recorded_at_ms),
+        "requestId": event.request_id.map_or(Bson::Null, uuid_bson),
+        "data": data,
+    })
+}
+
+/// The recorded event a document holds.
+pub fn recorded_event(doc: &Document) -> Result<RecordedEvent, StoreError> {
+    let event_type = doc.get_str("type").map_err(|e| corrupt(format!("type: {e}")))?;
+    let mut data = doc.get_document("data").map_err(|e| corrupt(format!("data: {e}")))?.clone();
+    data.insert("type", event_type);
+    let event: TournamentEvent =
+        bson::from_document(data).map_err(|e| corrupt(format!("event of type {event_type}: {e}")))?;
+    let schema_version = match field(doc, "schemaVersion")? {
+        Bson::Int32(v) => i64::from(*v),
+        Bson::Int64(v) => *v,
+        other => return Err(corrupt(format!("schemaVersion is not an integer: {other}"))),
+    };
+    let request_id = match field(doc, "requestId")? {
+        Bson::Null => None,
+        value => Some(uuid_from(value, "requestId")?),
+    };
+    Ok(RecordedEvent {
+        stream_id: uuid_from(field(doc, "streamId")?, "streamId")?,
+        version: version_from(doc)?,
+        schema_version: u32::try_from(schema_version).map_err(|_| corrupt("schemaVersion is out of range"))?,
+        recorded_at_ms: doc
+            .get_datetime("recordedAt")
+            .map_err(|e| corrupt(format!("recordedAt: {e}")))?
+            .timestamp_millis(),
+        request_id,
+        event,
+    })
+}
+
+/// The filter selecting the claim of one unique value, whoever holds it.
+pub fn claim_filter(key: &UniqueKey) -> Document {
+    doc! { "scope": &key.scope, "value": &key.value }
+}
+
+/// The claim of `key` by stream `owner`.
+pub fn claim_document(key: &UniqueKey, owner: Uuid) -> Document {
+    doc! { "scope": &key.scope, "value": &key.value, "owner": uuid_bson(owner) }
+}
+
+/// The stream holding a claim.
+pub fn claim_owner(doc: &Document) -> Result<Uuid, StoreError> {
+    uuid_from(field(doc, "owner")?, "owner")
+}
+
+/// The stored form of a snapshot; `version` is kept beside the state so that an update can
+/// keep the newer one.
+pub fn snapshot_document(snapshot: &Snapshot) -> Result<Document, StoreError> {
+    let state = bson::to_document(&snapshot.state).map_err(|e| corrupt(format!("encoding a snapshot: {e}")))?;
+    Ok(doc! {
+        "_id": uuid_bson(snapshot.stream_id),
+        "version": version_bson(snapshot.state.version)?,
+        "state": state,
+    })
+}
+
+/// The snapshot a document holds.
+pub fn snapshot_from_document(doc: &Document) -> Result<Snapshot, StoreError> {
+    let state = doc.get_document("state").map_err(|e| corrupt(format!("snapshot state: {e}")))?.clone();
+    let state: TournamentState = bson::from_document(state).map_err(|e| corrupt(format!("snapshot state: {e}")))?;
+    Ok(Snapshot { stream_id: uuid_from(field(doc, "_id")?, "_id")?, state })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::ports::SCHEMA_VERSION;
+    use domain::{Assignment, PlayerLimit, PlayerName, PlayerSurname, Team, TournamentName};
+
+    fn player(name: &str) -> (PlayerName, PlayerSurname) {
+        (PlayerName::parse(name).unwrap(), PlayerSurname::parse("Nowak").unwrap())
+    }
+
+    fn every_event() -> Vec<TournamentEvent> {
+        let (anna, nowak) = player("Anna");
+        vec![
+            TournamentEvent::TournamentCreated {
+                name: TournamentName::parse("Friday night").unwrap(),
+                player_limit: PlayerLimit::new(4).unwrap(),
+            },
+            TournamentEvent::TournamentRenamed { name: TournamentName::parse("Friday: finals ü").unwrap() },
+            TournamentEvent::PlayerJoined { name: anna.clone(), surname: nowak.clone() },
+            TournamentEvent::TeamSelected { name: anna.clone(), surname: nowak.clone(), team: Team::ManchasterCity },
+            TournamentEvent::TeamsDrawn {
+                assignments: vec![Assignment { name: anna, surname: nowak, team: Team::MachesterUnited }],
+            },
+        ]
+    }
+
+    fn recorded(version: u64, event: TournamentEvent, request_id: Option<Uuid>) -> RecordedEvent {
+        RecordedEvent {
+            stream_id: Uuid::new_v4(),
+            version,
+            schema_version: SCHEMA_VERSION,
+            recorded_at_ms: 1_700_000_000_123,
+            request_id,
+            event,
+        }
+    }
+
+    #[test]
+    fn every_event_type_round_trips_through_its_document() {
+        for (i, event) in every_event().into_iter().enumerate() {
+            let original = recorded(i as u64 + 1, event, (i % 2 == 0).then(Uuid::new_v4));
+            let document = event_document(&original).unwrap();
+            assert_eq!(recorded_event(&document).unwrap(), original);
+        }
+    }
+
+    #[test]
+    fn an_event_document_has_the_documented_shape() {
+        let request_id = Uuid::new_v4();
+        let original = recorded(7, every_event().remove(3), Some(request_id));
+        let document = event_document(&original).unwrap();
+        assert_eq!(document.get("streamId"), Some(&uuid_bson(original.stream_id)));
+        assert_eq!(document.get("version"), Some(&Bson::Int64(7)));
+        assert_eq!(document.get_str("type").unwrap(), "TeamSelected");
+        assert_eq!(document.get("schemaVersion"), Some(&Bson::Int64(i64::from(SCHEMA_VERSION))));
+        assert_eq!(document.get_datetime("recordedAt").unwrap().timestamp_millis(), 1_700_000_000_123);
+        assert_eq!(document.get("requestId"), Some(&uuid_bson(request_id)));
+        let data = document.get_document("data").unwrap();
+        assert_eq!(data, &doc! { "name": "Anna", "surname": "Nowak", "team": "Manchaster City" });
+        match document.get("streamId") {
+            Some(Bson::Binary(binary)) => assert_eq!(binary.subtype, BinarySubtype::Uuid),
+            other => panic!("streamId should be a UUID, got {other:?}"),
+        }
+        let without_request = event_document(&recorded(1, every_event().remove(0), None)).unwrap();
+        assert_eq!(without_request.get("requestId"), Some(&Bson::Null));
+    }
+
+    #[test]
+    fn documents_that_do_not_hold_an_event_are_corrupt() {
+        let good = event_document(&recorded(1, every_event().remove(0), None)).unwrap();
+        let mut unknown_type = good.clone();
+        unknown_type.insert("type", "TournamentExploded");
+        let mut negative = good.clone();
+        negative.insert("version", -1_i64);
+        let mut string_id = good.clone();
+        string_id.insert("streamId", Uuid::new_v4().to_string());
+        let mut bad_limit = good.clone();
+        bad_limit.insert("data", doc! { "name": "X", "playerLimit": 11 });
+        for document in [unknown_type, negative, string_id, bad_limit, Document::new()] {
+            assert!(matches!(recorded_event(&document), Err(StoreError::Corrupt(_))), "{document}");
+        }
+    }
+
+    #[test]
+    fn snapshots_round_trip_with_their_version_beside_the_state() {
+        let events = every_event();
+        let snapshot = Snapshot { stream_id: Uuid::new_v4(), state: TournamentState::default().replay(&events) };
+        let document = snapshot_document(&snapshot).unwrap();
+        assert_eq!(document.get("_id"), Some(&uuid_bson(snapshot.stream_id)));
+        assert_eq!(document.get("version"), Some(&Bson::Int64(events.len() as i64)));
+        assert_eq!(snapshot_from_document(&document).unwrap(), snapshot);
+        let empty = Snapshot { stream_id: Uuid::new_v4(), state: TournamentState::default() };
+        assert_eq!(snapshot_from_document(&snapshot_document(&empty).unwrap()).unwrap(), empty);
+    }
+
+    #[test]
+    fn claims_name_their_scope_value_and_owner() {
+        let key = UniqueKey::tournament_name("Friday night");
+        let owner = Uuid::new_v4();
+        let document = claim_document(&key, owner);
+        assert_eq!(claim_owner(&document).unwrap(), owner);
+        assert_eq!(claim_filter(&key), doc! { "scope": "tournament-name", "value": "Friday night" });
+        assert!(document.iter().all(|(k, _)| ["scope", "value", "owner"].contains(&k.as_str())));
+    }
+}

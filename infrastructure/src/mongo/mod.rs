@@ -1,0 +1,288 @@
+//! The MongoDB event store, used in production against a replica set.
+//!
+//! An append is one multi-document transaction (snapshot read concern, majority write
+//! concern): it reads the stream's current version, releases and claims unique values in
+//! `claims`, and inserts one document per event in `events`. The unique indexes
+//! `{streamId, version}` and `{scope, value}` make a lost race fail rather than double-book;
+//! a duplicate key becomes the port's `VersionConflict` or `UniqueTaken`. Transactions that
+//! the server labels transient are retried whole; a commit with an unknown result is retried.
+//!
+//! Nothing here needs a server to be constructed: the driver connects lazily, so while the
+//! replica set is unreachable every operation fails with `Unavailable` after the server
+//! selection timeout, and the process recovers by itself when it is back. The unique indexes
+//! are created by [`MongoEventStore::ensure_indexes`] (at start-up, in the background until it
+//! succeeds); appends refuse to run before they exist, since correctness depends on them.
+
+mod append;
+mod config;
+mod documents;
+mod errors;
+mod indexes;
+
+pub use config::{redact_uri, ConfigError, MongoSettings, Secret, DEFAULT_OPERATION_TIMEOUT, DEFAULT_TIMEOUT};
+pub use documents::{CLAIMS, EVENTS, SNAPSHOTS};
+pub use indexes::{CLAIM_INDEX, EVENT_VERSION_INDEX};
+
+use async_trait::async_trait;
+use domain::ports::{AppendRequest, EventStore, RecordedEvent, Snapshot, StoreError};
+use errors::{class_of, store_error, Class};
+use mongodb::bson::{doc, Document};
+use mongodb::error::ErrorKind;
+use mongodb::options::{DatabaseOptions, ReadConcern, ReadPreference, SelectionCriteria, WriteConcern};
+use mongodb::{Client, Database};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::OnceCell;
+use uuid::Uuid;
+
+/// Longest pause between two attempts of the start-up index creation.
+const MAX_INDEX_RETRY_DELAY: Duration = Duration::from_secs(30);
+
+/// Event store in a MongoDB replica set. Cheap to clone; clones share one client.
+#[derive(Clone)]
+pub struct MongoEventStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: MongoSettings,
+    client: OnceCell<Client>,
+    indexes_ready: AtomicBool,
+}
+
+impl MongoEventStore {
+    /// Builds the client from `settings` without contacting any server (an SRV connection
+    /// string is resolved now if DNS answers, otherwise on first use). Fails only when the
+    /// configuration cannot work.
+    pub async fn connect(settings: MongoSettings) -> Result<Self, ConfigError> {
+        settings.validate()?;
+        let store = Self {
+            inner: Arc::new(Inner { settings, client: OnceCell::new(), indexes_ready: AtomicBool::new(false) }),
+        };
+        if let Err(error) = store.inner.client.get_or_try_init(|| store.build_client()).await {
+            let resolvable_later = matches!(*error.kind, ErrorKind::DnsResolve { .. } | ErrorKind::Io(_));
+            if !(store.inner.settings.uses_srv() && resolvable_later) {
+                return Err(ConfigError(format!("configuring the MongoDB client: {}", error.kind)));
+            }
+            tracing::warn!(error = %error.kind, "MongoDB SRV record not resolved yet; retrying on use");
+        }
+        Ok(store)
+    }
+
+    async fn build_client(&self) -> mongodb::error::Result<Client> {
+        let options = self.inner.settings.client_options().await?;
+        let description = config::describe(&options);
+        let client = Client::with_options(options)?;
+        tracing::info!(database = %self.inner.settings.database, mongodb = %description, "using the MongoDB event store");
+        Ok(client)
+    }
+
+    async fn client(&self) -> Result<&Client, StoreError> {
+        self.inner.client.get_or_try_init(|| self.build_client()).await.map_err(|e| store_error("connecting", &e))
+    }
+
+    /// The database, with majority read and write concerns and the primary for everything.
+    async fn database(&self) -> Result<Database, StoreError> {
+        let mut options = DatabaseOptions::default();
+        options.read_concern = Some(ReadConcern::majority());
+        options.write_concern = Some(WriteConcern::majority());
+        options.selection_criteria = Some(SelectionCriteria::ReadPreference(ReadPreference::Primary));
+        Ok(self.client().await?.database_with_options(&self.inner.settings.database, options))
+    }
+
+    /// Creates the unique indexes; creating them again changes nothing. Errors: `Unavailable`
+    /// while the replica set cannot be reached (or refuses the specification).
+    pub async fn ensure_indexes(&self) -> Result<(), StoreError> {
+        let database = self.database().await?;
+        self.bounded(async {
+            for (collection, models) in indexes::specifications() {
+                database
+                    .collection::<Document>(collection)
+                    .create_indexes(models)
+                    .await
+                    .map_err(|e| store_error(&format!("creating the indexes of {collection}"), &e))?;
+            }
+            Ok(())
+        })
+        .await?;
+        if !self.inner.indexes_ready.swap(true, Ordering::SeqCst) {
+            tracing::info!(database = %self.inner.settings.database, "MongoDB indexes are in place");
+        }
+        Ok(())
+    }
+
+    /// Calls [`Self::ensure_indexes`] until it succeeds, waiting longer after each failure (up
+    /// to 30 s). Meant to be spawned at start-up so that a pod started before its replica set
+    /// becomes ready by itself.
+    pub async fn ensure_indexes_until_done(self) {
+        let mut delay = Duration::from_millis(500);
+        loop {
+            match self.ensure_indexes().await {
+                Ok(()) => return,
+                Err(error) => {
+                    tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "MongoDB indexes not created yet");
+                }
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(MAX_INDEX_RETRY_DELAY);
+        }
+    }
+
+    async fn require_indexes(&self) -> Result<(), StoreError> {
+        if self.inner.indexes_ready.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.ensure_indexes().await
+    }
+
+    /// Runs `operation` within the operation timeout; past it the answer is `Unavailable`.
+    async fn bounded<T>(&self, operation: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+        let limit = self.inner.settings.operation_timeout;
+        tokio::time::timeout(limit, operation).await.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(format!("MongoDB did not answer within {} ms", limit.as_millis())))
+        })
+    }
+}
+
+#[async_trait]
+impl EventStore for MongoEventStore {
+    async fn load(&self, stream_id: Uuid, after_version: u64) -> Result<Vec<RecordedEvent>, StoreError> {
+        let events = self.database().await?.collection::<Document>(EVENTS);
+        self.bounded(async {
+            let mut filter = documents::stream_filter(stream_id);
+            filter.insert("version", doc! { "$gt": documents::version_bson(after_version)? });
+            let mut cursor =
+                events.find(filter).sort(doc! { "version": 1 }).await.map_err(|e| store_error("loading", &e))?;
+            let mut loaded = Vec::new();
+            while cursor.advance().await.map_err(|e| store_error("loading", &e))? {
+                let document = cursor.deserialize_current().map_err(|e| store_error("loading", &e))?;
+                let event = documents::recorded_event(&document)?;
+                let expected = after_version + loaded.len() as u64 + 1;
+                if event.version != expected || event.stream_id != stream_id {
+                    return Err(StoreError::Corrupt(format!(
+                        "stream {stream_id}: found version {} where {expected} was expected",
+                        event.version
+                    )));
+                }
+                loaded.push(event);
+            }
+            Ok(loaded)
+        })
+        .await
+    }
+
+    async fn append(&self, request: AppendRequest) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.bounded(self.append_in_transaction(request)).await
+    }
+
+    async fn load_snapshot(&self, stream_id: Uuid) -> Result<Option<Snapshot>, StoreError> {
+        let snapshots = self.database().await?.collection::<Document>(SNAPSHOTS);
+        self.bounded(async {
+            let found = snapshots
+                .find_one(doc! { "_id": documents::uuid_bson(stream_id) })
+                .await
+                .map_err(|e| store_error("loading a snapshot", &e))?;
+            found.as_ref().map(documents::snapshot_from_document).transpose()
+        })
+        .await
+    }
+
+    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        let snapshots = self.database().await?.collection::<Document>(SNAPSHOTS);
+        let mut document = documents::snapshot_document(snapshot)?;
+        let id = document.remove("_id").unwrap_or_default();
+        let version = documents::version_bson(snapshot.state.version)?;
+        let filter = doc! { "_id": id, "version": { "$lt": version } };
+        let update = doc! { "$set": document };
+        self.bounded(async {
+            // Only an older snapshot matches. When none matches because a newer one is stored,
+            // the upsert collides with its `_id` and the newer one is kept; when it collides with
+            // a snapshot saved concurrently, the update without upsert replaces it if older.
+            let saved = snapshots.update_one(filter.clone(), update.clone()).upsert(true).await;
+            match saved {
+                Ok(_) => Ok(()),
+                Err(e) if matches!(class_of(&e), Class::Duplicate(_)) => {
+                    snapshots.update_one(filter, update).await.map_err(|e| store_error("saving a snapshot", &e))?;
+                    Ok(())
+                }
+                Err(e) => Err(store_error("saving a snapshot", &e)),
+            }
+        })
+        .await
+    }
+
+    async fn check(&self) -> Result<(), StoreError> {
+        let database = self.database().await?;
+        self.bounded(async {
+            database.run_command(doc! { "ping": 1 }).await.map_err(|e| store_error("ping", &e))?;
+            Ok(())
+        })
+        .await?;
+        // Ready means able to append, which needs the unique indexes.
+        self.require_indexes().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::ports::{EventMetadata, UniqueKey};
+    use domain::{PlayerLimit, TournamentEvent, TournamentName};
+    use std::time::Instant;
+
+    /// A replica set on loopback ports where nothing listens: no MongoDB server is involved.
+    async fn unreachable_store() -> MongoEventStore {
+        let mut settings = MongoSettings::new(
+            "mongodb://127.0.0.1:1,127.0.0.1:2/?replicaSet=rs0",
+            format!("lct_{}", Uuid::new_v4().simple()),
+        );
+        settings.timeout = Some(Duration::from_millis(300));
+        MongoEventStore::connect(settings).await.expect("building the client needs no server")
+    }
+
+    fn create_request() -> AppendRequest {
+        AppendRequest {
+            stream_id: Uuid::new_v4(),
+            expected_version: 0,
+            events: vec![TournamentEvent::TournamentCreated {
+                name: TournamentName::parse("Friday").unwrap(),
+                player_limit: PlayerLimit::new(4).unwrap(),
+            }],
+            metadata: EventMetadata { request_id: None, recorded_at_ms: 1 },
+            claims: vec![UniqueKey::tournament_name("Friday")],
+            releases: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn every_operation_on_an_unreachable_replica_set_is_unavailable_within_the_timeout() {
+        let store = unreachable_store().await;
+        let started = Instant::now();
+        let id = Uuid::new_v4();
+        assert!(matches!(store.check().await, Err(StoreError::Unavailable(_))));
+        assert!(matches!(store.load(id, 0).await, Err(StoreError::Unavailable(_))));
+        assert!(matches!(store.load_snapshot(id).await, Err(StoreError::Unavailable(_))));
+        assert!(matches!(store.append(create_request()).await, Err(StoreError::Unavailable(_))));
+        assert!(matches!(store.ensure_indexes().await, Err(StoreError::Unavailable(_))));
+        let snapshot = Snapshot { stream_id: id, state: Default::default() };
+        assert!(matches!(store.save_snapshot(&snapshot).await, Err(StoreError::Unavailable(_))));
+        // Six operations, each bounded by the 300 ms server selection timeout.
+        assert!(started.elapsed() < Duration::from_secs(6), "took {:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_a_server_selection_error_classified_unavailable() {
+        let store = unreachable_store().await;
+        let error = store.client().await.unwrap().database("admin").run_command(doc! { "ping": 1 }).await.unwrap_err();
+        assert_eq!(errors::parts(&error).origin, errors::Origin::ServerSelection);
+        assert_eq!(class_of(&error), Class::Unavailable);
+    }
+
+    #[tokio::test]
+    async fn an_invalid_configuration_is_refused_at_start_up() {
+        assert!(MongoEventStore::connect(MongoSettings::new("mongodb://", "lct")).await.is_err());
+        assert!(MongoEventStore::connect(MongoSettings::new("mongodb://a/?replicaSet=", "")).await.is_err());
+    }
+}

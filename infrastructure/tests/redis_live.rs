@@ -1,0 +1,321 @@
+//! The Redis bus and shared state against a real `redis-server` of each test's own, which the
+//! tests kill and restart to check what pods rely on during and after an outage.
+
+#[path = "../../tests/common/redis_server.rs"]
+mod redis_server;
+
+use domain::ports::{Bus, BusListener, Click, SharedState};
+use domain::Team;
+use infrastructure::live::{connect_redis, RedisBus, RedisSharedState};
+use redis_server::RedisServer;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, Mutex};
+use uuid::Uuid;
+
+/// Longest wait for something asynchronous (a connection, a message, an expiry).
+const DEADLINE: Duration = Duration::from_secs(10);
+/// How long a test waits to be sure that something does not arrive.
+const QUIET: Duration = Duration::from_millis(300);
+
+/// Records what a bus delivers.
+struct Recorder {
+    messages: mpsc::UnboundedSender<(String, Vec<u8>)>,
+    resubscribed: AtomicUsize,
+}
+
+impl BusListener for Recorder {
+    fn on_message(&self, channel: &str, payload: &[u8]) {
+        let _ = self.messages.send((channel.to_owned(), payload.to_vec()));
+    }
+
+    fn on_resubscribed(&self) {
+        self.resubscribed.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A bus of one "pod" and what it received.
+struct Pod {
+    bus: Arc<RedisBus>,
+    state: Arc<RedisSharedState>,
+    recorder: Arc<Recorder>,
+    received: Mutex<mpsc::UnboundedReceiver<(String, Vec<u8>)>>,
+}
+
+impl Pod {
+    async fn connect(url: &str) -> Pod {
+        let (bus, state) = connect_redis(url).await.expect("valid URL");
+        let (messages, received) = mpsc::unbounded_channel();
+        let recorder = Arc::new(Recorder { messages, resubscribed: AtomicUsize::new(0) });
+        bus.set_listener(recorder.clone());
+        Pod { bus, state, recorder, received: Mutex::new(received) }
+    }
+
+    /// A pod whose connections are up.
+    async fn connected(url: &str) -> Pod {
+        let pod = Pod::connect(url).await;
+        eventually("the pod connects", || pod.bus.is_connected()).await;
+        pod
+    }
+
+    /// The next message, failing the test after the deadline.
+    async fn next_message(&self) -> (String, String) {
+        let mut received = self.received.lock().await;
+        let (channel, payload) = tokio::time::timeout(DEADLINE, received.recv())
+            .await
+            .expect("a message within the deadline")
+            .expect("the listener is alive");
+        (channel, String::from_utf8(payload).unwrap())
+    }
+
+    /// Whether a message arrives within [`QUIET`].
+    async fn receives_nothing(&self) -> bool {
+        let mut received = self.received.lock().await;
+        tokio::time::timeout(QUIET, received.recv()).await.is_err()
+    }
+
+    fn resubscribed(&self) -> usize {
+        self.recorder.resubscribed.load(Ordering::SeqCst)
+    }
+}
+
+/// Polls `condition` until it holds, failing the test after [`DEADLINE`].
+async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Publishes until Redis accepts it (after a restart the publisher may still be reconnecting).
+async fn publish_when_possible(bus: &RedisBus, channel: &str, payload: &str) {
+    let deadline = Instant::now() + DEADLINE;
+    while bus.publish(channel, payload.as_bytes().to_vec()).await.is_err() {
+        assert!(Instant::now() < deadline, "publishing never succeeded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Number of subscribers of `channel` according to Redis.
+fn subscribers(server: &RedisServer, channel: &str) -> u32 {
+    let output = server.cli(&["PUBSUB", "NUMSUB", channel]);
+    output
+        .lines()
+        .last()
+        .and_then(|count| count.trim().parse().ok())
+        .unwrap_or_else(|| panic!("NUMSUB said {output:?}"))
+}
+
+fn channel() -> String {
+    format!("lct:tournament:{}", Uuid::new_v4())
+}
+
+fn click(name: &str, team: Team, at_ms: i64) -> Click {
+    Click { team, name: name.to_owned(), surname: format!("{name}son"), at_ms }
+}
+
+#[tokio::test]
+async fn a_message_published_on_one_pod_reaches_a_subscribed_pod() {
+    let server = RedisServer::start().await;
+    let (publisher, subscriber) = (Pod::connected(&server.url).await, Pod::connected(&server.url).await);
+    let channel = channel();
+
+    subscriber.bus.subscribe(&channel).await;
+    publisher.bus.publish(&channel, b"{\"version\":1}".to_vec()).await.unwrap();
+
+    assert_eq!(subscriber.next_message().await, (channel.clone(), "{\"version\":1}".to_owned()));
+    assert!(publisher.receives_nothing().await, "the publisher did not subscribe");
+}
+
+#[tokio::test]
+async fn a_pod_receives_nothing_from_channels_it_did_not_subscribe_to() {
+    let server = RedisServer::start().await;
+    let (publisher, subscriber) = (Pod::connected(&server.url).await, Pod::connected(&server.url).await);
+    let (served, other) = (channel(), channel());
+    subscriber.bus.subscribe(&served).await;
+
+    publisher.bus.publish(&other, b"not for you".to_vec()).await.unwrap();
+    publisher.bus.publish(&served, b"for you".to_vec()).await.unwrap();
+
+    // Messages of one publisher arrive in order, so the other channel's would have come first.
+    assert_eq!(subscriber.next_message().await, (served, "for you".to_owned()));
+    assert_eq!(subscribers(&server, &other), 0);
+    assert_eq!(server.cli(&["PUBSUB", "NUMPAT"]), "0", "no pattern subscription");
+}
+
+#[tokio::test]
+async fn a_channel_stays_subscribed_until_its_last_interest_leaves() {
+    let server = RedisServer::start().await;
+    let (publisher, pod) = (Pod::connected(&server.url).await, Pod::connected(&server.url).await);
+    let channel = channel();
+
+    pod.bus.subscribe(&channel).await;
+    pod.bus.subscribe(&channel).await;
+    assert_eq!(subscribers(&server, &channel), 1);
+
+    pod.bus.unsubscribe(&channel).await;
+    assert_eq!(subscribers(&server, &channel), 1, "one interest is left");
+    publisher.bus.publish(&channel, b"still here".to_vec()).await.unwrap();
+    assert_eq!(pod.next_message().await.1, "still here");
+
+    pod.bus.unsubscribe(&channel).await;
+    assert_eq!(subscribers(&server, &channel), 0);
+    publisher.bus.publish(&channel, b"gone".to_vec()).await.unwrap();
+    assert!(pod.receives_nothing().await);
+}
+
+#[tokio::test]
+async fn concurrent_interests_in_a_channel_end_in_the_right_state() {
+    let server = RedisServer::start().await;
+    let pod = Pod::connected(&server.url).await;
+    let channel = channel();
+
+    let churn = |bus: Arc<RedisBus>, channel: String| async move {
+        bus.subscribe(&channel).await;
+        tokio::task::yield_now().await;
+        bus.unsubscribe(&channel).await;
+    };
+    let tasks: Vec<_> = (0..50).map(|_| tokio::spawn(churn(pod.bus.clone(), channel.clone()))).collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(subscribers(&server, &channel), 0, "every interest left");
+
+    let mut tasks: Vec<_> = (0..50).map(|_| tokio::spawn(churn(pod.bus.clone(), channel.clone()))).collect();
+    let bus = pod.bus.clone();
+    let kept = channel.clone();
+    tasks.push(tokio::spawn(async move { bus.subscribe(&kept).await }));
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(subscribers(&server, &channel), 1, "one interest is left");
+}
+
+#[tokio::test]
+async fn publishing_fails_fast_while_redis_is_down_and_subscriptions_come_back_after() {
+    let mut server = RedisServer::start().await;
+    let (publisher, subscriber) = (Pod::connected(&server.url).await, Pod::connected(&server.url).await);
+    let channel = channel();
+    subscriber.bus.subscribe(&channel).await;
+    assert_eq!(subscriber.resubscribed(), 0);
+
+    server.kill().await;
+    // Right after the kill, before the client may have noticed, and once it has.
+    for _ in 0..2 {
+        let started = Instant::now();
+        let result = publisher.bus.publish(&channel, b"lost".to_vec()).await;
+        assert!(result.is_err(), "publishing succeeded with Redis down");
+        assert!(started.elapsed() < Duration::from_secs(1), "publishing took {:?}", started.elapsed());
+        eventually("the bus reports the outage", || !publisher.bus.is_connected()).await;
+    }
+    assert!(publisher.state.take_token("any").await.is_err(), "the shared state fails while Redis is down");
+
+    server.restart().await;
+    eventually("the subscriber restored its subscription", || subscriber.resubscribed() >= 1).await;
+    assert_eq!(subscribers(&server, &channel), 1);
+    publish_when_possible(&publisher.bus, &channel, "after restart").await;
+    assert_eq!(subscriber.next_message().await, (channel, "after restart".to_owned()));
+    eventually("both connections are back", || publisher.bus.is_connected() && subscriber.bus.is_connected()).await;
+}
+
+#[tokio::test]
+async fn a_bus_started_while_redis_is_down_works_once_redis_starts() {
+    let mut server = RedisServer::start().await;
+    server.kill().await;
+
+    let started = Instant::now();
+    let pod = Pod::connect(&server.url).await;
+    let channel = channel();
+    pod.bus.subscribe(&channel).await;
+    assert!(started.elapsed() < Duration::from_secs(1), "starting took {:?}", started.elapsed());
+    assert!(!pod.bus.is_connected());
+    assert!(pod.bus.publish(&channel, b"lost".to_vec()).await.is_err());
+
+    server.restart().await;
+    eventually("the bus connects", || pod.bus.is_connected()).await;
+    eventually("the subscription made while down is in place", || pod.resubscribed() >= 1).await;
+    assert_eq!(subscribers(&server, &channel), 1);
+    let publisher = Pod::connected(&server.url).await;
+    publisher.bus.publish(&channel, b"hello".to_vec()).await.unwrap();
+    assert_eq!(pod.next_message().await, (channel, "hello".to_owned()));
+}
+
+#[tokio::test]
+async fn clicks_keep_the_latest_of_each_player_in_time_order_across_pods() {
+    let server = RedisServer::start().await;
+    let (one, two) = (Pod::connected(&server.url).await, Pod::connected(&server.url).await);
+    let tournament = Uuid::new_v4();
+    let ttl = Duration::from_secs(60);
+
+    one.state.record_click(tournament, click("Ann", Team::Bayern, 30), ttl).await.unwrap();
+    two.state.record_click(tournament, click("Bob", Team::Psg, 10), ttl).await.unwrap();
+    let list = one.state.record_click(tournament, click("Ann", Team::Chelsea, 40), ttl).await.unwrap();
+
+    assert_eq!(list, vec![click("Bob", Team::Psg, 10), click("Ann", Team::Chelsea, 40)]);
+    let other = two.state.record_click(Uuid::new_v4(), click("Cid", Team::Juventus, 1), ttl).await.unwrap();
+    assert_eq!(other, vec![click("Cid", Team::Juventus, 1)], "tournaments do not share clicks");
+}
+
+#[tokio::test]
+async fn the_click_list_expires_ttl_after_the_last_click() {
+    let server = RedisServer::start().await;
+    let pod = Pod::connected(&server.url).await;
+    let tournament = Uuid::new_v4();
+    let key = format!("lct:clicks:{tournament}");
+
+    pod.state.record_click(tournament, click("Ann", Team::Bayern, 1), Duration::from_secs(60)).await.unwrap();
+    let ttl_ms: i64 = server.cli(&["PTTL", &key]).parse().unwrap();
+    assert!(ttl_ms > 50_000 && ttl_ms <= 60_000, "PTTL {ttl_ms}");
+
+    pod.state.record_click(tournament, click("Bob", Team::Psg, 2), Duration::from_millis(200)).await.unwrap();
+    eventually("the list expires", || server.cli(&["EXISTS", &key]) == "0").await;
+    let list =
+        pod.state.record_click(tournament, click("Cid", Team::Chelsea, 3), Duration::from_secs(60)).await.unwrap();
+    assert_eq!(list, vec![click("Cid", Team::Chelsea, 3)]);
+}
+
+#[tokio::test]
+async fn a_token_is_taken_once_by_any_pod() {
+    let server = RedisServer::start().await;
+    let (one, two) = (Pod::connected(&server.url).await, Pod::connected(&server.url).await);
+    let ttl = Duration::from_secs(60);
+
+    one.state.put_token("tok-1", "player-a", ttl).await.unwrap();
+    assert!(one.state.put_token("tok-1", "player-b", ttl).await.is_err(), "a live token is not overwritten");
+    assert_eq!(two.state.take_token("tok-1").await.unwrap(), Some("player-a".to_owned()));
+    assert_eq!(one.state.take_token("tok-1").await.unwrap(), None);
+    assert_eq!(one.state.take_token("never-issued").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn an_expired_token_cannot_be_taken() {
+    let server = RedisServer::start().await;
+    let pod = Pod::connected(&server.url).await;
+
+    pod.state.put_token("tok-2", "player-a", Duration::from_millis(100)).await.unwrap();
+    eventually("the token expires", || server.cli(&["EXISTS", "lct:token:tok-2"]) == "0").await;
+    assert_eq!(pod.state.take_token("tok-2").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_shared_state_of_its_own_works_like_the_shared_one() {
+    let server = RedisServer::start().await;
+    let state = RedisSharedState::connect(&server.url).await.unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    while state.put_token("tok-3", "v", Duration::from_secs(60)).await.is_err() {
+        assert!(Instant::now() < deadline, "the shared state never connected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(state.take_token("tok-3").await.unwrap(), Some("v".to_owned()));
+}
+
+#[tokio::test]
+async fn a_password_protected_redis_is_reached_with_the_password_in_the_url() {
+    let server = RedisServer::start().await;
+    assert_eq!(server.cli(&["CONFIG", "SET", "requirepass", "s3cret"]), "OK");
+    let pod = Pod::connected(&format!("redis://:s3cret@127.0.0.1:{}", server.port)).await;
+    pod.state.put_token("tok-4", "v", Duration::from_secs(60)).await.unwrap();
+    assert_eq!(pod.state.take_token("tok-4").await.unwrap(), Some("v".to_owned()));
+}

@@ -1,0 +1,381 @@
+//! Ships request logs to Elasticsearch without ever holding up a request.
+//!
+//! The log layer offers each document to a bounded buffer and moves on; when the buffer is full
+//! the document is dropped and counted. A background task takes documents in batches (by count
+//! or after a short wait) and sends each batch as one `_bulk` request of `create` actions into
+//! the monthly index `lct-api-{environment}-{yyyy-MM}`. A failed request is retried with
+//! exponential backoff a bounded number of times, then the batch is dropped and counted. Before
+//! the first batch it installs the index template `lct-api`: the very file
+//! `deploy/elasticsearch/lct-api-index-template.json`, which the Kibana set-up script installs
+//! too, so whichever runs first, the template is the same.
+
+use super::clock::UtcTime;
+use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use serde_json::Value;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// The index template, installed as `_index_template/lct-api`.
+pub const INDEX_TEMPLATE: &str = include_str!("../../deploy/elasticsearch/lct-api-index-template.json");
+const TEMPLATE_NAME: &str = "lct-api";
+
+/// How the shipper batches and retries.
+#[derive(Debug, Clone)]
+pub struct ShipperOptions {
+    /// Base URL of Elasticsearch; credentials in it are sent as basic authentication.
+    pub url: String,
+    /// Sent as `Authorization: ApiKey ...` when set.
+    pub api_key: Option<String>,
+    /// Environment name, part of the index name.
+    pub environment: String,
+    /// Documents held while Elasticsearch is slow or away; more are dropped.
+    pub buffer: usize,
+    /// Documents per `_bulk` request at most.
+    pub batch_size: usize,
+    /// How long a partial batch waits for more documents.
+    pub flush_after: Duration,
+    /// Timeout of one HTTP request.
+    pub request_timeout: Duration,
+    /// Attempts per batch before it is dropped.
+    pub max_attempts: u32,
+    /// Wait before the first retry; doubled each time up to `max_backoff`.
+    pub first_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl ShipperOptions {
+    pub fn new(url: &str, environment: &str) -> Self {
+        Self {
+            url: url.trim_end_matches('/').to_owned(),
+            api_key: None,
+            environment: environment.to_owned(),
+            buffer: 10_000,
+            batch_size: 500,
+            flush_after: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(10),
+            max_attempts: 5,
+            first_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(8),
+        }
+    }
+}
+
+/// What happened to the documents, for `lct_log_events_*` metrics.
+#[derive(Debug, Default)]
+pub struct ShipStats {
+    pub shipped: AtomicU64,
+    /// Offered while the buffer was full.
+    pub dropped_buffer_full: AtomicU64,
+    /// In a batch that still failed after every attempt.
+    pub dropped_failed: AtomicU64,
+    /// Refused by Elasticsearch (e.g. a mapping conflict).
+    pub dropped_rejected: AtomicU64,
+}
+
+impl ShipStats {
+    /// Dropped documents by reason.
+    pub fn dropped(&self) -> Vec<(&'static str, u64)> {
+        let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        vec![
+            ("buffer_full", read(&self.dropped_buffer_full)),
+            ("failed", read(&self.dropped_failed)),
+            ("rejected", read(&self.dropped_rejected)),
+        ]
+    }
+}
+
+/// One log document and the month of its index.
+#[derive(Debug)]
+struct Document {
+    year_month: String,
+    json: String,
+}
+
+/// The log layer's end of the buffer.
+#[derive(Debug, Clone)]
+pub struct LogSink {
+    buffer: mpsc::Sender<Document>,
+    stats: Arc<ShipStats>,
+}
+
+impl LogSink {
+    /// Queues a document without waiting; a full buffer drops it.
+    pub fn offer(&self, at: &UtcTime, json: String) {
+        let document = Document { year_month: at.year_month(), json };
+        if self.buffer.try_send(document).is_err() {
+            self.stats.dropped_buffer_full.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The background task; [`Shipper::finish`] sends what is buffered and stops it.
+pub struct Shipper {
+    task: JoinHandle<()>,
+    stop: CancellationToken,
+}
+
+/// Starts the shipper on the current Tokio runtime.
+pub fn start(options: ShipperOptions, stats: Arc<ShipStats>) -> anyhow::Result<(LogSink, Shipper)> {
+    let client = reqwest::Client::builder()
+        .timeout(options.request_timeout)
+        .connect_timeout(options.request_timeout.min(Duration::from_secs(3)))
+        .build()?;
+    let (buffer, documents) = mpsc::channel(options.buffer.max(1));
+    let stop = CancellationToken::new();
+    let index_prefix = format!("lct-api-{}", index_safe(&options.environment));
+    let worker =
+        Worker { client, options, index_prefix, stats: Arc::clone(&stats), template_installed: false, failing: false };
+    let task = tokio::spawn(worker.run(documents, stop.clone()));
+    Ok((LogSink { buffer, stats }, Shipper { task, stop }))
+}
+
+impl Shipper {
+    /// Sends what is still buffered (one attempt per batch) and stops, within `grace`.
+    pub async fn finish(self, grace: Duration) {
+        self.stop.cancel();
+        let abort = self.task.abort_handle();
+        if tokio::time::timeout(grace, self.task).await.is_err() {
+            abort.abort();
+        }
+    }
+}
+
+/// An environment name as index names allow it: lowercase, no separators or wildcards.
+pub fn index_safe(environment: &str) -> String {
+    let cleaned: String = environment
+        .trim()
+        .chars()
+        .map(|c| c.to_ascii_lowercase())
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '-' })
+        .collect();
+    let cleaned = cleaned.trim_start_matches(['-', '_']);
+    if cleaned.is_empty() {
+        "default".to_owned()
+    } else {
+        cleaned.to_owned()
+    }
+}
+
+/// The `_bulk` body of `documents`: a `create` action and the document, each on its own line.
+fn bulk_body(index_prefix: &str, documents: &[Document]) -> String {
+    let mut body = String::with_capacity(documents.iter().map(|d| d.json.len() + 64).sum());
+    for document in documents {
+        body.push_str(r#"{"create":{"_index":""#);
+        body.push_str(index_prefix);
+        body.push('-');
+        body.push_str(&document.year_month);
+        body.push_str("\"}}\n");
+        body.push_str(&document.json);
+        body.push('\n');
+    }
+    body
+}
+
+struct Worker {
+    client: reqwest::Client,
+    options: ShipperOptions,
+    index_prefix: String,
+    stats: Arc<ShipStats>,
+    template_installed: bool,
+    /// Whether the last attempt failed, to report outages and recoveries once.
+    failing: bool,
+}
+
+impl Worker {
+    async fn run(mut self, mut documents: mpsc::Receiver<Document>, stop: CancellationToken) {
+        loop {
+            let first = tokio::select! {
+                document = documents.recv() => document,
+                () = stop.cancelled() => None,
+            };
+            let Some(first) = first else { break };
+            let mut batch = vec![first];
+            let deadline = Instant::now() + self.options.flush_after;
+            while batch.len() < self.options.batch_size {
+                tokio::select! {
+                    document = documents.recv() => match document {
+                        Some(document) => batch.push(document),
+                        None => break,
+                    },
+                    () = tokio::time::sleep_until(deadline) => break,
+                    () = stop.cancelled() => break,
+                }
+            }
+            self.deliver(batch, &stop).await;
+        }
+        // Stopping: one attempt for whatever is still buffered.
+        documents.close();
+        self.options.max_attempts = 1;
+        let mut rest = Vec::new();
+        while let Ok(document) = documents.try_recv() {
+            rest.push(document);
+        }
+        while !rest.is_empty() {
+            let batch: Vec<Document> = rest.drain(..rest.len().min(self.options.batch_size.max(1))).collect();
+            self.deliver(batch, &stop).await;
+        }
+    }
+
+    /// Sends `batch`, retrying with backoff; what cannot be delivered is counted as dropped.
+    async fn deliver(&mut self, mut batch: Vec<Document>, stop: &CancellationToken) {
+        let mut backoff = self.options.first_backoff;
+        for attempt in 1..=self.options.max_attempts {
+            match self.attempt(&batch).await {
+                Ok(retry) => {
+                    self.recovered();
+                    if retry.is_empty() {
+                        return;
+                    }
+                    batch = retry;
+                }
+                Err(reason) => self.failed(&reason),
+            }
+            if attempt < self.options.max_attempts {
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = stop.cancelled() => {}
+                }
+                backoff = (backoff * 2).min(self.options.max_backoff);
+            }
+        }
+        self.stats.dropped_failed.fetch_add(batch.len() as u64, Ordering::Relaxed);
+    }
+
+    /// One attempt: the template if not installed yet, then the bulk request. Returns the
+    /// documents to send again (those Elasticsearch turned away for now with 429), or why the
+    /// whole attempt failed.
+    async fn attempt(&mut self, batch: &[Document]) -> Result<Vec<Document>, String> {
+        if !self.template_installed {
+            self.install_template().await?;
+            self.template_installed = true;
+        }
+        let body = bulk_body(&self.index_prefix, batch);
+        let url = format!("{}/_bulk", self.options.url);
+        let request = self.authorized(self.client.post(url)).header(CONTENT_TYPE, "application/x-ndjson").body(body);
+        let response = request.send().await.map_err(|e| e.without_url().to_string())?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!("_bulk answered {status}"));
+        }
+        let answer: Value = response.json().await.map_err(|e| e.without_url().to_string())?;
+        Ok(self.settle(batch, &answer))
+    }
+
+    /// Counts the outcome of each document of a bulk answer; returns those to retry.
+    fn settle(&self, batch: &[Document], answer: &Value) -> Vec<Document> {
+        if answer["errors"] != Value::Bool(true) {
+            self.stats.shipped.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            return Vec::new();
+        }
+        let items = answer["items"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let mut retry = Vec::new();
+        for (index, document) in batch.iter().enumerate() {
+            let status = items.get(index).and_then(|item| item["create"]["status"].as_u64()).unwrap_or(0);
+            match status {
+                200..=299 => {
+                    self.stats.shipped.fetch_add(1, Ordering::Relaxed);
+                }
+                429 => retry.push(Document { year_month: document.year_month.clone(), json: document.json.clone() }),
+                _ => {
+                    self.stats.dropped_rejected.fetch_add(1, Ordering::Relaxed);
+                    let reason = items.get(index).map(|item| item["create"]["error"]["type"].to_string());
+                    tracing::warn!(target: "lct::telemetry", status, reason, "Elasticsearch rejected a log document");
+                }
+            }
+        }
+        retry
+    }
+
+    async fn install_template(&self) -> Result<(), String> {
+        let url = format!("{}/_index_template/{TEMPLATE_NAME}", self.options.url);
+        let request =
+            self.authorized(self.client.put(url)).header(CONTENT_TYPE, "application/json").body(INDEX_TEMPLATE);
+        let response = request.send().await.map_err(|e| e.without_url().to_string())?;
+        if response.status().is_success() {
+            tracing::info!(target: "lct::telemetry", template = TEMPLATE_NAME, "Elasticsearch index template installed");
+            Ok(())
+        } else {
+            Err(format!("installing the index template answered {}", response.status()))
+        }
+    }
+
+    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self.options.api_key.as_deref().and_then(|key| HeaderValue::from_str(&format!("ApiKey {key}")).ok()) {
+            Some(mut value) => {
+                value.set_sensitive(true);
+                request.header(AUTHORIZATION, value)
+            }
+            None => request,
+        }
+    }
+
+    fn failed(&mut self, reason: &str) {
+        if !self.failing {
+            self.failing = true;
+            tracing::warn!(
+                target: "lct::telemetry",
+                error = reason,
+                "Elasticsearch does not take request logs; they are buffered, retried and dropped when the buffer is full"
+            );
+        }
+    }
+
+    fn recovered(&mut self) {
+        if self.failing {
+            self.failing = false;
+            tracing::info!(target: "lct::telemetry", "Elasticsearch takes request logs again");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bulk_body_creates_each_document_in_its_monthly_index() {
+        let documents = vec![
+            Document { year_month: "2025-01".into(), json: r#"{"a":1}"#.into() },
+            Document { year_month: "2025-02".into(), json: r#"{"b":2}"#.into() },
+        ];
+        assert_eq!(
+            bulk_body("lct-api-prod", &documents),
+            "{\"create\":{\"_index\":\"lct-api-prod-2025-01\"}}\n{\"a\":1}\n{\"create\":{\"_index\":\"lct-api-prod-2025-02\"}}\n{\"b\":2}\n"
+        );
+    }
+
+    #[test]
+    fn environment_names_are_made_index_safe() {
+        assert_eq!(index_safe("Production"), "production");
+        assert_eq!(index_safe("eu west/1"), "eu-west-1");
+        assert_eq!(index_safe("_x"), "x");
+        assert_eq!(index_safe("  "), "default");
+    }
+
+    #[test]
+    fn the_index_template_is_the_deployed_one_and_covers_the_log_fields() {
+        let template: Value = serde_json::from_str(INDEX_TEMPLATE).unwrap();
+        assert_eq!(template["index_patterns"], serde_json::json!(["lct-api-*"]));
+        let properties = &template["template"]["mappings"]["properties"];
+        for field in ["@timestamp", "RequestId", "StatusCode", "Elapsed", "event.duration", "error.stack_trace"] {
+            assert!(properties.get(field).is_some(), "no mapping for {field}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_buffer_drops_and_counts_instead_of_waiting() {
+        let stats = Arc::new(ShipStats::default());
+        let (buffer, _documents) = mpsc::channel(2);
+        let sink = LogSink { buffer, stats: Arc::clone(&stats) };
+        let now = UtcTime::now();
+        for _ in 0..5 {
+            sink.offer(&now, "{}".into());
+        }
+        assert_eq!(stats.dropped_buffer_full.load(Ordering::Relaxed), 3);
+    }
+}

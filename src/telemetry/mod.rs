@@ -1,0 +1,112 @@
+//! Logs, log shipping and traces of the process.
+//!
+//! Every event is one ECS JSON line on stdout ([`ecs`]); request logs, warnings and errors also
+//! go to Elasticsearch when `LCT_ELASTICSEARCH_URL` is set ([`elasticsearch`]); spans go to
+//! Elastic APM when `LCT_APM_SERVER_URL` is set ([`apm`]). Neither destination can slow a
+//! request: both sit behind bounded in-memory queues that drop and count when full.
+
+pub mod apm;
+pub mod clock;
+pub mod ecs;
+pub mod elasticsearch;
+
+use crate::Settings;
+use anyhow::Context;
+use api::metrics::Metrics;
+use ecs::{EcsLayer, Service};
+use elasticsearch::{ShipStats, Shipper, ShipperOptions};
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+/// How long shutdown waits for the last logs and spans to be sent.
+const FLUSH_GRACE: Duration = Duration::from_secs(5);
+
+/// The running telemetry; [`Telemetry::shutdown`] flushes it.
+pub struct Telemetry {
+    shipper: Option<Shipper>,
+    tracer: Option<SdkTracerProvider>,
+}
+
+/// The pod name: `LCT_POD_NAME`, else the host name.
+pub fn node_name(settings: &Settings) -> String {
+    let configured = settings.pod_name.as_deref().map(str::trim).filter(|n| !n.is_empty());
+    configured
+        .map(str::to_owned)
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.trim().is_empty()))
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_owned()))
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// Installs the global subscriber and starts the exporters the settings ask for; registers the
+/// log-shipping counters in `metrics`. Must run inside the Tokio runtime.
+pub fn init(settings: &Settings, metrics: &Metrics) -> anyhow::Result<Telemetry> {
+    let service = Service { environment: settings.environment.clone(), node: node_name(settings) };
+    let stats = Arc::new(ShipStats::default());
+    {
+        let stats = Arc::clone(&stats);
+        metrics.register_counters(
+            "lct_log_events_dropped",
+            "Log documents not delivered to Elasticsearch: buffer full, failed after retries, or rejected",
+            "reason",
+            move || stats.dropped(),
+        );
+    }
+    {
+        let stats = Arc::clone(&stats);
+        metrics.register_counters(
+            "lct_log_events_shipped",
+            "Log documents Elasticsearch accepted",
+            "destination",
+            move || vec![("elasticsearch", stats.shipped.load(Ordering::Relaxed))],
+        );
+    }
+    let (sink, shipper) = match settings.elasticsearch_url() {
+        Some(url) => {
+            let mut options = ShipperOptions::new(url, &settings.environment);
+            options.api_key = settings.elasticsearch_api_key.clone();
+            options.buffer = settings.elasticsearch_buffer.max(1);
+            let (sink, shipper) = elasticsearch::start(options, stats).context("starting the Elasticsearch shipper")?;
+            (Some(sink), Some(shipper))
+        }
+        None => (None, None),
+    };
+    let filter = EnvFilter::try_new(&settings.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = EcsLayer::new(std::io::stdout, service.clone(), sink).with_filter(filter);
+    let (traces, tracer) = match settings.apm_server_url() {
+        Some(url) => {
+            let (layer, provider) =
+                apm::layer(url, settings.apm_secret_token.as_deref(), &service).context("configuring Elastic APM")?;
+            (Some(layer), Some(provider))
+        }
+        None => (None, None),
+    };
+    tracing_subscriber::registry().with(logs).with(traces).try_init().context("installing the log subscriber")?;
+    tracing::info!(
+        target: "lct::telemetry",
+        elasticsearch = shipper.is_some(),
+        apm = tracer.is_some(),
+        node = %service.node,
+        "telemetry started"
+    );
+    Ok(Telemetry { shipper, tracer })
+}
+
+impl Telemetry {
+    /// Sends the logs and spans still queued, within a few seconds.
+    pub async fn shutdown(self) {
+        if let Some(shipper) = self.shipper {
+            shipper.finish(FLUSH_GRACE).await;
+        }
+        if let Some(provider) = self.tracer {
+            // The exporter blocks on its HTTP client; keep that off the async workers.
+            let flushed = tokio::task::spawn_blocking(move || provider.shutdown());
+            let _ = tokio::time::timeout(FLUSH_GRACE, flushed).await;
+        }
+    }
+}

@@ -1,0 +1,72 @@
+// The live connection survives a server restart: the pages say they are reconnecting, come
+// back on their own (with backoff), and catch up with what happened while they were away.
+
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer, stopServer, launchBrowser, openPerson, DESKTOP, PHONE } from './helpers.mjs';
+
+async function v2(server, method, path, body, token) {
+  const headers = body === undefined ? {} : { 'content-type': 'application/json' };
+  if (token) headers.authorization = `Bearer ${token}`;
+  const response = await fetch(`${server.baseUrl}/api/v2${path}`, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  assert.ok(response.ok, `${method} ${path} answered ${response.status}: ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
+/** While the server is down, the browser reports each failed attempt to reconnect. */
+const unexpected = (person) => person.problems.filter((p) => !/console error: WebSocket connection to .* failed/.test(p));
+
+describe('live updates across a server restart', () => {
+  let server;
+  let browser;
+
+  before(async () => {
+    server = await startServer();
+    browser = await launchBrowser();
+  });
+
+  after(async () => {
+    await browser?.close();
+    await stopServer(server);
+  });
+
+  it('the TV and a phone reconnect and catch up', async () => {
+    const { id } = await v2(server, 'POST', '/tournaments', { name: 'Restart Cup', playerLimit: 3 });
+    const anna = await v2(server, 'POST', `/tournaments/${id}/players`, { name: 'Anna', surname: 'Nowak' });
+
+    const tv = await openPerson(browser, server.baseUrl, 'tv', DESKTOP);
+    await tv.page.goto(`/t/${id}`);
+    await tv.page.locator('#live[data-status="live"]').waitFor();
+
+    const phone = await openPerson(browser, server.baseUrl, 'phone', PHONE);
+    await phone.page.goto(`/t/${id}`); // any page of the origin, to reach its storage
+    await phone.page.evaluate(([key, value]) => localStorage.setItem(key, value),
+      [`lct:tournament:${id}`, JSON.stringify({ playerId: anna.playerId, playerToken: anna.playerToken })]);
+    await phone.page.goto(`/p/${id}`);
+    await phone.page.locator('#me').getByText('Anna Nowak').waitFor();
+    await phone.page.locator('#live[data-status="live"]').waitFor();
+
+    const { addr, dataDir } = server;
+    await stopServer(server, { keepData: true });
+    for (const person of [tv, phone]) await person.page.locator('#live[data-status="offline"]').waitFor();
+
+    server = await startServer({ listen: addr, dataDir });
+    await v2(server, 'POST', `/tournaments/${id}/players`, { name: 'Ben', surname: 'Okafor' });
+    await v2(server, 'POST', `/tournaments/${id}/selection`, { team: 'Chelsea' }, anna.playerToken);
+
+    for (const person of [tv, phone]) {
+      await person.page.locator('#live[data-status="live"]').waitFor({ timeout: 30_000 });
+      await person.page.locator('[data-player="Ben Okafor"]').waitFor();
+    }
+    await tv.page.locator('#players li[data-player="Anna Nowak"]').getByText('picked').waitFor();
+    await phone.page.locator('.tile[data-team="Chelsea"]').getByText('Your pick').waitFor();
+    // The phone is online again, with its token.
+    await tv.page.locator('#players li.is-online[data-player="Anna Nowak"]').waitFor();
+    assert.deepEqual([...unexpected(tv), ...unexpected(phone)], []);
+  });
+});

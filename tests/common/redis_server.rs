@@ -1,0 +1,114 @@
+//! A `redis-server` of a test's own, on a free port, that the test can kill and restart.
+//!
+//! Needs `redis-server` and `redis-cli` on the PATH. Uses only std and tokio.
+#![allow(dead_code)]
+
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// How long a start may take before the test fails.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// Attempts of a restart while the port is still held by the killed server.
+const RESTART_ATTEMPTS: u32 = 10;
+
+/// A running `redis-server`; killed when dropped.
+pub struct RedisServer {
+    pub port: u16,
+    /// `redis://127.0.0.1:{port}`
+    pub url: String,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts a server without persistence on a free port and returns once it accepts
+    /// connections.
+    pub async fn start() -> RedisServer {
+        let port = free_port();
+        let child = spawn(port).await.unwrap_or_else(|error| panic!("starting redis-server on port {port}: {error}"));
+        RedisServer { port, url: format!("redis://127.0.0.1:{port}"), child: Some(child) }
+    }
+
+    /// Kills the server (SIGKILL) and waits for it to exit.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+
+    /// Starts the server again on the same port (killing it first if it still runs).
+    pub async fn restart(&mut self) {
+        self.kill().await;
+        let mut last_error = String::new();
+        for attempt in 0..RESTART_ATTEMPTS {
+            match spawn(self.port).await {
+                Ok(child) => {
+                    self.child = Some(child);
+                    return;
+                }
+                Err(error) => {
+                    // Most likely the port is still briefly held; back off and retry.
+                    last_error = error;
+                    tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt + 1))).await;
+                }
+            }
+        }
+        panic!("restarting redis-server on port {}: {last_error}", self.port);
+    }
+
+    /// Runs `redis-cli -p {port} {args}` and returns its trimmed output, e.g.
+    /// `cli(&["PUBSUB", "NUMSUB", channel])`.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let output = std::process::Command::new("redis-cli")
+            .arg("-p")
+            .arg(self.port.to_string())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running redis-cli");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+}
+
+/// A port that was free a moment ago.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a free port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// Spawns `redis-server` on `port` and waits for it to say it is ready. The error holds what the
+/// server printed when it exited (or did not get ready) instead.
+async fn spawn(port: u16) -> Result<Child, String> {
+    let mut child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|error| format!("cannot run redis-server: {error}"))?;
+    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    let mut seen = Vec::new();
+    let ready = tokio::time::timeout(START_TIMEOUT, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let is_ready = line.contains("Ready to accept connections");
+            seen.push(line);
+            if is_ready {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    if ready == Ok(true) {
+        // Keep reading so that the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        return Ok(child);
+    }
+    let _ = child.kill().await;
+    Err(match ready {
+        Err(_) => format!("not ready after {START_TIMEOUT:?}: {}", seen.join("\n")),
+        Ok(_) => format!("exited: {}", seen.join("\n")),
+    })
+}

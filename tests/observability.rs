@@ -1,0 +1,591 @@
+//! Operations end to end: the request-log line and its fields, shipping to Elasticsearch (exact
+//! `_bulk` body, index name, template, and request latency while Elasticsearch hangs), traces to
+//! Elastic APM, and the Prometheus metrics after real traffic.
+//!
+//! No Elasticsearch or APM Server exists on the machines these tests run on. [`StandIn`] is a
+//! small HTTP listener that stands in for their HTTP APIs: it records each request and answers
+//! like the real servers do (or, when told, never answers). It is a test double, not the real
+//! thing; the shipper and exporter speak to it exactly as they would to the real servers.
+
+mod common;
+
+use common::redis_server::RedisServer;
+use common::ws::Live;
+use common::*;
+use serde_json::Value;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+/// How long a test waits for something that happens in the background.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+// --- the stand-in HTTP server -----------------------------------------------------------------
+
+/// One request the stand-in received.
+#[derive(Debug, Clone)]
+struct Received {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Received {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8(self.body.clone()).expect("a UTF-8 body")
+    }
+}
+
+/// A test double standing in for the HTTP API of Elasticsearch (`PUT _index_template/...`,
+/// `POST _bulk`) and of APM Server's OTLP intake (`POST /v1/traces`).
+struct StandIn {
+    url: String,
+    received: Arc<Mutex<Vec<Received>>>,
+    /// While false, `_bulk` requests are read and never answered, like a hung Elasticsearch.
+    answer_bulk: Arc<AtomicBool>,
+}
+
+impl StandIn {
+    async fn start() -> StandIn {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let answer_bulk = Arc::new(AtomicBool::new(true));
+        let (log, answer) = (Arc::clone(&received), Arc::clone(&answer_bulk));
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(serve(stream, Arc::clone(&log), Arc::clone(&answer)));
+            }
+        });
+        StandIn { url, received, answer_bulk }
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    fn bulk_requests(&self) -> Vec<Received> {
+        self.received().into_iter().filter(|r| r.path == "/_bulk").collect()
+    }
+}
+
+/// Serves one connection: HTTP/1.1 requests with a `content-length` body, kept alive.
+async fn serve(stream: TcpStream, log: Arc<Mutex<Vec<Received>>>, answer_bulk: Arc<AtomicBool>) {
+    let mut stream = BufReader::new(stream);
+    loop {
+        let mut request_line = String::new();
+        if stream.read_line(&mut request_line).await.unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = request_line.split_whitespace();
+        let (method, path) = (parts.next().unwrap_or_default().to_owned(), parts.next().unwrap_or_default().to_owned());
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+                return;
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                headers.push((name.trim().to_owned(), value.trim().to_owned()));
+            }
+        }
+        let length = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.parse::<usize>().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; length];
+        if stream.read_exact(&mut body).await.is_err() {
+            return;
+        }
+        let is_bulk = path == "/_bulk";
+        log.lock().unwrap().push(Received { method, path: path.clone(), headers, body });
+        if is_bulk && !answer_bulk.load(Ordering::SeqCst) {
+            // Hung: hold the connection open and never answer.
+            std::future::pending::<()>().await;
+        }
+        let (content_type, answer) = match path.as_str() {
+            "/_bulk" => ("application/json", r#"{"took":1,"errors":false,"items":[]}"#),
+            "/v1/traces" => ("application/x-protobuf", ""),
+            _ => ("application/json", r#"{"acknowledged":true}"#),
+        };
+        let response = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n{answer}",
+            answer.len()
+        );
+        if stream.get_mut().write_all(response.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+// --- helpers ------------------------------------------------------------------------------------
+
+/// Polls `check` until it returns `Some` or the patience runs out.
+async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The request-log line of the request with `id`.
+fn request_line(server: &Server, id: &str) -> Option<Value> {
+    server.log_lines().into_iter().find(|l| l["message"] == "request finished" && l["RequestId"] == id)
+}
+
+async fn request_id(response: &reqwest::Response) -> String {
+    response.headers()["x-request-id"].to_str().unwrap().to_owned()
+}
+
+/// The whole `/metrics` exposition.
+async fn scrape(http: &reqwest::Client, server: &Server) -> String {
+    let response = http.get(server.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(content_type.starts_with("application/openmetrics-text"), "{content_type}");
+    response.text().await.unwrap()
+}
+
+/// The value of one series (name and labels exactly as exposed).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+fn value(text: &str, series: &str) -> f64 {
+    sample(text, series).unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+// --- request logs ---------------------------------------------------------------------------------
+
+/// Checks every field of one request-log line.
+fn assert_request_line(line: &Value, id: &str, level: &str, method: &str, route: &str, path: &str, status: u16) {
+    assert_eq!(line["RequestId"], id, "{line}");
+    assert_eq!(line["message"], "request finished");
+    assert_eq!(line["log.level"], level, "{line}");
+    assert_eq!(line["Method"], method);
+    assert_eq!(line["http.request.method"], method);
+    assert_eq!(line["RequestPath"], route, "the route template");
+    assert_eq!(line["url.path"], path);
+    assert_eq!(line["StatusCode"], status);
+    assert_eq!(line["http.response.status_code"], status);
+    let elapsed_ms = line["Elapsed"].as_f64().expect("Elapsed in ms");
+    let duration_ns = line["event.duration"].as_u64().expect("event.duration in ns");
+    assert!(elapsed_ms >= 0.0 && elapsed_ms < 10_000.0, "{elapsed_ms}");
+    assert!(
+        (duration_ns as f64 / 1e6 - elapsed_ms).abs() < 0.01,
+        "Elapsed {elapsed_ms} ms vs event.duration {duration_ns} ns"
+    );
+    let timestamp = line["@timestamp"].as_str().expect("@timestamp");
+    assert!(timestamp.len() == 24 && timestamp.ends_with('Z'), "{timestamp}");
+    assert_eq!(line["service.name"], "lct");
+    assert_eq!(line["service.environment"], "staging");
+    assert_eq!(line["service.node.name"], "lct-test-pod-1");
+    assert!(line.get("error").is_none(), "`error` is always error.message");
+}
+
+#[tokio::test]
+async fn every_request_writes_one_line_with_all_its_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("LCT_ENVIRONMENT", "staging"), ("LCT_POD_NAME", "lct-test-pod-1")];
+    let server = Server::start(dir.path(), &env).await;
+    let http = client();
+
+    let created = http
+        .post(server.url("/api/Tournament/create"))
+        .json(&serde_json::json!({"name": "Logs night", "playerLimit": 4}))
+        .send()
+        .await
+        .unwrap();
+    let created_id = request_id(&created).await;
+    let tid: String = created.json().await.unwrap();
+    let fetched = http.get(server.url(&format!("/api/Tournament?id={tid}"))).send().await.unwrap();
+    let fetched_id = request_id(&fetched).await;
+    let refused = join(&http, &server.base, &tid, "", "Nowak").await;
+    let refused_id = request_id(&refused).await;
+    assert_eq!(refused.status(), 400);
+    let missing = http.get(server.url("/no/such/route")).send().await.unwrap();
+    let missing_id = request_id(&missing).await;
+
+    let line = eventually("the create line", || request_line(&server, &created_id)).await;
+    assert_request_line(&line, &created_id, "info", "POST", "/api/tournament/create", "/api/tournament/create", 200);
+    assert_eq!(line["TournamentId"], tid.as_str());
+    let line = eventually("the get line", || request_line(&server, &fetched_id)).await;
+    assert_request_line(&line, &fetched_id, "info", "GET", "/api/tournament", "/api/tournament", 200);
+    assert_eq!(line["TournamentId"], tid.as_str());
+    let line = eventually("the refusal line", || request_line(&server, &refused_id)).await;
+    assert_request_line(
+        &line,
+        &refused_id,
+        "warn",
+        "POST",
+        "/api/tournament/assignplayer",
+        "/api/tournament/assignplayer",
+        400,
+    );
+    let line = eventually("the 404 line", || request_line(&server, &missing_id)).await;
+    assert_request_line(&line, &missing_id, "warn", "GET", "/no/such/route", "/no/such/route", 404);
+    assert!(line.get("TournamentId").is_none(), "no tournament known");
+    assert!(line.get("trace.id").is_none(), "no trace ids while APM is off");
+
+    let lines = server.log_lines();
+    assert_eq!(
+        lines.iter().filter(|l| l["RequestId"] == created_id.as_str() && l["message"] == "request finished").count(),
+        1
+    );
+    let listening = lines.iter().find(|l| l["message"] == "listening").expect("the listening line");
+    assert!(listening["addr"].as_str().is_some());
+    assert_eq!(listening["log.level"], "info");
+}
+
+#[tokio::test]
+async fn faults_log_at_error_with_their_cause_and_request_id_and_never_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = "mongodb://lct:mongo-secret-5d1@127.0.0.1:1/?replicaSet=rs0&serverSelectionTimeoutMS=1000";
+    let env = [
+        ("LCT_ENVIRONMENT", "staging"),
+        ("LCT_POD_NAME", "lct-test-pod-1"),
+        ("LCT_MONGODB_URI", uri),
+        ("LCT_LOG", "debug"),
+    ];
+    let server = Server::start(dir.path(), &env).await;
+    let http = client();
+    let response = http
+        .post(server.url("/api/Tournament/create"))
+        .json(&serde_json::json!({"name": "Fault night", "playerLimit": 4}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    let id = request_id(&response).await;
+
+    let line = eventually("the 503 line", || request_line(&server, &id)).await;
+    assert_request_line(&line, &id, "error", "POST", "/api/tournament/create", "/api/tournament/create", 503);
+    let fault = eventually("the fault line", || {
+        server
+            .log_lines()
+            .into_iter()
+            .find(|l| l["RequestId"] == id.as_str() && l["message"] == "event store unavailable")
+    })
+    .await;
+    assert_eq!(fault["log.level"], "error");
+    let cause = fault["error.message"].as_str().expect("the cause as error.message");
+    assert!(cause.starts_with("event store unavailable"), "{cause}");
+    assert!(fault["error.stack_trace"].as_str().expect("the cause chain").starts_with(cause));
+    assert!(fault.get("error").is_none());
+
+    let all = server.logs.lock().unwrap().join("\n");
+    assert!(!all.contains("mongo-secret-5d1"), "a secret reached the logs");
+}
+
+// --- shipping to Elasticsearch -------------------------------------------------------------
+
+#[tokio::test]
+async fn request_logs_reach_elasticsearch_as_the_exact_bulk_body_in_the_monthly_index() {
+    let elasticsearch = StandIn::start().await;
+    let url = elasticsearch.url.replace("http://", "http://elastic:es-secret-93b@");
+    let dir = tempfile::tempdir().unwrap();
+    let env =
+        [("LCT_ENVIRONMENT", "Staging"), ("LCT_POD_NAME", "lct-test-pod-1"), ("LCT_ELASTICSEARCH_URL", url.as_str())];
+    let server = Server::start(dir.path(), &env).await;
+    let http = client();
+
+    let tid = create(&http, &server, "Shipping night", 4).await;
+    tournament(&http, &server.base, &tid).await;
+    let missing = http.get(server.url("/nothing/here")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+
+    // Three request lines (the 404 at warn) and nothing else of warn or above happened.
+    let bodies = eventually("three shipped documents", || {
+        let bodies: Vec<String> = elasticsearch.bulk_requests().iter().map(Received::text).collect();
+        (bodies.iter().map(|b| b.lines().count()).sum::<usize>() >= 6).then_some(bodies)
+    })
+    .await;
+    let shipped_lines: Vec<String> = server
+        .logs
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| {
+            let line: Value = serde_json::from_str(l).unwrap();
+            let logger = line["log.logger"].as_str().unwrap_or_default();
+            let problem = line["log.level"] == "warn" || line["log.level"] == "error";
+            !logger.starts_with("lct::telemetry") && (logger == "api::context" || problem)
+        })
+        .cloned()
+        .collect();
+    assert_eq!(shipped_lines.len(), 3, "{shipped_lines:#?}");
+    let mut expected = String::new();
+    for line in &shipped_lines {
+        let json: Value = serde_json::from_str(line).unwrap();
+        let month = &json["@timestamp"].as_str().unwrap()[..7];
+        expected.push_str(&format!("{{\"create\":{{\"_index\":\"lct-api-staging-{month}\"}}}}\n{line}\n"));
+    }
+    assert_eq!(bodies.concat(), expected, "the _bulk bodies are the stdout lines, each after its create action");
+
+    let requests = elasticsearch.received();
+    let template = &requests[0];
+    assert_eq!(
+        (template.method.as_str(), template.path.as_str()),
+        ("PUT", "/_index_template/lct-api"),
+        "template first"
+    );
+    let deployed: Value =
+        serde_json::from_str(include_str!("../deploy/elasticsearch/lct-api-index-template.json")).unwrap();
+    assert_eq!(serde_json::from_slice::<Value>(&template.body).unwrap(), deployed, "the deployed template");
+    let bulk = elasticsearch.bulk_requests().remove(0);
+    assert_eq!(bulk.method, "POST");
+    assert_eq!(bulk.header("content-type"), Some("application/x-ndjson"));
+    // The URL's credentials become basic authentication and appear nowhere in the logs.
+    assert_eq!(bulk.header("authorization"), Some("Basic ZWxhc3RpYzplcy1zZWNyZXQtOTNi"));
+    let all = server.logs.lock().unwrap().join("\n");
+    assert!(!all.contains("es-secret-93b"), "a secret reached the logs");
+}
+
+#[tokio::test]
+async fn requests_keep_their_latency_while_elasticsearch_stops_answering() {
+    let elasticsearch = StandIn::start().await;
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let plain = Server::start(dir_a.path(), &[]).await;
+    let env = [("LCT_ELASTICSEARCH_URL", elasticsearch.url.as_str()), ("LCT_ELASTICSEARCH_BUFFER", "20")];
+    let shipping = Server::start(dir_b.path(), &env).await;
+    let http = client();
+    let on_plain = create(&http, &plain, "Latency night", 4).await;
+    let on_shipping = create(&http, &shipping, "Latency night", 4).await;
+
+    // Elasticsearch answers at first, then stops answering.
+    eventually("the first documents shipped", || (!elasticsearch.bulk_requests().is_empty()).then_some(())).await;
+    elasticsearch.answer_bulk.store(false, Ordering::SeqCst);
+
+    // Alternate the two servers so that machine noise hits both alike.
+    let (mut without, mut with) = (Vec::new(), Vec::new());
+    for _ in 0..300 {
+        for (server, id, samples) in [(&plain, &on_plain, &mut without), (&shipping, &on_shipping, &mut with)] {
+            let started = Instant::now();
+            let response = http.get(server.url(&format!("/api/Tournament?id={id}"))).send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.bytes().await.unwrap();
+            samples.push(started.elapsed());
+        }
+    }
+    let (p50_without, p50_with) = (median(without), median(with));
+    let ratio = p50_with.as_secs_f64() / p50_without.as_secs_f64();
+    assert!(ratio < 3.0, "p50 {p50_with:?} while Elasticsearch hangs vs {p50_without:?} without it (ratio {ratio:.2})");
+
+    // The buffer of 20 documents fills up behind the hung request and the rest is counted.
+    let mut extra = 0;
+    loop {
+        let text = scrape(&http, &shipping).await;
+        if value(&text, r#"lct_log_events_dropped_total{reason="buffer_full"}"#) > 0.0 {
+            break;
+        }
+        extra += 1;
+        assert!(extra < 2_000, "nothing was dropped:\n{text}");
+        let _ = http.get(shipping.url("/liveness")).send().await.unwrap();
+    }
+    assert!(
+        value(&scrape(&http, &shipping).await, r#"lct_log_events_shipped_total{destination="elasticsearch"}"#) >= 1.0
+    );
+}
+
+// --- traces to Elastic APM ---------------------------------------------------------------------
+
+#[tokio::test]
+async fn traces_with_request_event_store_and_redis_spans_reach_apm_server() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
+
+    let apm = StandIn::start().await;
+    let redis = RedisServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("LCT_APM_SERVER_URL", apm.url.as_str()),
+        ("LCT_REDIS_URL", redis.url.as_str()),
+        ("LCT_POD_NAME", "lct-test-pod-1"),
+    ];
+    let server = Server::start(dir.path(), &env).await;
+    let http = client();
+    let created = http
+        .post(server.url("/api/Tournament/create"))
+        .json(&serde_json::json!({"name": "Tracing night", "playerLimit": 4}))
+        .send()
+        .await
+        .unwrap();
+    let id = request_id(&created).await;
+    let tid: String = created.json().await.unwrap();
+    let mut live = Live::connect(&server.base, &tid, None).await;
+    assert_eq!(join(&http, &server.base, &tid, "Anna", "Nowak").await.status(), 200);
+    live.next().await.expect("the join event");
+    let line = eventually("the create line", || request_line(&server, &id)).await;
+    drop(live);
+    // Stopping flushes the spans still queued.
+    assert!(server.stop().await.success());
+
+    let mut spans = Vec::new();
+    let mut service_names = Vec::new();
+    for request in apm.received().iter().filter(|r| r.path == "/v1/traces") {
+        assert_eq!(request.header("content-type"), Some("application/x-protobuf"));
+        let export = ExportTraceServiceRequest::decode(request.body.as_slice()).expect("an OTLP protobuf export");
+        for resource in export.resource_spans {
+            for attribute in resource.resource.iter().flat_map(|r| r.attributes.iter()) {
+                if attribute.key == "service.name" {
+                    service_names.push(format!("{:?}", attribute.value));
+                }
+            }
+            spans.extend(resource.scope_spans.into_iter().flat_map(|s| s.spans));
+        }
+    }
+    assert!(!service_names.is_empty() && service_names.iter().all(|n| n.contains("\"lct\"")), "{service_names:?}");
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+    for expected in
+        ["POST /api/tournament/create", "event_store.append", "event_store.load", "redis.publish", "redis.subscribe"]
+    {
+        assert!(names.contains(&expected), "no span {expected} among {names:?}");
+    }
+
+    // The create request is the transaction; its event-store spans are its children; its log line
+    // names both.
+    let request = spans
+        .iter()
+        .find(|s| {
+            s.name == "POST /api/tournament/create" && hex(&s.trace_id) == line["trace.id"].as_str().unwrap_or_default()
+        })
+        .unwrap_or_else(|| panic!("no request span with the log line's trace.id: {line}"));
+    assert!(request.parent_span_id.is_empty(), "the request span is a root");
+    assert_eq!(line["transaction.id"], hex(&request.span_id).as_str());
+    let append = spans
+        .iter()
+        .find(|s| s.name == "event_store.append" && s.trace_id == request.trace_id)
+        .expect("the append inside the create request");
+    assert_eq!(append.parent_span_id, request.span_id);
+}
+
+// --- metrics -----------------------------------------------------------------------------------
+
+/// Scrapes until `series` reaches at least `at_least`.
+async fn scrape_until(http: &reqwest::Client, server: &Server, series: &str, at_least: f64) -> String {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let text = scrape(http, server).await;
+        if sample(&text, series).unwrap_or(0.0) >= at_least {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "{series} stayed below {at_least}:\n{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn metrics_count_the_traffic_that_happened() {
+    let mut redis = RedisServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[("LCT_REDIS_URL", redis.url.as_str())]).await;
+    let http = client();
+
+    // Warm-up: join players to warm-up tournaments until the pod's own events come back from
+    // Redis (its publishing connection may come up a moment after it starts listening).
+    let deadline = Instant::now() + PATIENCE;
+    let mut warm_sockets = Vec::new();
+    'warm: for round in 0.. {
+        let warm_up = create(&http, &server, &format!("Warm-up night {round}"), 10).await;
+        let mut socket = Live::connect(&server.base, &warm_up, None).await;
+        for n in 0..10 {
+            assert_eq!(join(&http, &server.base, &warm_up, &format!("Warm{n}"), "Up").await.status(), 200);
+            socket.next().await.expect("a warm-up event");
+            let text = scrape(&http, &server).await;
+            if sample(&text, "lct_pubsub_lag_seconds_count").unwrap_or(0.0) >= 1.0 {
+                warm_sockets.push(socket);
+                break 'warm;
+            }
+            assert!(Instant::now() < deadline, "no event came back from Redis:\n{text}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        warm_sockets.push(socket);
+    }
+    let before = scrape(&http, &server).await;
+    let delta = |after: &str, series: &str| value(after, series) - sample(&before, series).unwrap_or(0.0);
+
+    let tid = create(&http, &server, "Metrics night", 10).await;
+    tournament(&http, &server.base, &tid).await;
+    tournament(&http, &server.base, &tid).await;
+    let mut live = Live::connect(&server.base, &tid, None).await;
+    for name in ["Anna", "Bea", "Cleo"] {
+        assert_eq!(join(&http, &server.base, &tid, name, "Nowak").await.status(), 200);
+    }
+    for _ in 0..3 {
+        live.next().await.expect("a join event");
+    }
+    assert_eq!(http.get(server.url("/no/such/route")).send().await.unwrap().status(), 404);
+    // The three joins come back from Redis asynchronously.
+    let lag_before = value(&before, "lct_pubsub_lag_seconds_count");
+    let text = scrape_until(&http, &server, "lct_pubsub_lag_seconds_count", lag_before + 3.0).await;
+
+    let create_series = r#"{route="/api/tournament/create",method="POST",status="200"}"#;
+    let get_series = r#"{route="/api/tournament",method="GET",status="200"}"#;
+    let join_series = r#"{route="/api/tournament/assignplayer",method="POST",status="200"}"#;
+    let missing_series = r#"{route="unmatched",method="GET",status="404"}"#;
+    for (series, count) in [(create_series, 1.0), (get_series, 2.0), (join_series, 3.0), (missing_series, 1.0)] {
+        assert_eq!(delta(&text, &format!("lct_http_requests_total{series}")), count, "{series}");
+        assert_eq!(delta(&text, &format!("lct_http_request_duration_seconds_count{series}")), count, "{series}");
+        let bucket = format!(r#"lct_http_request_duration_seconds_bucket{{le="+Inf",{}"#, &series[1..]);
+        assert_eq!(delta(&text, &bucket), count, "{bucket}");
+    }
+    assert!(delta(&text, &format!("lct_http_request_duration_seconds_sum{create_series}")) > 0.0);
+    let sockets = warm_sockets.len() as f64 + 1.0;
+    assert_eq!(value(&text, "lct_ws_connections"), sockets, "the warm-up sockets and this one");
+    assert_eq!(delta(&text, "lct_messages_delivered_total"), 3.0, "three joins to one connection");
+    assert_eq!(value(&text, r#"lct_messages_dropped_total{reason="slow_consumer"}"#), 0.0);
+    assert_eq!(delta(&text, r#"lct_messages_dropped_total{reason="bus_publish_failed"}"#), 0.0);
+    assert_eq!(value(&text, "lct_slow_consumer_disconnects_total"), 0.0);
+    assert_eq!(value(&text, "lct_gaps_repaired_total"), 0.0);
+    assert_eq!(value(&text, "lct_redis_connected"), 1.0);
+    assert!(delta(&text, "lct_pubsub_lag_seconds_count") >= 3.0);
+    assert!(delta(&text, r#"lct_pubsub_lag_seconds_bucket{le="+Inf"}"#) >= 3.0);
+    assert_eq!(delta(&text, "lct_event_store_append_duration_seconds_count"), 4.0, "one create and three joins");
+    assert!(delta(&text, "lct_event_store_load_duration_seconds_count") >= 6.0, "each command and query loads");
+    assert_eq!(value(&text, "lct_version_conflicts_total"), 0.0);
+    assert_eq!(value(&text, r#"lct_log_events_dropped_total{reason="buffer_full"}"#), 0.0);
+
+    // Racing joins: every append is one of the eleven successes or a conflict that was retried.
+    let contended = create(&http, &server, "Contended night", 10).await;
+    let joins = (0..10).map(|n| {
+        let (http, base, id) = (http.clone(), server.base.clone(), contended.clone());
+        tokio::spawn(async move { join(&http, &base, &id, &format!("Player{n}"), "Racer").await.status() })
+    });
+    for status in futures::future::join_all(joins).await {
+        assert_eq!(status.unwrap(), 200);
+    }
+    let text = scrape(&http, &server).await;
+    let conflicts = value(&text, "lct_version_conflicts_total");
+    assert_eq!(delta(&text, "lct_event_store_append_duration_seconds_count"), 4.0 + 11.0 + conflicts);
+
+    drop((live, warm_sockets));
+    redis.kill().await;
+    let deadline = Instant::now() + PATIENCE;
+    while value(&scrape(&http, &server).await, "lct_redis_connected") != 0.0 {
+        assert!(Instant::now() < deadline, "lct_redis_connected stayed 1 after Redis died");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,119 @@
+// The v2 API of lct as the pages use it: JSON requests, RFC 9457 problems turned into errors
+// whose message is the problem's `detail`, an idempotency key per user action that is reused
+// when a request is retried, and the tokens this device holds for each tournament.
+
+const BASE = '/api/v2/tournaments';
+const RETRIES = 3;
+
+/** An answer the server refused; `message` is the sentence to show the user. */
+export class ApiError extends Error {
+  constructor(message, { status = 0, problem = null } = {}) {
+    super(message);
+    this.name = 'ApiError';
+    this.status = status;
+    this.problem = problem;
+  }
+}
+
+/**
+ * A random (version 4) UUID. `crypto.randomUUID` exists only in secure contexts, and phones
+ * often open the join link over plain http on the local network, so build it by hand.
+ */
+export function uuid() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  bytes[6] = (bytes[6] & 0x0f) | 0x40;
+  bytes[8] = (bytes[8] & 0x3f) | 0x80;
+  const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+const wait = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Statuses worth retrying with the same idempotency key: the server may not have acted. */
+const transient = (status) => status === 502 || status === 503 || status === 504;
+
+// Idempotency keys of actions whose outcome is unknown (the answer was lost), by action. When
+// the user tries the same action again, it goes with the same key, so the server does not act
+// twice; an answer, success or refusal, settles the action and frees its key.
+const unsettled = new Map();
+
+async function request(method, path, { body, token } = {}) {
+  const headers = { Accept: 'application/json, application/problem+json' };
+  const payload = body === undefined ? undefined : JSON.stringify(body);
+  if (payload !== undefined) headers['Content-Type'] = 'application/json';
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const action = `${method} ${path} ${token || ''} ${payload || ''}`;
+  if (method === 'POST') {
+    if (!unsettled.has(action)) unsettled.set(action, uuid());
+    headers['Idempotency-Key'] = unsettled.get(action);
+  }
+  const init = { method, headers, body: payload };
+
+  for (let attempt = 0; ; attempt += 1) {
+    let response;
+    try {
+      response = await fetch(path, init);
+    } catch {
+      if (attempt < RETRIES) { await wait(300 * 2 ** attempt); continue; }
+      throw new ApiError('Cannot reach the server. Check the connection and try again.');
+    }
+    if (transient(response.status) && attempt < RETRIES) { await wait(300 * 2 ** attempt); continue; }
+    if (!transient(response.status)) unsettled.delete(action);
+    if (response.status === 204) return null;
+    const text = await response.text();
+    const data = text ? parseJson(text) : null;
+    if (response.ok) return data;
+    const detail = (data && (data.detail || data.title)) || `The server answered ${response.status}.`;
+    throw new ApiError(detail, { status: response.status, problem: data });
+  }
+}
+
+function parseJson(text) {
+  try { return JSON.parse(text); } catch { return null; }
+}
+
+const at = (id, rest = '') => `${BASE}/${encodeURIComponent(id)}${rest}`;
+
+export const api = {
+  createTournament: (name, playerLimit) => request('POST', BASE, { body: { name, playerLimit } }),
+  tournament: (id) => request('GET', at(id)),
+  teams: (id) => request('GET', at(id, '/teams')),
+  presence: (id) => request('GET', at(id, '/presence')),
+  join: (id, name, surname) => request('POST', at(id, '/players'), { body: { name, surname } }),
+  select: (id, token, team) => request('POST', at(id, '/selection'), { body: { team }, token }),
+  click: (id, token, team) => request('POST', at(id, '/clicks'), { body: { team }, token }),
+  draw: (id, token) => request('POST', at(id, '/draw'), { token }),
+};
+
+/** The QR code of the join link, as the server renders it. */
+export const qrUrl = (id) => `/api/Tournament/qr?tournamentId=${encodeURIComponent(id)}&format=svg`;
+
+// What this device holds per tournament: the organiser token where it was created, the player
+// id and token where a player joined. Kept in localStorage so a refresh keeps the role.
+const KEY_PREFIX = 'lct:tournament:';
+const RECENT_KEY = 'lct:recent';
+
+export const device = {
+  get(id) {
+    try { return JSON.parse(localStorage.getItem(KEY_PREFIX + id)) || {}; } catch { return {}; }
+  },
+  update(id, fields) {
+    const next = { ...device.get(id), ...fields };
+    try { localStorage.setItem(KEY_PREFIX + id, JSON.stringify(next)); } catch { /* private mode */ }
+    return next;
+  },
+  /** Tournaments created on this device, newest first. */
+  recent() {
+    try { return JSON.parse(localStorage.getItem(RECENT_KEY)) || []; } catch { return []; }
+  },
+  remember(id, name) {
+    const list = [{ id, name }, ...device.recent().filter((t) => t.id !== id)].slice(0, 5);
+    try { localStorage.setItem(RECENT_KEY, JSON.stringify(list)); } catch { /* private mode */ }
+  },
+};
+
+/** The tournament id of the current page: the last segment of its path, if it is a UUID. */
+export function pageTournamentId() {
+  const last = location.pathname.split('/').filter(Boolean).pop() || '';
+  return /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(last) ? last.toLowerCase() : null;
+}

@@ -1,0 +1,177 @@
+// What a page knows about one tournament: the view read from the API, kept current by the live
+// messages. Domain messages are applied in version order; a gap (or anything unexpected) makes
+// the page read the whole view again. Clicks and presence are not versioned: each message is
+// the whole current list and replaces the previous one.
+
+import { api } from './api.js';
+import { connectLive } from './live.js';
+
+/** Players are told apart by name and surname, which are unique within a tournament. */
+export const playerKey = (p) => `${p.name}\u0000${p.surname}`;
+
+export class TournamentModel {
+  constructor(id) {
+    this.id = id;
+    this.view = null;        // GET /api/v2/tournaments/{id}
+    this.teams = [];         // team names, in the order of the API
+    this.online = new Set(); // player keys
+    this.clicks = [];        // [{team, name, surname}], the latest click of each player
+    this.listeners = new Set();
+    this.reloading = null;
+  }
+
+  get version() { return this.view ? this.view.version : 0; }
+  get players() { return this.view ? this.view.players : []; }
+  get draw() { return this.view && this.view.draw && this.view.draw.length ? this.view.draw : null; }
+  get seatsLeft() { return this.view ? Math.max(0, this.view.playerLimit - this.players.length) : 0; }
+  get everyonePicked() {
+    return this.view !== null && this.seatsLeft === 0 && this.players.every((p) => p.selectedTeam);
+  }
+
+  /** Who holds each selected team: team name → player. */
+  takenBy() {
+    const taken = new Map();
+    for (const p of this.players) if (p.selectedTeam) taken.set(p.selectedTeam, p);
+    return taken;
+  }
+
+  /** The latest clicks of players still choosing (a pick ends a player's browsing). */
+  browsing() {
+    const picked = new Set(this.players.filter((p) => p.selectedTeam).map(playerKey));
+    return this.draw ? [] : this.clicks.filter((c) => !picked.has(playerKey(c)));
+  }
+
+  /** Who is looking at each team right now, without `exceptKey` (the viewer). */
+  clicksByTeam(exceptKey = null) {
+    const byTeam = new Map();
+    for (const c of this.browsing()) {
+      if (playerKey(c) === exceptKey) continue;
+      if (!byTeam.has(c.team)) byTeam.set(c.team, []);
+      byTeam.get(c.team).push(c);
+    }
+    return byTeam;
+  }
+
+  /** The team `player` is looking at, if still choosing. */
+  clickOf(player) {
+    const click = this.browsing().find((c) => playerKey(c) === playerKey(player));
+    return click ? click.team : null;
+  }
+
+  subscribe(listener) {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  changed() {
+    for (const listener of this.listeners) listener(this);
+  }
+
+  /** Reads the whole view, the teams and who is online. */
+  async load() {
+    const [view, teams, presence] = await Promise.all([
+      api.tournament(this.id), api.teams(this.id), this.readPresence(),
+    ]);
+    this.view = view;
+    this.teams = teams.map((t) => t.name);
+    if (presence) this.online = new Set(presence.players.map(playerKey));
+    this.changed();
+  }
+
+  /** Who is online, or null: not knowing it (say, while the presence store is down) is no reason to fail. */
+  readPresence() {
+    return api.presence(this.id).catch(() => null);
+  }
+
+  /** Reads the view again (one read at a time), after a gap or a reconnect. */
+  reload() {
+    if (!this.reloading) {
+      this.reloading = Promise.all([api.tournament(this.id), this.readPresence()])
+        .then(([view, presence]) => {
+          this.view = view;
+          if (presence) this.online = new Set(presence.players.map(playerKey));
+          this.changed();
+        })
+        .finally(() => { this.reloading = null; });
+    }
+    return this.reloading;
+  }
+
+  /** Applies a live message; returns a promise when it had to read the view again. */
+  apply(message) {
+    switch (message.type) {
+      case 'TeamClicked':
+        this.clicks = message.clickedTeams || [];
+        this.changed();
+        return null;
+      case 'Presence':
+        this.online = new Set((message.players || []).map(playerKey));
+        this.changed();
+        return null;
+      default:
+        return this.applyEvent(message);
+    }
+  }
+
+  applyEvent(message) {
+    if (!this.view || typeof message.version !== 'number') return null;
+    if (message.version <= this.version) return null; // already seen
+    if (message.version !== this.version + 1) return this.reload();
+    const event = message.event || {};
+    const view = this.view;
+    const find = (e) => view.players.find((p) => playerKey(p) === playerKey(e));
+    switch (message.type) {
+      case 'TournamentCreated':
+        break;
+      case 'TournamentRenamed':
+        view.name = event.name;
+        break;
+      case 'PlayerJoined':
+        if (!find(event)) {
+          view.players.push({ id: null, name: event.name, surname: event.surname, selectedTeam: null, drawnTeam: null });
+        }
+        break;
+      case 'TeamSelected': {
+        const player = find(event);
+        if (!player) return this.reload();
+        player.selectedTeam = event.team;
+        break;
+      }
+      case 'TeamsDrawn':
+        view.draw = (event.assignments || []).map((a) => ({ ...a, playerId: find(a)?.id ?? null }));
+        for (const a of view.draw) {
+          const player = find(a);
+          if (player) player.drawnTeam = a.team;
+        }
+        break;
+      default:
+        // A kind of event this page does not know: read the view rather than guess.
+        return this.reload();
+    }
+    view.version = message.version;
+    this.changed();
+    return null;
+  }
+}
+
+/**
+ * Reads the tournament, then follows it live: messages update `model`, and after a reconnect
+ * the view is read again (presence and clicks are not replayed). `token` makes this device
+ * count as that player being online. Rejects when the first read fails.
+ */
+export async function follow(model, { token = null, onStatus, onError }) {
+  await model.load();
+  return connectLive({
+    tournamentId: model.id,
+    token,
+    version: () => model.version,
+    onMessage: (message) => {
+      const reading = model.apply(message);
+      if (reading) reading.catch(onError);
+    },
+    onStatus: (status, { reconnected }) => {
+      onStatus(status);
+      if (reconnected) model.reload().catch(onError);
+    },
+  });
+}

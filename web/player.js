@@ -1,0 +1,146 @@
+// `/p/{id}`: the player's phone. Tapping a tile shows everyone where the player is looking and
+// asks to confirm; the confirmed pick is final. Taken teams are disabled as soon as they are
+// taken, others' looks show as badges, and the draw result appears when the organiser draws.
+
+import { api, device, pageTournamentId } from './api.js';
+import { TournamentModel, follow, playerKey } from './model.js';
+import { $, el, errorLine, statusPill, teamGrid, renderOnline, renderDraw, fullName, busy } from './ui.js';
+
+export async function player() {
+  const id = pageTournamentId();
+  const error = errorLine($('#error'));
+  if (!id) {
+    $('#title').textContent = 'Unknown tournament';
+    return;
+  }
+  const own = device.get(id);
+  if (!own.playerToken) {
+    location.replace(`/player/register/${id}`);
+    return;
+  }
+  const token = own.playerToken;
+  const model = new TournamentModel(id);
+  const confirmBar = $('#confirm');
+  const confirmButton = $('#confirm-button');
+  let candidate = null; // the tile tapped, waiting for confirmation
+  let picking = false;
+  let resultShown = false;
+
+  // This device's player: by id, or by the name it joined with.
+  const me = () => model.players.find((p) => p.id && p.id === own.playerId)
+    || model.players.find((p) => own.name && p.name === own.name && p.surname === own.surname)
+    || null;
+
+  const tap = (team) => {
+    const self = me();
+    if (!self || self.selectedTeam || model.draw || picking) return;
+    error.clear();
+    candidate = team;
+    render();
+    api.click(id, token, team).catch((err) => error.show(err));
+  };
+  const grid = teamGrid($('#teams'), { onTap: tap });
+
+  const render = () => {
+    const view = model.view;
+    if (!view) return;
+    const self = me();
+    const selfKey = self ? playerKey(self) : null;
+    const { players, draw } = model;
+    const takenBy = model.takenBy();
+    $('#title').textContent = view.name;
+    document.title = `${view.name} · LCT`;
+
+    if (candidate && (takenBy.has(candidate) || draw || (self && self.selectedTeam))) {
+      const holder = takenBy.get(candidate);
+      if (holder && playerKey(holder) !== selfKey) error.show(`${candidate} was just taken by ${fullName(holder)}.`);
+      candidate = null;
+    }
+
+    $('#me').textContent = self ? fullName(self) : 'Not a player of this tournament';
+    const choosing = Boolean(self && !self.selectedTeam && !draw);
+    $('#teams-title').textContent = choosing ? 'Pick your team' : 'Teams';
+    $('#teams-hint').hidden = !choosing;
+    if (self) {
+      $('#status').textContent = statusText(model, self);
+    } else {
+      // The server does not know this device's player (say, its data was reset): let it join anew.
+      device.update(id, { playerId: null, playerToken: null });
+      $('#status').replaceChildren('This device is not a player of this tournament. ',
+        el('a', { href: `/player/register/${id}` }, 'Join it'));
+    }
+
+    grid.update({
+      teams: model.teams,
+      takenBy,
+      clicks: model.clicksByTeam(selfKey),
+      mine: self ? self.selectedTeam : null,
+      candidate,
+      locked: !self || Boolean(self.selectedTeam) || Boolean(draw) || picking,
+    });
+
+    confirmBar.hidden = !candidate;
+    if (candidate) {
+      $('#confirm-team').textContent = candidate;
+      confirmButton.textContent = `Pick ${candidate}`;
+    }
+
+    $('#online-count').textContent = `· ${players.filter((p) => model.online.has(playerKey(p))).length} of ${players.length}`;
+    renderOnline($('#online'), { players, online: model.online, selfKey });
+
+    $('#result-card').hidden = !draw;
+    if (draw) {
+      renderDraw($('#draw-result'), { draw, selfKey });
+      const mine = draw.find((a) => playerKey(a) === selfKey);
+      $('#my-result').textContent = mine ? `You play with ${mine.team}` : '';
+      if (!resultShown) {
+        resultShown = true;
+        $('#result-card').scrollIntoView({ block: 'start' });
+      }
+    }
+  };
+
+  confirmButton.addEventListener('click', async () => {
+    const team = candidate;
+    if (!team) return;
+    error.clear();
+    picking = true;
+    try {
+      const view = await busy(confirmButton, () => api.select(id, token, team));
+      // The answer is the whole view; keep it unless live messages already went further.
+      if (view && typeof view.version === 'number' && view.version > model.version) model.view = view;
+    } catch (err) {
+      error.show(err);
+    }
+    picking = false;
+    candidate = null;
+    model.changed();
+  });
+  $('#cancel-button').addEventListener('click', () => {
+    candidate = null;
+    render();
+  });
+
+  model.subscribe(render);
+  try {
+    await follow(model, { token, onStatus: statusPill($('#live')), onError: (err) => error.show(err) });
+  } catch (err) {
+    $('#title').textContent = 'Cannot open the tournament';
+    error.show(err);
+  }
+}
+
+function statusText(model, self) {
+  const { view, players } = model;
+  if (model.draw) return 'The teams are drawn.';
+  const picked = players.filter((p) => p.selectedTeam).length;
+  if (self.selectedTeam) {
+    return model.everyonePicked
+      ? `You picked ${self.selectedTeam}. Everyone has picked: waiting for the draw.`
+      : `You picked ${self.selectedTeam}. Waiting for the others (${picked} of ${view.playerLimit} picked).`;
+  }
+  const waiting = view.playerLimit - players.length;
+  return waiting > 0
+    ? `${players.length} of ${view.playerLimit} players are here. Tap a team, then confirm.`
+    : 'Everyone is here. Tap a team, then confirm.';
+}
