@@ -65,6 +65,9 @@ impl Pod {
             .env("LCT_LISTEN", "127.0.0.1:0")
             .env("LCT_DATA_DIR", &dir.0)
             .env("LCT_LOG", "warn,lct=info")
+            // The harness is one client address opening thousands of connections.
+            .env("LCT_RATE_LIMIT_COMMANDS", "0")
+            .env("LCT_RATE_LIMIT_CONNECTIONS", "0")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
