@@ -138,12 +138,12 @@ async fn bad_clients_are_closed_cleanly_and_the_pod_stays_healthy() {
 
     // An oversized frame is refused by closing the connection.
     let mut big = SignalR::connect(&server.base, &id).await;
-    let _ = big.socket.send(Message::text(format!("{{\"type\":6,\"pad\":\"{}\"}}\u{1e}", "x".repeat(1 << 20)))).await;
+    let _ = big.send(Message::text(format!("{{\"type\":6,\"pad\":\"{}\"}}\u{1e}", "x".repeat(1 << 20)))).await;
     assert!(big.next_non_ping().await.is_none());
 
     // A binary frame is not the JSON protocol.
     let mut binary = SignalR::connect(&server.base, &id).await;
-    binary.socket.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    binary.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
     assert_eq!(binary.next_non_ping().await.unwrap()["type"], 7);
 
     // Unknown tournaments and bad ids are refused before the upgrade.
@@ -241,8 +241,10 @@ async fn a_client_that_stops_reading_is_cut_off_while_the_others_keep_receiving(
 
     let mut reader = SignalR::connect(&server.base, &id).await;
     // The clicker reads (and discards) what it is sent, so only the stalled client falls behind.
-    let clicker = SignalR::connect(&server.base, &id).await;
-    let (mut clicks, mut echoes) = clicker.socket.split();
+    let (clicker, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/hubs/actions?tournamentId={id}", server.addr)).await.unwrap();
+    let (mut clicks, mut echoes) = clicker.split();
+    clicks.send(Message::text("{\"protocol\":\"json\",\"version\":1}\u{1e}")).await.unwrap();
     tokio::spawn(async move { while let Some(Ok(_)) = echoes.next().await {} });
     let teams = TEAMS;
     // The clicker goes ahead in small batches and waits for the reader, so only the stalled

@@ -191,7 +191,7 @@ fn assert_request_line(line: &Value, id: &str, level: &str, method: &str, route:
     assert_eq!(line["http.response.status_code"], status);
     let elapsed_ms = line["Elapsed"].as_f64().expect("Elapsed in ms");
     let duration_ns = line["event.duration"].as_u64().expect("event.duration in ns");
-    assert!(elapsed_ms >= 0.0 && elapsed_ms < 10_000.0, "{elapsed_ms}");
+    assert!((0.0..10_000.0).contains(&elapsed_ms), "{elapsed_ms}");
     assert!(
         (duration_ns as f64 / 1e6 - elapsed_ms).abs() < 0.01,
         "Elapsed {elapsed_ms} ms vs event.duration {duration_ns} ns"
@@ -391,6 +391,7 @@ async fn requests_keep_their_latency_while_elasticsearch_stops_answering() {
     }
     let (p50_without, p50_with) = (median(without), median(with));
     let ratio = p50_with.as_secs_f64() / p50_without.as_secs_f64();
+    eprintln!("p50 {p50_with:?} while Elasticsearch hangs, {p50_without:?} without it (ratio {ratio:.2})");
     assert!(ratio < 3.0, "p50 {p50_with:?} while Elasticsearch hangs vs {p50_without:?} without it (ratio {ratio:.2})");
 
     // The buffer of 20 documents fills up behind the hung request and the rest is counted.
@@ -434,7 +435,9 @@ async fn traces_with_request_event_store_and_redis_spans_reach_apm_server() {
         .unwrap();
     let id = request_id(&created).await;
     let tid: String = created.json().await.unwrap();
-    let mut live = Live::connect(&server.base, &tid, None).await;
+    // From version 1 (the creation): the join is delivered whether it lands before or after the
+    // subscription takes effect.
+    let mut live = Live::connect(&server.base, &tid, Some(1)).await;
     assert_eq!(join(&http, &server.base, &tid, "Anna", "Nowak").await.status(), 200);
     live.next().await.expect("the join event");
     let line = eventually("the create line", || request_line(&server, &id)).await;
@@ -510,7 +513,7 @@ async fn metrics_count_the_traffic_that_happened() {
     let mut warm_sockets = Vec::new();
     'warm: for round in 0.. {
         let warm_up = create(&http, &server, &format!("Warm-up night {round}"), 10).await;
-        let mut socket = Live::connect(&server.base, &warm_up, None).await;
+        let mut socket = Live::connect(&server.base, &warm_up, Some(1)).await;
         for n in 0..10 {
             assert_eq!(join(&http, &server.base, &warm_up, &format!("Warm{n}"), "Up").await.status(), 200);
             socket.next().await.expect("a warm-up event");
@@ -530,7 +533,7 @@ async fn metrics_count_the_traffic_that_happened() {
     let tid = create(&http, &server, "Metrics night", 10).await;
     tournament(&http, &server.base, &tid).await;
     tournament(&http, &server.base, &tid).await;
-    let mut live = Live::connect(&server.base, &tid, None).await;
+    let mut live = Live::connect(&server.base, &tid, Some(1)).await;
     for name in ["Anna", "Bea", "Cleo"] {
         assert_eq!(join(&http, &server.base, &tid, name, "Nowak").await.status(), 200);
     }

@@ -104,6 +104,9 @@ export class TournamentModel {
         this.clicks = message.clickedTeams || [];
         this.changed();
         return null;
+      case 'Subscribed':
+        // The server says the stream is live from this version; replayed events came first.
+        return message.version > this.version ? this.reload() : null;
       case 'Presence':
         this.online = new Set((message.players || []).map(playerKey));
         this.changed();

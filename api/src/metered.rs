@@ -19,16 +19,33 @@ fn record_failure(span: &Span, error: &dyn std::fmt::Display) {
     span.record("error.message", tracing::field::display(error));
 }
 
-/// Runs `operation` inside `span`, marking the span failed on `Err`; returns the result and the
-/// time it took.
-async fn traced<T, E: std::fmt::Display>(
+/// Whether an error is a fault rather than an expected outcome (a lost race, a name taken).
+pub trait Fault {
+    fn is_fault(&self) -> bool;
+}
+
+impl Fault for StoreError {
+    fn is_fault(&self) -> bool {
+        !matches!(self, StoreError::VersionConflict { .. } | StoreError::UniqueTaken(_))
+    }
+}
+
+impl Fault for LiveError {
+    fn is_fault(&self) -> bool {
+        true
+    }
+}
+
+/// Runs `operation` inside `span`, marking the span failed on a fault; returns the result and
+/// the time it took.
+async fn traced<T, E: std::fmt::Display + Fault>(
     span: Span,
     operation: impl Future<Output = Result<T, E>>,
 ) -> (Result<T, E>, Duration) {
     let started = Instant::now();
     let result = operation.instrument(span.clone()).await;
     let elapsed = started.elapsed();
-    if let Err(error) = &result {
+    if let Some(error) = result.as_ref().err().filter(|e| e.is_fault()) {
         record_failure(&span, error);
     }
     (result, elapsed)

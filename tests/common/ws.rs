@@ -1,10 +1,13 @@
 //! Real WebSocket clients of the live endpoints, for the end-to-end tests.
 #![allow(dead_code)]
 
+use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
+use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -15,11 +18,19 @@ pub const WAIT: Duration = Duration::from_secs(20);
 /// How often the test clients ping, as the official client does.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
 
-/// A SignalR JSON-protocol client, speaking the protocol frame by frame.
+/// A SignalR JSON-protocol client, speaking the protocol frame by frame. Like the official
+/// client it pings every few seconds whether or not it is reading.
 pub struct SignalR {
-    pub socket: Socket,
+    sink: Arc<Mutex<SplitSink<Socket, Message>>>,
+    stream: SplitStream<Socket>,
     pending: Vec<Value>,
-    last_sent: std::time::Instant,
+    pinger: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SignalR {
+    fn drop(&mut self) {
+        self.pinger.abort();
+    }
 }
 
 impl SignalR {
@@ -30,36 +41,55 @@ impl SignalR {
     }
 
     pub async fn connect_url(url: &str) -> SignalR {
-        let (socket, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connect");
-        let mut client = SignalR { socket, pending: Vec::new(), last_sent: std::time::Instant::now() };
+        let (socket, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("connected in time")
+            .expect("websocket connect");
+        let (sink, stream) = socket.split();
+        let sink = Arc::new(Mutex::new(sink));
+        let pinger = tokio::spawn({
+            let sink = Arc::clone(&sink);
+            async move {
+                loop {
+                    tokio::time::sleep(KEEP_ALIVE).await;
+                    if sink.lock().await.send(Message::text("{\"type\":6}\u{1e}")).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        let mut client = SignalR { sink, stream, pending: Vec::new(), pinger };
         client.send_raw("{\"protocol\":\"json\",\"version\":1}\u{1e}").await;
         let first = client.next_record().await.expect("handshake answer");
         assert_eq!(first, serde_json::json!({}), "handshake answer");
         client
     }
 
+    pub async fn send(&mut self, message: Message) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+        self.sink.lock().await.send(message).await
+    }
+
     pub async fn send_raw(&mut self, text: &str) {
-        self.socket.send(Message::text(text)).await.expect("send");
-        self.last_sent = std::time::Instant::now();
+        self.send(Message::text(text)).await.expect("send");
     }
 
     /// The next record of any type, or `None` when the connection closed.
     pub async fn next_record(&mut self) -> Option<Value> {
+        self.next_matching(|_| true).await
+    }
+
+    /// The next record `wanted` accepts (others are skipped), or `None` when the connection
+    /// closed; fails the test when none comes within `WAIT`.
+    pub async fn next_matching(&mut self, wanted: impl Fn(&Value) -> bool) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            if !self.pending.is_empty() {
-                return Some(self.pending.remove(0));
+            while !self.pending.is_empty() {
+                let record = self.pending.remove(0);
+                if wanted(&record) {
+                    return Some(record);
+                }
             }
-            // Like real clients, keep the connection alive with pings while waiting.
-            let deadline = std::time::Instant::now() + WAIT;
-            let message = loop {
-                if self.last_sent.elapsed() > KEEP_ALIVE {
-                    self.send_raw("{\"type\":6}\u{1e}").await;
-                }
-                match tokio::time::timeout(KEEP_ALIVE, self.socket.next()).await {
-                    Ok(message) => break message?,
-                    Err(_) => assert!(std::time::Instant::now() < deadline, "a record in time"),
-                }
-            };
+            let message = tokio::time::timeout_at(deadline, self.stream.next()).await.expect("a record in time")?;
             match message {
                 Ok(Message::Text(text)) => {
                     for record in text.as_str().split('\u{1e}').filter(|r| !r.is_empty()) {
@@ -75,33 +105,19 @@ impl SignalR {
     /// The next invocation's payload (the parsed string argument), skipping pings and
     /// completions; asserts the target is the tournament.
     pub async fn next_payload(&mut self, tournament: &str) -> Value {
-        loop {
-            let record = self.next_record().await.expect("connection open");
-            if record["type"] == 1 {
-                assert_eq!(record["target"], tournament);
-                return serde_json::from_str(record["arguments"][0].as_str().expect("string argument")).unwrap();
-            }
-        }
+        let record = self.next_matching(|r| r["type"] == 1).await.expect("connection open");
+        assert_eq!(record["target"], tournament);
+        serde_json::from_str(record["arguments"][0].as_str().expect("string argument")).unwrap()
     }
 
     /// The next record that is not a ping.
     pub async fn next_non_ping(&mut self) -> Option<Value> {
-        loop {
-            let record = self.next_record().await?;
-            if record["type"] != 6 {
-                return Some(record);
-            }
-        }
+        self.next_matching(|r| r["type"] != 6).await
     }
 
     /// The next completion record, skipping pings and invocations.
     pub async fn next_completion(&mut self) -> Value {
-        loop {
-            let record = self.next_record().await.expect("connection open");
-            if record["type"] == 3 {
-                return record;
-            }
-        }
+        self.next_matching(|r| r["type"] == 3).await.expect("connection open")
     }
 
     pub async fn click(&mut self, invocation_id: Option<&str>, team: &str, name: &str, surname: &str) {
@@ -119,20 +135,44 @@ impl SignalR {
 /// A client of the v2 live socket.
 pub struct Live {
     pub socket: Socket,
+    pending: Vec<Value>,
+    /// The version the server said the stream is live from.
+    pub live_from: u64,
 }
 
 impl Live {
+    /// Connects and waits for the server's `Subscribed` message (replayed events before it are
+    /// kept and returned first by `next`).
     pub async fn connect(base: &str, tournament: &str, since: Option<u64>) -> Live {
         let since = since.map(|s| format!("?since={s}")).unwrap_or_default();
         let url = format!("{}/api/v2/tournaments/{tournament}/live{since}", base.replace("http://", "ws://"));
-        let (socket, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connect");
-        Live { socket }
+        let (socket, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("connected in time")
+            .expect("websocket connect");
+        let mut live = Live { socket, pending: Vec::new(), live_from: 0 };
+        loop {
+            let message = live.receive().await.expect("Subscribed before the socket closes");
+            if message["type"] == "Subscribed" {
+                live.live_from = message["version"].as_u64().expect("version");
+                return live;
+            }
+            live.pending.push(message);
+        }
     }
 
-    /// The next JSON message, or `None` when closed.
+    /// The next JSON message, or `None` when closed; fails the test when none comes in time.
     pub async fn next(&mut self) -> Option<Value> {
+        if !self.pending.is_empty() {
+            return Some(self.pending.remove(0));
+        }
+        self.receive().await
+    }
+
+    async fn receive(&mut self) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            match tokio::time::timeout(WAIT, self.socket.next()).await.expect("a message in time")? {
+            match tokio::time::timeout_at(deadline, self.socket.next()).await.expect("a message in time")? {
                 Ok(Message::Text(text)) => return Some(serde_json::from_str(text.as_str()).unwrap()),
                 Ok(Message::Close(_)) | Err(_) => return None,
                 Ok(_) => {}

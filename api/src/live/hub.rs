@@ -398,6 +398,15 @@ impl Feed {
                 }
             }
         }
+        if subscriber.protocol == Protocol::V2 {
+            // Tells the client it is live: everything after this version will reach it.
+            let subscribed =
+                serde_json::json!({"type": "Subscribed", "tournamentId": self.tournament, "version": self.version});
+            let encoded = Encoded { signalr: None, v2: subscribed.to_string().into() };
+            if !send(&subscriber, &encoded, &self.inner.stats) {
+                return;
+            }
+        }
         self.subscribers.push(subscriber);
     }
 
