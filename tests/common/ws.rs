@@ -73,27 +73,28 @@ impl SignalR {
         self.send(Message::text(text)).await.expect("send");
     }
 
-    /// The next record of any type, or `None` when the connection closed.
+    /// The next record other than a ping, or `None` when the connection closed.
     pub async fn next_record(&mut self) -> Option<Value> {
         self.next_matching(|_| true).await
     }
 
-    /// The next record `wanted` accepts (others are skipped), or `None` when the connection
-    /// closed; fails the test when none comes within `WAIT`.
+    /// The first record `wanted` accepts; records it passes over stay queued for later calls
+    /// (server pings are dropped on arrival). `None` when the connection closed; fails the test
+    /// when none comes within `WAIT`.
     pub async fn next_matching(&mut self, wanted: impl Fn(&Value) -> bool) -> Option<Value> {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            while !self.pending.is_empty() {
-                let record = self.pending.remove(0);
-                if wanted(&record) {
-                    return Some(record);
-                }
+            if let Some(at) = self.pending.iter().position(&wanted) {
+                return Some(self.pending.remove(at));
             }
             let message = tokio::time::timeout_at(deadline, self.stream.next()).await.expect("a record in time")?;
             match message {
                 Ok(Message::Text(text)) => {
                     for record in text.as_str().split('\u{1e}').filter(|r| !r.is_empty()) {
-                        self.pending.push(serde_json::from_str(record).expect("records are JSON"));
+                        let record: Value = serde_json::from_str(record).expect("records are JSON");
+                        if record["type"] != 6 {
+                            self.pending.push(record);
+                        }
                     }
                 }
                 Ok(Message::Close(_)) | Err(_) => return None,
@@ -112,7 +113,7 @@ impl SignalR {
 
     /// The next record that is not a ping.
     pub async fn next_non_ping(&mut self) -> Option<Value> {
-        self.next_matching(|r| r["type"] != 6).await
+        self.next_record().await
     }
 
     /// The next completion record, skipping pings and invocations.

@@ -402,8 +402,9 @@ impl Feed {
             // Tells the client it is live: everything after this version will reach it.
             let subscribed =
                 serde_json::json!({"type": "Subscribed", "tournamentId": self.tournament, "version": self.version});
-            let encoded = Encoded { signalr: None, v2: subscribed.to_string().into() };
-            if !send(&subscriber, &encoded, &self.inner.stats) {
+            // A marker, not a delivered message: it is not counted.
+            if subscriber.queue.try_send(subscribed.to_string().into()).is_err() {
+                subscriber.control.close(CloseReason::TooSlow);
                 return;
             }
         }
