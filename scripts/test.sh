@@ -18,12 +18,15 @@ if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && need apt-get; then
 fi
 
 failed=()
+transcript="$(mktemp)"
+trap 'rm -f "$transcript"' EXIT
 step() {
   local name="$1"
   shift
   echo
   echo "== $name"
-  "$@" || failed+=("$name")
+  "$@" 2>&1 | tee -a "$transcript"
+  [ "${PIPESTATUS[0]}" = 0 ] || failed+=("$name")
 }
 
 cargo build --bin lct || exit 1
@@ -36,9 +39,23 @@ if [ -n "${LCT_TEST_MONGODB_URI:-}" ]; then
 fi
 step "cargo test (workspace)" cargo test --workspace --no-fail-fast
 
+# One closing line for the whole run: the counts of every runner above.
 echo
 if [ ${#failed[@]} -gt 0 ]; then
-  printf 'failed: %s\n' "${failed[@]}"
-  exit 1
+  printf 'failed step: %s\n' "${failed[@]}"
 fi
-echo "all test steps passed"
+python3 - "$transcript" "${#failed[@]}" <<'PY'
+import re, sys
+text = open(sys.argv[1], errors="replace").read()
+passed = failed = 0
+for p, f in re.findall(r"test result: \w+\. (\d+) passed; (\d+) failed", text):
+    passed += int(p); failed += int(f)
+for p, f in re.findall(r"deploy-validation: (\d+) passed, (\d+) failed", text):
+    passed += int(p); failed += int(f)
+passed += sum(int(n) for n in re.findall(r"^# pass (\d+)$", text, re.M))
+failed += sum(int(n) for n in re.findall(r"^# fail (\d+)$", text, re.M))
+if failed == 0 and int(sys.argv[2]) > 0:
+    failed = int(sys.argv[2])  # a step failed without a test count (e.g. it did not build)
+print(f"total: {passed} passed, {failed} failed")
+PY
+[ ${#failed[@]} -eq 0 ]
