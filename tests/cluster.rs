@@ -126,21 +126,6 @@ async fn online_through(server: &Server, tournament: &str, token: &str) -> commo
     tokio_tungstenite::connect_async(url).await.expect("live socket").0
 }
 
-/// The next presence list a live socket receives, as player ids.
-async fn next_presence(live: &mut Live) -> Vec<String> {
-    loop {
-        let message = live.next().await.expect("the live socket stays open");
-        if message["type"] == "Presence" {
-            return message["players"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|p| p["playerId"].as_str().unwrap().to_owned())
-                .collect();
-        }
-    }
-}
-
 fn count_logs(pods: &[&Server], message: &str, pod: &str) -> usize {
     pods.iter().flat_map(|p| p.log_lines()).filter(|line| line["message"] == message && line["pod"] == pod).count()
 }
@@ -228,7 +213,7 @@ async fn pods_see_each_other_and_a_killed_or_stopped_pod_leaves_every_view() {
     assert_eq!(redis.cli(&["EXISTS", "lct:pod:pod-c"]), "0");
     assert_eq!(redis.cli(&["HEXISTS", "lct:pods", "pod-c"]), "0");
     loop {
-        if next_presence(&mut watcher).await == vec![ben.clone()] {
+        if watcher.next_presence().await == vec![ben.clone()] {
             break;
         }
     }

@@ -279,39 +279,25 @@ async fn presence_shows_who_is_connected_and_live_streams_announce_it() {
     assert!(presence().await.is_empty());
     let (anna_socket, _) =
         tokio_tungstenite::connect_async(format!("{ws}/api/v2/tournaments/{id}/live?token={anna}")).await.unwrap();
-    let announced = next_presence(&mut watcher).await;
+    let announced = watcher.next_presence().await;
     assert_eq!(announced, vec![anna_id.clone()]);
     let (ben_socket, _) =
         tokio_tungstenite::connect_async(format!("{ws}/api/v2/tournaments/{id}/live?token={ben}")).await.unwrap();
-    assert_eq!(next_presence(&mut watcher).await.len(), 2);
+    assert_eq!(watcher.next_presence().await.len(), 2);
     let mut online = presence().await;
     online.sort();
     let mut expected = vec![anna_id.clone(), ben_id.clone()];
     expected.sort();
     assert_eq!(online, expected);
     drop(anna_socket);
-    assert_eq!(next_presence(&mut watcher).await, vec![ben_id.clone()]);
+    assert_eq!(watcher.next_presence().await, vec![ben_id.clone()]);
     assert_eq!(presence().await, vec![ben_id]);
     drop(ben_socket);
-    assert!(next_presence(&mut watcher).await.is_empty());
+    assert!(watcher.next_presence().await.is_empty());
     // A forged token is refused before the upgrade.
     match tokio_tungstenite::connect_async(format!("{ws}/api/v2/tournaments/{id}/live?token=p.nope.00")).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 403),
         other => panic!("expected 403, got {:?}", other.map(|_| ())),
-    }
-}
-
-async fn next_presence(live: &mut Live) -> Vec<String> {
-    loop {
-        let message = live.next().await.expect("open");
-        if message["type"] == "Presence" {
-            return message["players"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|p| p["playerId"].as_str().unwrap().to_owned())
-                .collect();
-        }
     }
 }
 

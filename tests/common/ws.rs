@@ -170,6 +170,21 @@ impl Live {
         self.receive().await
     }
 
+    /// The next presence list received, as player ids (other messages are passed over).
+    pub async fn next_presence(&mut self) -> Vec<String> {
+        loop {
+            let message = self.next().await.expect("the live socket stays open");
+            if message["type"] == "Presence" {
+                return message["players"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p["playerId"].as_str().unwrap().to_owned())
+                    .collect();
+            }
+        }
+    }
+
     async fn receive(&mut self) -> Option<Value> {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
