@@ -115,6 +115,45 @@ async fn every_client_on_every_pod_gets_every_event_once_in_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_click_reaches_every_client_on_every_pod_exactly_once() {
+    // A pod hears its own publications back from Redis; they must not reach its clients twice.
+    let redis = RedisServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pods = pods(2, dir.path(), &redis).await;
+    let (a, b) = (&pods[0], &pods[1]);
+    let http = client();
+    let id = create(&http, a, "Clicks across pods", 10).await;
+    assert_eq!(join(&http, &a.base, &id, "Anna", "Nowak").await.status(), 200);
+
+    let mut clicker = SignalR::connect(&a.base, &id).await;
+    let mut others =
+        vec![SignalR::connect(&a.base, &id).await, SignalR::connect(&b.base, &id).await, SignalR::connect(&b.base, &id).await];
+    wait_for_numsub(&redis, &id, 2).await;
+    for (i, team) in TEAMS[..3].iter().enumerate() {
+        clicker.click(Some(&i.to_string()), team, "Anna", "Nowak").await;
+        let completion = clicker.next_completion().await;
+        assert!(completion.get("error").is_none(), "{completion}");
+    }
+    // A later message through Redis from the other pod: whatever pod A hears back of its own
+    // clicks reaches Redis before it.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(join(&http, &b.base, &id, "Marker", "Last").await.status(), 200);
+
+    for client in others.iter_mut().chain(std::iter::once(&mut clicker)) {
+        let mut clicked = Vec::new();
+        loop {
+            let payload = client.next_payload(&id).await;
+            match payload["type"].as_str().unwrap() {
+                "TeamClicked" => clicked.push(payload["clickedTeams"][0]["team"].as_str().unwrap().to_owned()),
+                "PlayerAssigned" if payload["name"] == "Marker" => break,
+                other => panic!("unexpected {other}"),
+            }
+        }
+        assert_eq!(clicked, TEAMS[..3].to_vec(), "each click once, in order");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_redis_outage_loses_nothing_and_commands_keep_working() {
     let mut redis = RedisServer::start().await;
     let dir = tempfile::tempdir().unwrap();

@@ -8,7 +8,7 @@
 //! queue is full is cut off instead of slowing the others; it can reconnect and resume.
 
 use super::messages::{
-    channel, encode_clicks, encode_event, encode_presence, published_at_ms, tournament_of, Encoded, Stamped,
+    channel, encode_clicks, encode_event, encode_presence, tournament_of, Encoded, Stamp, Stamped,
     WireMessage,
 };
 use axum::extract::ws::Utf8Bytes;
@@ -121,6 +121,8 @@ struct FeedHandle {
 }
 
 struct HubInner {
+    /// Names this hub's publications, so it skips them when the bus hands them back.
+    origin: Uuid,
     store: Arc<dyn EventStore>,
     bus: Arc<dyn Bus>,
     feeds: Mutex<HashMap<Uuid, FeedHandle>>,
@@ -159,6 +161,7 @@ impl Hub {
     pub fn new(store: Arc<dyn EventStore>, bus: Arc<dyn Bus>, options: HubOptions) -> Hub {
         let (outbox, outbox_rx) = mpsc::channel(options.publish_backlog);
         let inner = Arc::new(HubInner {
+            origin: Uuid::new_v4(),
             store,
             bus: Arc::clone(&bus),
             feeds: Mutex::new(HashMap::new()),
@@ -272,7 +275,7 @@ impl HubInner {
     }
 
     fn send_to_bus(&self, tournament: Uuid, message: &WireMessage) {
-        let Ok(payload) = serde_json::to_vec(&Stamped::now(message)) else { return };
+        let Ok(payload) = serde_json::to_vec(&Stamped::now(message, self.origin)) else { return };
         if self.outbox.try_send((channel(tournament), payload)).is_err() {
             self.stats.bus_publish_failures.fetch_add(1, Ordering::Relaxed);
         }
@@ -298,8 +301,14 @@ struct Listener(Weak<HubInner>);
 impl BusListener for Listener {
     fn on_message(&self, channel: &str, payload: &[u8]) {
         let (Some(inner), Some(tournament)) = (self.0.upgrade(), tournament_of(channel)) else { return };
-        if let Some(at) = published_at_ms(payload) {
+        let stamp = Stamp::of(payload);
+        if let Some(at) = stamp.published_at_ms {
             inner.stats.pubsub_lag.observe_since(at);
+        }
+        if stamp.origin == Some(inner.origin) {
+            // Delivered locally when it was published; unversioned messages would otherwise
+            // reach this pod's connections twice.
+            return;
         }
         match serde_json::from_slice::<WireMessage>(payload) {
             Ok(WireMessage::Event { event }) if event.stream_id == tournament => {

@@ -24,31 +24,38 @@ pub enum WireMessage {
     Presence { tournament_id: Uuid, players: Vec<PresenceEntry> },
 }
 
-/// A bus payload: the message and when it was handed to the bus (ms since the Unix epoch), from
-/// which receivers measure the pub/sub lag. Decoding a [`WireMessage`] ignores the stamp.
+/// A bus payload: the message, which hub published it (a pod hears its own publications back
+/// and has already delivered them locally) and when it was handed to the bus (ms since the Unix
+/// epoch), from which receivers measure the pub/sub lag. Decoding a [`WireMessage`] ignores the
+/// stamp.
 #[derive(Debug, Serialize)]
 pub struct Stamped<'a> {
     #[serde(flatten)]
     pub message: &'a WireMessage,
+    pub origin: Uuid,
     #[serde(rename = "publishedAtMs")]
     pub published_at_ms: i64,
 }
 
 impl<'a> Stamped<'a> {
-    pub fn now(message: &'a WireMessage) -> Self {
+    pub fn now(message: &'a WireMessage, origin: Uuid) -> Self {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-        Stamped { message, published_at_ms: now.map_or(0, |d| d.as_millis() as i64) }
+        Stamped { message, origin, published_at_ms: now.map_or(0, |d| d.as_millis() as i64) }
     }
 }
 
-/// When a bus payload was published, if its publisher stamped it.
-pub fn published_at_ms(payload: &[u8]) -> Option<i64> {
-    #[derive(Deserialize)]
-    struct Stamp {
-        #[serde(rename = "publishedAtMs")]
-        published_at_ms: Option<i64>,
+/// The stamp of a bus payload, as far as its publisher stamped it.
+#[derive(Debug, Default, Deserialize)]
+pub struct Stamp {
+    pub origin: Option<Uuid>,
+    #[serde(rename = "publishedAtMs")]
+    pub published_at_ms: Option<i64>,
+}
+
+impl Stamp {
+    pub fn of(payload: &[u8]) -> Stamp {
+        serde_json::from_slice(payload).unwrap_or_default()
     }
-    serde_json::from_slice::<Stamp>(payload).ok()?.published_at_ms
 }
 
 /// Bus channel of a tournament.
@@ -157,13 +164,16 @@ mod tests {
     }
 
     #[test]
-    fn a_stamped_bus_payload_still_decodes_and_tells_when_it_was_published() {
+    fn a_stamped_bus_payload_still_decodes_and_tells_who_published_it_and_when() {
         let message = WireMessage::Clicks { tournament_id: Uuid::nil(), clicks: Vec::new() };
-        let payload = serde_json::to_vec(&Stamped { message: &message, published_at_ms: 1234 }).unwrap();
-        assert_eq!(published_at_ms(&payload), Some(1234));
+        let origin = Uuid::new_v4();
+        let payload = serde_json::to_vec(&Stamped { message: &message, origin, published_at_ms: 1234 }).unwrap();
+        let stamp = Stamp::of(&payload);
+        assert_eq!((stamp.origin, stamp.published_at_ms), (Some(origin), Some(1234)));
         let decoded: WireMessage = serde_json::from_slice(&payload).unwrap();
         assert!(matches!(decoded, WireMessage::Clicks { tournament_id, .. } if tournament_id == Uuid::nil()));
-        assert_eq!(published_at_ms(&serde_json::to_vec(&message).unwrap()), None, "unstamped payloads");
+        let unstamped = Stamp::of(&serde_json::to_vec(&message).unwrap());
+        assert_eq!((unstamped.origin, unstamped.published_at_ms), (None, None), "unstamped payloads");
     }
 
     #[test]
