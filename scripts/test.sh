@@ -2,7 +2,8 @@
 # Runs every test of the project: the static validation of the deployment files, the hub tests
 # with the official @microsoft/signalr client, the browser test of the web client, and the Rust
 # workspace (unit, router and end-to-end tests against the real binary, with redis-server
-# instances of their own). Installs what is missing when run as root on Debian.
+# instances of their own, and a small run of the fan-out benchmark harness against lct and
+# Socket.IO). Installs what is missing when run as root on Debian.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +32,10 @@ step() {
 
 cargo build --bin lct || exit 1
 export LCT_BIN="$PWD/target/debug/lct"
+# The fan-out harness's smoke test runs the Socket.IO server too.
+if [ ! -d bench/socketio/node_modules ] || [ bench/socketio/package-lock.json -nt bench/socketio/node_modules ]; then
+  (cd bench/socketio && npm ci --no-audit --no-fund --loglevel=error && touch node_modules) || exit 1
+fi
 step "deployment files (static validation)" bash scripts/validate-deploy.sh
 step "hub tests with the official SignalR client" bash tests/js/run.sh
 step "browser test of the web client" bash tests/browser/run.sh

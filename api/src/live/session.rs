@@ -49,8 +49,18 @@ pub fn signalr_record(json: &str) -> Message {
     Message::Text(record.into())
 }
 
+/// Most queued messages one write takes: a connection that fell behind catches up in few
+/// writes, and one write stays small.
+const COALESCE_MESSAGES: usize = 32;
+const COALESCE_BYTES: usize = 16 * 1024;
+
 /// Writes queued frames, control messages and pings until cancelled or the queue ends, then
 /// says goodbye in the connection's protocol.
+///
+/// SignalR records that queued up while the connection was writing go out together in one
+/// frame (the protocol allows several records per frame); the v2 socket sends one message per
+/// frame. The ping is due when nothing was sent for [`PING_INTERVAL`]; its timer is moved only
+/// when it fires, not on every message.
 pub async fn write_loop(
     mut sink: Sink,
     mut queue: mpsc::Receiver<Utf8Bytes>,
@@ -58,8 +68,9 @@ pub async fn write_loop(
     control: Arc<ConnectionControl>,
     protocol: Protocol,
 ) {
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let ping = tokio::time::sleep(PING_INTERVAL);
+    tokio::pin!(ping);
+    let mut last_sent = tokio::time::Instant::now();
     loop {
         let message = tokio::select! {
             biased;
@@ -69,18 +80,27 @@ pub async fn write_loop(
                 None => break,
             },
             frame = queue.recv() => match frame {
+                Some(frame) if protocol == Protocol::SignalR => coalesce(frame, &mut queue),
                 Some(frame) => Message::Text(frame),
                 None => break,
             },
-            _ = ping.tick() => match protocol {
-                Protocol::SignalR => signalr_record(r#"{"type":6}"#),
-                Protocol::V2 => Message::Ping(Default::default()),
-            },
+            () = &mut ping => {
+                let due = last_sent + PING_INTERVAL;
+                if tokio::time::Instant::now() < due {
+                    ping.as_mut().reset(due);
+                    continue;
+                }
+                ping.as_mut().reset(tokio::time::Instant::now() + PING_INTERVAL);
+                match protocol {
+                    Protocol::SignalR => signalr_record(r#"{"type":6}"#),
+                    Protocol::V2 => Message::Ping(Default::default()),
+                }
+            }
         };
         if !send_or_cancel(&mut sink, message, &control).await {
             break;
         }
-        ping.reset();
+        last_sent = tokio::time::Instant::now();
     }
     control.cancel.cancel();
     let goodbye = match (protocol, control.reason()) {
@@ -108,6 +128,25 @@ pub async fn write_loop(
     .await;
 }
 
+/// One text frame with `first` and the SignalR records queued behind it, within the coalescing
+/// limits.
+fn coalesce(first: Utf8Bytes, queue: &mut mpsc::Receiver<Utf8Bytes>) -> Message {
+    let Ok(second) = queue.try_recv() else { return Message::Text(first) };
+    let mut joined = String::with_capacity(COALESCE_BYTES.min(4 * (first.len() + second.len())));
+    joined.push_str(first.as_str());
+    joined.push_str(second.as_str());
+    for _ in 2..COALESCE_MESSAGES {
+        if joined.len() >= COALESCE_BYTES {
+            break;
+        }
+        match queue.try_recv() {
+            Ok(next) => joined.push_str(next.as_str()),
+            Err(_) => break,
+        }
+    }
+    Message::Text(joined.into())
+}
+
 /// The next message from the client, or `None` when it left, timed out or was cancelled.
 pub async fn next_message(stream: &mut Stream, control: &ConnectionControl) -> Option<Message> {
     tokio::select! {
@@ -129,5 +168,51 @@ pub async fn finish(
     if tokio::time::timeout(Duration::from_secs(2), &mut writer).await.is_err() {
         control.cancel.cancel();
         let _ = writer.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(message: Message) -> String {
+        match message {
+            Message::Text(text) => text.as_str().to_owned(),
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn queued_signalr_records_go_out_together_within_the_limits() {
+        let (tx, mut rx) = mpsc::channel(64);
+        for i in 0..40 {
+            tx.try_send(Utf8Bytes::from(format!("{{\"type\":1,\"n\":{i}}}\u{1e}"))).unwrap();
+        }
+        let first = rx.recv().await.unwrap();
+        let frame = text(coalesce(first, &mut rx));
+        let records: Vec<&str> = frame.split('\u{1e}').filter(|r| !r.is_empty()).collect();
+        assert_eq!(records.len(), COALESCE_MESSAGES);
+        assert_eq!(records[0], "{\"type\":1,\"n\":0}");
+        assert_eq!(records[31], "{\"type\":1,\"n\":31}");
+        // The rest follow, in order, in the next frame.
+        let next = rx.recv().await.unwrap();
+        let frame = text(coalesce(next, &mut rx));
+        assert!(frame.starts_with("{\"type\":1,\"n\":32}\u{1e}") && frame.ends_with("{\"type\":1,\"n\":39}\u{1e}"));
+        // A lone record is sent as it is.
+        tx.try_send(Utf8Bytes::from_static("{\"type\":6}\u{1e}")).unwrap();
+        let lone = rx.recv().await.unwrap();
+        assert_eq!(text(coalesce(lone, &mut rx)), "{\"type\":6}\u{1e}");
+    }
+
+    #[tokio::test]
+    async fn a_frame_stops_growing_at_the_byte_limit() {
+        let (tx, mut rx) = mpsc::channel(64);
+        let big = format!("{{\"pad\":\"{}\"}}\u{1e}", "x".repeat(6000));
+        for _ in 0..5 {
+            tx.try_send(Utf8Bytes::from(big.clone())).unwrap();
+        }
+        let first = rx.recv().await.unwrap();
+        let frame = text(coalesce(first, &mut rx));
+        assert_eq!(frame.len(), 3 * big.len(), "stops once past {COALESCE_BYTES} bytes");
     }
 }

@@ -1,0 +1,57 @@
+"""Plots latency against offered load from the fan-out benchmark's JSON figures.
+
+    pip install matplotlib
+    python3 bench/plot.py docs/benchmarks/fanout.json docs/benchmarks/fanout-latency.png
+"""
+
+import json
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def main(source: str, target: str) -> None:
+    with open(source) as f:
+        results = json.load(f)
+    colours = {"lct": "#1f77b4", "socketio": "#d62728"}
+    names = {"lct": "lct (2 pods + Redis)", "socketio": "Socket.IO + Redis adapter (2 node processes)"}
+    fig, (latency, throughput) = plt.subplots(1, 2, figsize=(13, 5.2))
+    for system in results["systems"]:
+        name = system["system"]
+        offered = [s["offered_deliveries_per_second"] / 1000 for s in system["steps"]]
+        colour = colours.get(name, "black")
+        label = names.get(name, name)
+        latency.plot(offered, [s["latency_p50_ms"] for s in system["steps"]], "o--", color=colour, label=f"{label} p50")
+        latency.plot(offered, [s["latency_p99_ms"] for s in system["steps"]], "s-", color=colour, label=f"{label} p99")
+        throughput.plot(offered, [s["delivered_per_second"] / 1000 for s in system["steps"]], "o-", color=colour, label=label)
+    latency.axhline(50, color="grey", linestyle=":", label="50 ms")
+    latency.set_yscale("log")
+    latency.set_xlabel("offered load (thousand deliveries/s)")
+    latency.set_ylabel("click-to-client latency (ms, log scale)")
+    latency.set_title("Latency against offered load")
+    latency.grid(True, which="both", alpha=0.3)
+    latency.legend(fontsize=8)
+    top = max(s["offered_deliveries_per_second"] for sys in results["systems"] for s in sys["steps"]) / 1000
+    throughput.plot([0, top], [0, top], ":", color="grey", label="offered")
+    throughput.set_xlabel("offered load (thousand deliveries/s)")
+    throughput.set_ylabel("delivered (thousand messages/s)")
+    throughput.set_title("Delivered against offered load")
+    throughput.grid(True, alpha=0.3)
+    throughput.legend(fontsize=8)
+    machine = results["machine"]
+    fig.suptitle(
+        f"Lobby fan-out: {results['clients_per_lobby'] * results['lobbies']} WebSocket clients, "
+        f"{results['clients_per_lobby']} per lobby, clients and servers on one {machine['cpus']}-core machine"
+    )
+    fig.tight_layout()
+    fig.savefig(target, dpi=110)
+    print(f"plot written to {target}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit("usage: plot.py <figures.json> <plot.png>")
+    main(sys.argv[1], sys.argv[2])

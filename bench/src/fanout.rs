@@ -1,0 +1,448 @@
+//! The fan-out benchmark: for each system, a fresh `redis-server` and two server processes,
+//! N WebSocket clients over M lobbies with each lobby's clients alternating between the two
+//! processes (so every broadcast crosses Redis), and one click driver per lobby. For each
+//! offered rate it reports delivered messages per second, click-to-client latency percentiles,
+//! server CPU seconds per 100 000 deliveries, and, before any load, server memory per idle
+//! connection. Everything runs on loopback and stops by itself.
+
+use crate::processes::{Redis, Server, TempDir, Usage};
+use crate::worker::{Lobby, System, TotalsReport, WindowReport, WorkerConfig};
+use anyhow::{bail, Context};
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct FanoutOptions {
+    /// WebSocket clients in all.
+    #[arg(long, default_value_t = 20_000)]
+    pub clients: usize,
+    /// Lobbies they are spread over (clients per lobby = clients / lobbies).
+    #[arg(long, default_value_t = 200)]
+    pub lobbies: usize,
+    /// Offered click rates in clicks per second over all lobbies, one measurement step each.
+    /// Each click is broadcast to every client of its lobby.
+    #[arg(long, value_delimiter = ',', default_value = "250,500,1000,1500,2000,2500,3000")]
+    pub rates: Vec<f64>,
+    /// Seconds measured per step.
+    #[arg(long, default_value_t = 10.0)]
+    pub step_seconds: f64,
+    /// Seconds at a new rate before its measurement starts.
+    #[arg(long, default_value_t = 3.0)]
+    pub warmup_seconds: f64,
+    /// Systems to measure, in order.
+    #[arg(long, value_delimiter = ',', default_value = "lct,socketio")]
+    pub systems: Vec<System>,
+    /// Client processes (a process here may hold at most 20 000 sockets); by default one per
+    /// 8 000 clients, at least two.
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// The Socket.IO server's directory (with `npm ci` run in it).
+    #[arg(long, default_value = "bench/socketio")]
+    pub socketio_dir: PathBuf,
+    /// Where to write the figures as JSON.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Serialize)]
+struct Results {
+    machine: Machine,
+    clients: usize,
+    lobbies: usize,
+    clients_per_lobby: usize,
+    step_seconds: f64,
+    systems: Vec<SystemResult>,
+}
+
+#[derive(Debug, Serialize)]
+struct Machine {
+    cpus: usize,
+    cpu_model: String,
+    memory_gib: f64,
+    kernel: String,
+}
+
+#[derive(Debug, Serialize)]
+struct SystemResult {
+    system: System,
+    idle_rss_before_bytes: u64,
+    idle_rss_after_bytes: u64,
+    memory_per_idle_connection_bytes: f64,
+    steps: Vec<Step>,
+    totals: TotalsReport,
+    lost: i64,
+}
+
+#[derive(Debug, Serialize)]
+struct Step {
+    offered_clicks_per_second: f64,
+    offered_deliveries_per_second: f64,
+    clicks_per_second: f64,
+    delivered_per_second: f64,
+    latency_p50_ms: f64,
+    latency_p99_ms: f64,
+    latency_p999_ms: f64,
+    latency_max_ms: f64,
+    server_cpu_seconds: f64,
+    redis_cpu_seconds: f64,
+    client_cpu_seconds: f64,
+    server_cpu_seconds_per_100k: f64,
+    deliveries_per_server_cpu_second: f64,
+    /// Latencies longer than ten clicks of a lobby cannot be told apart (a receiver matches a
+    /// broadcast to the last click of its team), so they are under-measured.
+    latency_window_ms: f64,
+    /// Delivered fell short of offered or latencies reached the window: past capacity.
+    saturated: bool,
+}
+
+/// A load worker process and its command pipes.
+struct Worker {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Lines<BufReader<ChildStdout>>,
+    lobbies: usize,
+}
+
+impl Worker {
+    async fn start(config: &WorkerConfig) -> anyhow::Result<Worker> {
+        let mut child = tokio::process::Command::new(std::env::current_exe()?)
+            .arg("worker")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting a load worker")?;
+        let stdin = child.stdin.take().context("worker stdin")?;
+        let lines = BufReader::new(child.stdout.take().context("worker stdout")?).lines();
+        let mut worker = Worker { child, stdin, lines, lobbies: config.lobbies.len() };
+        worker.send(&serde_json::to_value(config)?).await?;
+        Ok(worker)
+    }
+
+    async fn send(&mut self, command: &serde_json::Value) -> anyhow::Result<()> {
+        self.stdin.write_all(format!("{command}\n").as_bytes()).await?;
+        self.stdin.flush().await?;
+        Ok(())
+    }
+
+    async fn answer<T: serde::de::DeserializeOwned>(&mut self, timeout: Duration) -> anyhow::Result<T> {
+        let line = tokio::time::timeout(timeout, self.lines.next_line())
+            .await
+            .context("a load worker did not answer in time")??
+            .context("a load worker exited")?;
+        Ok(serde_json::from_str(&line)?)
+    }
+
+    fn usage(&self) -> Usage {
+        self.child.id().and_then(|pid| Usage::of(pid).ok()).unwrap_or_default()
+    }
+}
+
+pub async fn run(lct: &std::path::Path, options: &FanoutOptions) -> anyhow::Result<()> {
+    if options.lobbies == 0 || options.clients < options.lobbies {
+        bail!("--clients must be at least --lobbies, and --lobbies at least 1");
+    }
+    let mut results = Results {
+        machine: machine(),
+        clients: options.clients,
+        lobbies: options.lobbies,
+        clients_per_lobby: options.clients / options.lobbies,
+        step_seconds: options.step_seconds,
+        systems: Vec::new(),
+    };
+    println!(
+        "fan-out: {} clients over {} lobbies ({} per lobby), two server processes and redis-server per system, {} cores",
+        results.clients_per_lobby * options.lobbies,
+        options.lobbies,
+        results.clients_per_lobby,
+        results.machine.cpus
+    );
+    for system in &options.systems {
+        let result = run_system(*system, lct, options).await?;
+        results.systems.push(result);
+    }
+    print_summary(&results);
+    if let Some(out) = &options.out {
+        std::fs::write(out, serde_json::to_string_pretty(&results)? + "\n")?;
+        println!("figures written to {}", out.display());
+    }
+    Ok(())
+}
+
+async fn run_system(system: System, lct: &std::path::Path, options: &FanoutOptions) -> anyhow::Result<SystemResult> {
+    let per_lobby = options.clients / options.lobbies;
+    let redis = Redis::start().await?;
+    let data = TempDir::new("fanout");
+    let servers = match system {
+        System::Lct => {
+            let env = [("LCT_REDIS_URL", redis.url.clone())];
+            vec![Server::lct(lct, &data.0, "pod-a", &env).await?, Server::lct(lct, &data.0, "pod-b", &env).await?]
+        }
+        System::Socketio => vec![
+            Server::socketio(&options.socketio_dir, &redis.url).await?,
+            Server::socketio(&options.socketio_dir, &redis.url).await?,
+        ],
+    };
+    println!("\n{system:?}: servers on {} and {}, redis on {}", servers[0].addr, servers[1].addr, redis.url);
+    let lobbies = create_lobbies(system, &servers[0].addr, options.lobbies).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = server_usage(&servers)?;
+
+    let workers_wanted = options.workers.unwrap_or(options.clients.div_ceil(8_000).max(2)).clamp(1, options.lobbies);
+    let mut workers = Vec::new();
+    let chunk = options.lobbies.div_ceil(workers_wanted);
+    for (index, lobbies) in lobbies.chunks(chunk).enumerate() {
+        let config = WorkerConfig {
+            system,
+            servers: servers.iter().map(|s| s.addr.clone()).collect(),
+            lobbies: lobbies.to_vec(),
+            clients_per_lobby: per_lobby,
+            first_lobby: index * chunk,
+        };
+        workers.push(Worker::start(&config).await?);
+    }
+    let started = std::time::Instant::now();
+    for worker in &mut workers {
+        let ready: serde_json::Value = worker.answer(Duration::from_secs(600)).await?;
+        if ready["ready"] != true {
+            bail!("a load worker could not connect its clients: {ready}");
+        }
+    }
+    println!(
+        "  {} clients connected by {} worker processes in {:.1} s",
+        per_lobby * options.lobbies,
+        workers.len(),
+        started.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let idle = server_usage(&servers)?;
+    let per_connection =
+        idle.rss_bytes.saturating_sub(before.rss_bytes) as f64 / (per_lobby * options.lobbies) as f64;
+    println!(
+        "  server memory: {:.0} MiB before, {:.0} MiB with the idle clients: {:.1} KiB per idle connection",
+        before.rss_bytes as f64 / 1048576.0,
+        idle.rss_bytes as f64 / 1048576.0,
+        per_connection / 1024.0
+    );
+    println!(
+        "  {:>8} {:>10} {:>10} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6} {:>6} {:>6}",
+        "clicks/s",
+        "offered/s",
+        "deliv/s",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "max ms",
+        "cpu/100k",
+        "deliv/cpu",
+        "srv%",
+        "redis%",
+        "cli%"
+    );
+
+    let mut steps = Vec::new();
+    for &rate in &options.rates {
+        for worker in &mut workers {
+            let share = rate * worker.lobbies as f64 / options.lobbies as f64;
+            worker.send(&serde_json::json!({"cmd": "drive", "rate": share})).await?;
+        }
+        tokio::time::sleep(Duration::from_secs_f64(options.warmup_seconds)).await;
+        let cpu_before = server_usage(&servers)?.cpu_seconds;
+        let redis_before = redis.usage()?.cpu_seconds;
+        let clients_before: f64 = workers.iter().map(|w| w.usage().cpu_seconds).sum();
+        for worker in &mut workers {
+            worker.send(&serde_json::json!({"cmd": "mark"})).await?;
+        }
+        tokio::time::sleep(Duration::from_secs_f64(options.step_seconds)).await;
+        for worker in &mut workers {
+            worker.send(&serde_json::json!({"cmd": "report"})).await?;
+        }
+        let server_cpu = server_usage(&servers)?.cpu_seconds - cpu_before;
+        let redis_cpu = redis.usage()?.cpu_seconds - redis_before;
+        let client_cpu = workers.iter().map(|w| w.usage().cpu_seconds).sum::<f64>() - clients_before;
+        let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+        let (mut received, mut clicks, mut seconds) = (0u64, 0u64, 0f64);
+        for worker in &mut workers {
+            let report: WindowReport = worker.answer(Duration::from_secs(30)).await?;
+            received += report.received;
+            clicks += report.clicks;
+            seconds = seconds.max(report.seconds);
+            for (value, count) in report.latency_us {
+                latency.record_n(value, count)?;
+            }
+        }
+        let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
+        let window_ms = 10.0 * options.lobbies as f64 / rate * 1000.0;
+        let delivered = received as f64 / seconds;
+        let step = Step {
+            offered_clicks_per_second: rate,
+            offered_deliveries_per_second: rate * per_lobby as f64,
+            clicks_per_second: clicks as f64 / seconds,
+            delivered_per_second: received as f64 / seconds,
+            latency_p50_ms: ms(0.5),
+            latency_p99_ms: ms(0.99),
+            latency_p999_ms: ms(0.999),
+            latency_max_ms: latency.max() as f64 / 1000.0,
+            server_cpu_seconds: server_cpu,
+            redis_cpu_seconds: redis_cpu,
+            client_cpu_seconds: client_cpu,
+            server_cpu_seconds_per_100k: if received > 0 { server_cpu * 100_000.0 / received as f64 } else { 0.0 },
+            deliveries_per_server_cpu_second: if server_cpu > 0.0 { received as f64 / server_cpu } else { 0.0 },
+            latency_window_ms: window_ms,
+            saturated: delivered < 0.97 * rate * per_lobby as f64 || ms(0.999) > window_ms / 2.0,
+        };
+        println!(
+            "  {:>8.0} {:>10.0} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>8.1} {:>9.3} {:>9.0} {:>6.0} {:>6.0} {:>6.0}",
+            step.clicks_per_second,
+            step.offered_deliveries_per_second,
+            step.delivered_per_second,
+            step.latency_p50_ms,
+            step.latency_p99_ms,
+            step.latency_p999_ms,
+            step.latency_max_ms,
+            step.server_cpu_seconds_per_100k,
+            step.deliveries_per_server_cpu_second,
+            step.server_cpu_seconds * 100.0 / seconds,
+            step.redis_cpu_seconds * 100.0 / seconds,
+            step.client_cpu_seconds * 100.0 / seconds
+        );
+        if step.saturated {
+            println!("           ^ past capacity: queues grow; latencies over {:.0} ms are under-measured", window_ms / 2.0);
+        }
+        steps.push(step);
+    }
+
+    // Quiet down until nothing more arrives, then compare what should have arrived with what did.
+    for worker in &mut workers {
+        worker.send(&serde_json::json!({"cmd": "drive", "rate": 0.0})).await?;
+    }
+    let mut totals = TotalsReport::default();
+    let quiet_deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let previous = totals.received;
+        totals = TotalsReport::default();
+        for worker in &mut workers {
+            worker.send(&serde_json::json!({"cmd": "totals"})).await?;
+            let part: TotalsReport = worker.answer(Duration::from_secs(30)).await?;
+            totals.clicks_acknowledged += part.clicks_acknowledged;
+            totals.click_errors += part.click_errors;
+            totals.expected += part.expected;
+            totals.received += part.received;
+            totals.connections_closed += part.connections_closed;
+        }
+        if totals.received == previous || std::time::Instant::now() > quiet_deadline {
+            break;
+        }
+    }
+    for worker in &mut workers {
+        let _ = worker.send(&serde_json::json!({"cmd": "stop"})).await;
+    }
+    for worker in &mut workers {
+        if tokio::time::timeout(Duration::from_secs(10), worker.child.wait()).await.is_err() {
+            let _ = worker.child.kill().await;
+        }
+    }
+    let lost = totals.expected as i64 - totals.received as i64;
+    println!(
+        "  whole run: {} clicks acknowledged ({} refused), {} deliveries expected, {} received, {} lost, {} connections closed",
+        totals.clicks_acknowledged, totals.click_errors, totals.expected, totals.received, lost, totals.connections_closed
+    );
+    Ok(SystemResult {
+        system,
+        idle_rss_before_bytes: before.rss_bytes,
+        idle_rss_after_bytes: idle.rss_bytes,
+        memory_per_idle_connection_bytes: per_connection,
+        steps,
+        totals,
+        lost,
+    })
+}
+
+fn server_usage(servers: &[Server]) -> anyhow::Result<Usage> {
+    Ok(Usage::sum(&servers.iter().map(Server::usage).collect::<anyhow::Result<Vec<_>>>()?))
+}
+
+/// lct lobbies are tournaments with their driver joined; Socket.IO rooms need nothing.
+async fn create_lobbies(system: System, addr: &str, count: usize) -> anyhow::Result<Vec<Lobby>> {
+    let lobby = |id: String, i: usize| Lobby { id, driver_name: "Driver".into(), driver_surname: format!("L{i}") };
+    match system {
+        System::Socketio => Ok((0..count).map(|i| lobby(uuid::Uuid::new_v4().to_string(), i)).collect()),
+        System::Lct => {
+            let http = reqwest::Client::new();
+            let created = futures::stream::iter((0..count).map(|i| {
+                let http = http.clone();
+                async move {
+                    let base = format!("http://{addr}/api/Tournament");
+                    let response = http
+                        .post(format!("{base}/create"))
+                        .json(&serde_json::json!({"name": format!("Fan-out {i}"), "playerLimit": 10}))
+                        .send()
+                        .await?;
+                    if !response.status().is_success() {
+                        bail!("create answered {}", response.status());
+                    }
+                    let id: String = response.json().await?;
+                    let lobby = lobby(id, i);
+                    let response = http
+                        .post(format!("{base}/assignPlayer"))
+                        .json(&serde_json::json!({"name": lobby.driver_name, "surname": lobby.driver_surname, "tournamentId": lobby.id}))
+                        .send()
+                        .await?;
+                    if !response.status().is_success() {
+                        bail!("assignPlayer answered {}", response.status());
+                    }
+                    Ok(lobby)
+                }
+            }))
+            .buffered(8)
+            .collect::<Vec<_>>()
+            .await;
+            created.into_iter().collect()
+        }
+    }
+}
+
+fn machine() -> Machine {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu_model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, v)| v.trim().to_owned()))
+        .unwrap_or_default();
+    let memory_gib = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1048576.0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned();
+    Machine { cpus: std::thread::available_parallelism().map_or(1, |n| n.get()), cpu_model, memory_gib, kernel }
+}
+
+fn print_summary(results: &Results) {
+    println!("\nsummary ({} clients, {} per lobby)", results.clients_per_lobby * results.lobbies, results.clients_per_lobby);
+    for system in &results.systems {
+        let best = system
+            .steps
+            .iter()
+            .filter(|s| s.latency_p99_ms <= 50.0 && !s.saturated)
+            .max_by(|a, b| a.delivered_per_second.total_cmp(&b.delivered_per_second));
+        let efficiency = system.steps.iter().map(|s| s.deliveries_per_server_cpu_second).fold(0.0, f64::max);
+        match best {
+            Some(step) => println!(
+                "  {:?}: {:.0} deliveries/s with p99 {:.1} ms (best step with p99 <= 50 ms); {:.1} KiB per idle connection; up to {:.0} deliveries per server CPU-second; {} lost",
+                system.system, step.delivered_per_second, step.latency_p99_ms, system.memory_per_idle_connection_bytes / 1024.0, efficiency, system.lost
+            ),
+            None => println!(
+                "  {:?}: no step kept p99 <= 50 ms; {:.1} KiB per idle connection; up to {:.0} deliveries per server CPU-second; {} lost",
+                system.system, system.memory_per_idle_connection_bytes / 1024.0, efficiency, system.lost
+            ),
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! The server processes a harness starts on loopback: `lct` pods, Socket.IO node processes and
+//! `redis-server`, with their memory and CPU time read from `/proc`. Every child is killed when
+//! its handle is dropped, so a harness never leaves anything running.
+
+use anyhow::{bail, Context};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!("lct-bench-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("temp dir");
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running server process and the loopback address it listens on.
+pub struct Server {
+    child: tokio::process::Child,
+    pub addr: String,
+}
+
+impl Server {
+    /// Starts `command` and waits for its JSON log line `{"message":"listening","addr":…}`.
+    async fn start(mut command: tokio::process::Command, what: &str) -> anyhow::Result<Server> {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {what}"))?;
+        let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+        let addr = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                let Some(line) = lines.next_line().await? else { bail!("{what} exited before listening") };
+                let json: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+                if json["message"] == "listening" {
+                    return Ok(json["addr"].as_str().unwrap_or_default().to_owned());
+                }
+            }
+        })
+        .await
+        .with_context(|| format!("{what} did not start listening in time"))??;
+        // Keep draining its output so it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Server { child, addr })
+    }
+
+    /// An `lct` pod with the harness's settings: no per-address limits (the harness is one
+    /// address opening thousands of connections), quiet logs.
+    pub async fn lct(binary: &Path, data_dir: &Path, name: &str, env: &[(&str, String)]) -> anyhow::Result<Server> {
+        let mut command = tokio::process::Command::new(binary);
+        command
+            .env("LCT_LISTEN", "127.0.0.1:0")
+            .env("LCT_DATA_DIR", data_dir)
+            .env("LCT_POD_NAME", name)
+            .env("LCT_LOG", "warn,lct=info")
+            .env("LCT_RATE_LIMIT_COMMANDS", "0")
+            .env("LCT_RATE_LIMIT_CONNECTIONS", "0")
+            .env("LCT_WS_INVOCATIONS_PER_SECOND", "100000")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        Server::start(command, &format!("{} ({name})", binary.display())).await
+    }
+
+    /// A Socket.IO server process (`bench/socketio/server.js`) using the Redis adapter.
+    pub async fn socketio(dir: &Path, redis_url: &str) -> anyhow::Result<Server> {
+        if !dir.join("node_modules").is_dir() {
+            bail!("{} has no node_modules: run `npm ci --prefix {}` first", dir.display(), dir.display());
+        }
+        let mut command = tokio::process::Command::new("node");
+        command.arg("server.js").current_dir(dir).env("PORT", "0").env("REDIS_URL", redis_url);
+        Server::start(command, "node server.js").await
+    }
+
+    pub fn pid(&self) -> anyhow::Result<u32> {
+        self.child.id().context("the server exited")
+    }
+
+    pub fn usage(&self) -> anyhow::Result<Usage> {
+        Usage::of(self.pid()?)
+    }
+}
+
+/// A `redis-server` on a free loopback port, without persistence.
+pub struct Redis {
+    child: tokio::process::Child,
+    pub url: String,
+}
+
+impl Redis {
+    pub async fn start() -> anyhow::Result<Redis> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let child = tokio::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting redis-server (install it with `apt-get install -y redis-server`)")?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            if tokio::time::Instant::now() > deadline {
+                bail!("redis-server did not start listening on port {port}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(Redis { child, url: format!("redis://127.0.0.1:{port}") })
+    }
+
+    pub fn usage(&self) -> anyhow::Result<Usage> {
+        Usage::of(self.child.id().context("redis-server exited")?)
+    }
+}
+
+/// Resident memory and CPU time of a process.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Usage {
+    pub rss_bytes: u64,
+    pub cpu_seconds: f64,
+}
+
+impl Usage {
+    pub fn of(pid: u32) -> anyhow::Result<Usage> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let rss_kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .context("no VmRSS")?
+            .parse()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+        let after = stat.rsplit_once(')').context("malformed stat")?.1;
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+        Ok(Usage { rss_bytes: rss_kib * 1024, cpu_seconds: ticks as f64 / clock_ticks_per_second() })
+    }
+
+    pub fn sum(all: &[Usage]) -> Usage {
+        all.iter().fold(Usage::default(), |a, u| Usage {
+            rss_bytes: a.rss_bytes + u.rss_bytes,
+            cpu_seconds: a.cpu_seconds + u.cpu_seconds,
+        })
+    }
+}
+
+/// `USER_HZ`, read from `getconf` once (100 on Linux almost everywhere).
+fn clock_ticks_per_second() -> f64 {
+    static HZ: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *HZ.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}

@@ -1,0 +1,437 @@
+//! A load worker: one process holding the WebSocket clients of some lobbies (a process may not
+//! hold more than about 20 000 sockets here, so the harness spreads clients over several).
+//!
+//! Every connection of a lobby lives in the same worker, so the time a lobby's click was sent
+//! and the times its broadcast arrives are read from one clock. The driver connection of each
+//! lobby clicks the ten teams in turn; a receiver reads which team the broadcast carries and
+//! takes the latency from when that team was last clicked in its lobby.
+//!
+//! The worker reads commands as JSON lines on stdin and answers on stdout:
+//! `{"cmd":"drive","rate":R}` (clicks per second over its lobbies), `{"cmd":"mark"}` (start a
+//! measurement window), `{"cmd":"report"}` (the window's figures), `{"cmd":"totals"}` and
+//! `{"cmd":"stop"}`.
+
+use anyhow::{bail, Context};
+use futures::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+
+/// The ten teams, in the order drivers click them.
+pub const TEAMS: [&str; 10] = [
+    "Bayern",
+    "PSG",
+    "Manchaster City",
+    "Liverpool",
+    "Machester United",
+    "Real Madrid",
+    "Chelsea",
+    "Atletico Madrid",
+    "Juventus",
+    "Barcelona",
+];
+
+/// Which server the clients speak to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum System {
+    /// lct's SignalR-compatible hub.
+    Lct,
+    /// Socket.IO with the Redis adapter.
+    Socketio,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Lobby {
+    pub id: String,
+    /// The joined player whose connection clicks.
+    pub driver_name: String,
+    pub driver_surname: String,
+}
+
+/// What the harness tells a worker when it starts it (the first line on its stdin).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerConfig {
+    pub system: System,
+    /// The two servers; a lobby's connections alternate between them.
+    pub servers: Vec<String>,
+    pub lobbies: Vec<Lobby>,
+    pub clients_per_lobby: usize,
+    /// Index of this worker's first lobby overall (decides which server drives each lobby).
+    pub first_lobby: usize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "cmd", rename_all = "lowercase")]
+enum WorkerCommand {
+    Drive { rate: f64 },
+    Mark,
+    Report,
+    Totals,
+    Stop,
+}
+
+/// A measurement window's figures.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct WindowReport {
+    pub received: u64,
+    pub clicks: u64,
+    pub seconds: f64,
+    /// Latency histogram, `(microseconds, count)` pairs.
+    pub latency_us: Vec<(u64, u64)>,
+}
+
+/// Whole-run figures: what should have arrived and what did.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct TotalsReport {
+    pub clicks_acknowledged: u64,
+    pub click_errors: u64,
+    pub expected: u64,
+    pub received: u64,
+    pub connections_closed: u64,
+}
+
+#[derive(Default)]
+struct Stats {
+    received: AtomicU64,
+    received_total: AtomicU64,
+    clicks: AtomicU64,
+    acked: AtomicU64,
+    ack_errors: AtomicU64,
+    expected: AtomicU64,
+    closed: AtomicU64,
+}
+
+/// Per lobby: when each team was last clicked, in nanoseconds since the worker started.
+struct LobbyClock {
+    sent_at: [AtomicU64; 10],
+}
+
+struct Shared {
+    system: System,
+    base: Instant,
+    stats: Stats,
+    latency: Mutex<Histogram<u64>>,
+    clients_per_lobby: u64,
+}
+
+impl Shared {
+    fn now_ns(&self) -> u64 {
+        self.base.elapsed().as_nanos() as u64
+    }
+}
+
+pub async fn run() -> anyhow::Result<()> {
+    let mut stdin = BufReader::new(tokio::io::stdin()).lines();
+    let config: WorkerConfig =
+        serde_json::from_str(&stdin.next_line().await?.context("no configuration on stdin")?)?;
+    let shared = Arc::new(Shared {
+        system: config.system,
+        base: Instant::now(),
+        stats: Stats::default(),
+        latency: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3)?),
+        clients_per_lobby: config.clients_per_lobby as u64,
+    });
+
+    // Connect everything, a bounded number at a time.
+    let mut plans = Vec::new();
+    let mut drivers = Vec::new();
+    for (index, lobby) in config.lobbies.iter().enumerate() {
+        let clock = Arc::new(LobbyClock { sent_at: Default::default() });
+        let driver_server = (config.first_lobby + index) % config.servers.len();
+        for client in 0..config.clients_per_lobby {
+            let server = (driver_server + client) % config.servers.len();
+            let outgoing = if client == 0 {
+                let (tx, rx) = mpsc::unbounded_channel();
+                drivers.push(Driver { lobby: lobby.clone(), clock: Arc::clone(&clock), outgoing: tx, next: 0 });
+                Some(rx)
+            } else {
+                None
+            };
+            plans.push((config.servers[server].clone(), lobby.id.clone(), Arc::clone(&clock), outgoing));
+        }
+    }
+    let total = plans.len();
+    let system = config.system;
+    let mut connecting = futures::stream::iter(plans.into_iter().map(|(server, lobby, clock, outgoing)| async move {
+        let socket = connect_with_retries(system, &server, &lobby).await?;
+        anyhow::Ok((socket, clock, outgoing))
+    }))
+    .buffer_unordered(128);
+    while let Some(connected) = connecting.next().await {
+        let (socket, clock, outgoing) = connected?;
+        tokio::spawn(connection(socket, clock, outgoing, Arc::clone(&shared)));
+    }
+    say(&serde_json::json!({"ready": true, "connected": total}));
+
+    // Drive at the requested rate until told to stop.
+    let rate = Arc::new(Mutex::new(0.0f64));
+    let driving = tokio::spawn(drive(drivers, Arc::clone(&rate), Arc::clone(&shared)));
+    let mut window_start = Instant::now();
+    while let Some(line) = stdin.next_line().await? {
+        match serde_json::from_str::<WorkerCommand>(&line)? {
+            WorkerCommand::Drive { rate: new } => *rate.lock().unwrap() = new,
+            WorkerCommand::Mark => {
+                shared.latency.lock().unwrap().reset();
+                shared.stats.received.store(0, Ordering::Relaxed);
+                shared.stats.clicks.store(0, Ordering::Relaxed);
+                window_start = Instant::now();
+            }
+            WorkerCommand::Report => {
+                let seconds = window_start.elapsed().as_secs_f64();
+                let received = shared.stats.received.load(Ordering::Relaxed);
+                let clicks = shared.stats.clicks.load(Ordering::Relaxed);
+                let latency_us = {
+                    let histogram = shared.latency.lock().unwrap();
+                    histogram.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect()
+                };
+                say(&WindowReport { received, clicks, seconds, latency_us });
+            }
+            WorkerCommand::Totals => {
+                let s = &shared.stats;
+                say(&TotalsReport {
+                    clicks_acknowledged: s.acked.load(Ordering::Relaxed),
+                    click_errors: s.ack_errors.load(Ordering::Relaxed),
+                    expected: s.expected.load(Ordering::Relaxed),
+                    received: s.received_total.load(Ordering::Relaxed),
+                    connections_closed: s.closed.load(Ordering::Relaxed),
+                });
+            }
+            WorkerCommand::Stop => break,
+        }
+    }
+    driving.abort();
+    Ok(())
+}
+
+fn say(value: &impl Serialize) {
+    println!("{}", serde_json::to_string(value).expect("serialisable"));
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+fn client_config() -> WebSocketConfig {
+    // Small buffers: thousands of clients share this process.
+    WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0)
+}
+
+async fn connect_with_retries(system: System, server: &str, lobby: &str) -> anyhow::Result<Socket> {
+    let mut attempt = 0;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), connect(system, server, lobby)).await {
+            Ok(Ok(socket)) => return Ok(socket),
+            Ok(Err(error)) if attempt >= 4 => return Err(error),
+            Err(_) if attempt >= 4 => bail!("connecting to {server} timed out"),
+            _ => {}
+        }
+        attempt += 1;
+        tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+    }
+}
+
+/// Opens a client and completes the protocol's handshake.
+async fn connect(system: System, server: &str, lobby: &str) -> anyhow::Result<Socket> {
+    let url = match system {
+        System::Lct => format!("ws://{server}/hubs/actions?tournamentId={lobby}"),
+        System::Socketio => format!("ws://{server}/socket.io/?EIO=4&transport=websocket&tournamentId={lobby}"),
+    };
+    let (mut socket, _) = tokio_tungstenite::connect_async_with_config(url, Some(client_config()), true).await?;
+    match system {
+        System::Lct => {
+            socket.send(Message::text("{\"protocol\":\"json\",\"version\":1}\u{1e}")).await?;
+            match socket.next().await {
+                Some(Ok(Message::Text(text))) if text.as_str() == "{}\u{1e}" => {}
+                other => bail!("unexpected SignalR handshake answer {other:?}"),
+            }
+        }
+        System::Socketio => {
+            match socket.next().await {
+                Some(Ok(Message::Text(text))) if text.as_str().starts_with('0') => {}
+                other => bail!("unexpected Engine.IO open packet {other:?}"),
+            }
+            socket.send(Message::text("40")).await?;
+            match socket.next().await {
+                Some(Ok(Message::Text(text))) if text.as_str().starts_with("40") => {}
+                other => bail!("unexpected Socket.IO connect answer {other:?}"),
+            }
+        }
+    }
+    Ok(socket)
+}
+
+/// Reads one connection until it closes, counting broadcasts and acknowledgements; a driver
+/// connection also sends the clicks queued for it. SignalR clients send a keep-alive every 15
+/// seconds as the official clients do; Socket.IO clients answer the server's pings.
+async fn connection(
+    mut socket: Socket,
+    clock: Arc<LobbyClock>,
+    mut outgoing: Option<mpsc::UnboundedReceiver<String>>,
+    shared: Arc<Shared>,
+) {
+    let mut keepalive = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_millis(15_000 - (shared.now_ns() % 5_000_000_000) / 1_000_000),
+        Duration::from_secs(15),
+    );
+    loop {
+        tokio::select! {
+            message = socket.next() => {
+                let text = match message {
+                    Some(Ok(Message::Text(text))) => text,
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => continue,
+                };
+                let reply = match shared.system {
+                    System::Lct => on_signalr(text.as_str(), &clock, &shared),
+                    System::Socketio => on_socketio(text.as_str(), &clock, &shared),
+                };
+                if let Some(reply) = reply {
+                    if socket.send(Message::text(reply)).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            Some(frame) = async { match outgoing.as_mut() { Some(rx) => rx.recv().await, None => None } } => {
+                if socket.send(Message::text(frame)).await.is_err() {
+                    break;
+                }
+            }
+            _ = keepalive.tick(), if shared.system == System::Lct => {
+                if socket.send(Message::text("{\"type\":6}\u{1e}")).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    shared.stats.closed.fetch_add(1, Ordering::Relaxed);
+}
+
+fn on_signalr(text: &str, clock: &LobbyClock, shared: &Shared) -> Option<&'static str> {
+    for record in text.split('\u{1e}').filter(|r| !r.is_empty()) {
+        if record.starts_with("{\"type\":1,") {
+            received(team_of(record, "team\\\":\\\""), clock, shared);
+        } else if record.starts_with("{\"type\":3,") {
+            acknowledged(!record.contains("\"error\""), shared);
+        }
+    }
+    None
+}
+
+fn on_socketio(text: &str, clock: &LobbyClock, shared: &Shared) -> Option<&'static str> {
+    if text == "2" {
+        return Some("3");
+    }
+    if text.starts_with("42[") {
+        received(team_of(text, "\"team\":\""), clock, shared);
+    } else if text.starts_with("43") {
+        acknowledged(!text.contains("\"error\""), shared);
+    }
+    None
+}
+
+/// The team named after `key` in a broadcast.
+fn team_of(text: &str, key: &str) -> Option<usize> {
+    let start = text.find(key)? + key.len();
+    let rest = &text[start..];
+    TEAMS.iter().position(|team| rest.starts_with(team) && rest[team.len()..].starts_with(['\\', '"']))
+}
+
+fn received(team: Option<usize>, clock: &LobbyClock, shared: &Shared) {
+    shared.stats.received.fetch_add(1, Ordering::Relaxed);
+    shared.stats.received_total.fetch_add(1, Ordering::Relaxed);
+    if let Some(team) = team {
+        let sent = clock.sent_at[team].load(Ordering::Relaxed);
+        if sent > 0 {
+            let micros = (shared.now_ns().saturating_sub(sent) / 1_000).max(1);
+            let _ = shared.latency.lock().unwrap().record(micros);
+        }
+    }
+}
+
+fn acknowledged(ok: bool, shared: &Shared) {
+    if ok {
+        shared.stats.acked.fetch_add(1, Ordering::Relaxed);
+        shared.stats.expected.fetch_add(shared.clients_per_lobby, Ordering::Relaxed);
+    } else {
+        shared.stats.ack_errors.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+struct Driver {
+    lobby: Lobby,
+    clock: Arc<LobbyClock>,
+    outgoing: mpsc::UnboundedSender<String>,
+    next: u64,
+}
+
+impl Driver {
+    fn click_frame(&self, system: System, team: &str) -> String {
+        let click = serde_json::json!({
+            "groupKey": self.lobby.id,
+            "team": team,
+            "name": self.lobby.driver_name,
+            "surname": self.lobby.driver_surname,
+        });
+        match system {
+            System::Lct => format!(
+                "{{\"type\":1,\"target\":\"TeamClicked\",\"invocationId\":\"{}\",\"arguments\":[{click}]}}\u{1e}",
+                self.next
+            ),
+            System::Socketio => format!("42{}[\"TeamClicked\",{click}]", self.next),
+        }
+    }
+}
+
+/// Sends clicks at the current rate, spread evenly over the lobbies in turn.
+async fn drive(mut drivers: Vec<Driver>, rate: Arc<Mutex<f64>>, shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(2));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut current = 0.0;
+    let mut since = Instant::now();
+    let mut sent_since = 0u64;
+    let mut turn = 0usize;
+    loop {
+        tick.tick().await;
+        let wanted = *rate.lock().unwrap();
+        if wanted != current {
+            current = wanted;
+            since = Instant::now();
+            sent_since = 0;
+        }
+        if current <= 0.0 || drivers.is_empty() {
+            continue;
+        }
+        let due = (since.elapsed().as_secs_f64() * current) as u64;
+        while sent_since < due {
+            let count = drivers.len();
+            let driver = &mut drivers[turn % count];
+            turn += 1;
+            let team = (driver.next % 10) as usize;
+            let frame = driver.click_frame(shared.system, TEAMS[team]);
+            driver.next += 1;
+            driver.clock.sent_at[team].store(shared.now_ns().max(1), Ordering::Relaxed);
+            let _ = driver.outgoing.send(frame);
+            shared.stats.clicks.fetch_add(1, Ordering::Relaxed);
+            sent_since += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_team_is_read_from_both_encodings() {
+        let signalr = r#"{"type":1,"target":"x","arguments":["{\"type\":\"TeamClicked\",\"tournamentId\":\"x\",\"clickedTeams\":[{\"team\":\"Manchaster City\",\"name\":\"Driver\",\"surname\":\"0\"}]}"]}"#;
+        assert_eq!(team_of(signalr, "team\\\":\\\""), Some(2));
+        let socketio = r#"42["TeamClicked",{"type":"TeamClicked","tournamentId":"x","clickedTeams":[{"team":"Real Madrid","name":"Driver","surname":"0"}]}]"#;
+        assert_eq!(team_of(socketio, "\"team\":\""), Some(5));
+        assert_eq!(team_of(r#"{"team":"Bayern Munich"}"#, "\"team\":\""), None);
+    }
+}
