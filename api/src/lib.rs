@@ -131,5 +131,13 @@ pub async fn serve(
     options: &HttpOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    // Every message is written whole and at once; Nagle's algorithm would hold a small write
+    // that follows another (a broadcast after a completion) until the client's delayed ACK.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY on a connection");
+        }
+    });
     axum::serve(listener, app(state, options)).with_graceful_shutdown(shutdown).await
 }

@@ -9,6 +9,12 @@
 //! (re-checking the version and the claims after catching up), reads take a shared one. A
 //! record cut short by a crash fails its length or checksum; readers stop before it and the
 //! next writer truncates it away. Appends are fsynced before they are acknowledged.
+//!
+//! Writes go through one writer thread per store that commits whatever has queued up while the
+//! previous fsync ran as one batch: one lock, one write and one fsync for the batch, each
+//! append checked in order against the log and the appends before it (group commit). Reads
+//! that find the index and the file lock free are served on the calling thread; otherwise they
+//! wait on the blocking pool.
 
 use async_trait::async_trait;
 use domain::ports::{AppendRequest, EventStore, RecordedEvent, Snapshot, StoreError, UniqueKey, SCHEMA_VERSION};
@@ -53,7 +59,17 @@ struct Index {
 pub struct EmbeddedEventStore {
     index: Arc<Mutex<Index>>,
     path: PathBuf,
+    writer: std::sync::mpsc::Sender<Pending>,
 }
+
+/// A write waiting for the writer thread.
+enum Pending {
+    Append(AppendRequest, tokio::sync::oneshot::Sender<Result<Vec<RecordedEvent>, StoreError>>),
+    Snapshot(Snapshot, tokio::sync::oneshot::Sender<Result<(), StoreError>>),
+}
+
+/// Most writes committed together.
+const MAX_BATCH: usize = 256;
 
 fn io_error(context: &str, error: std::io::Error) -> StoreError {
     StoreError::Unavailable(format!("{context}: {error}"))
@@ -77,7 +93,14 @@ impl EmbeddedEventStore {
         let caught_up = index.catch_up(false);
         let _ = index.file.unlock();
         caught_up?;
-        Ok(Self { index: Arc::new(Mutex::new(index)), path })
+        let index = Arc::new(Mutex::new(index));
+        let (writer, writes) = std::sync::mpsc::channel();
+        let shared = Arc::clone(&index);
+        std::thread::Builder::new()
+            .name("lct-event-log".into())
+            .spawn(move || write_loop(&shared, &writes))
+            .map_err(|e| io_error("starting the event log writer", e))?;
+        Ok(Self { index, path, writer })
     }
 
     /// Path of the log file.
@@ -85,22 +108,56 @@ impl EmbeddedEventStore {
         &self.path
     }
 
-    async fn with_index<T: Send + 'static>(
+    /// Runs a read on the index caught up with the log, under a shared lock of the file.
+    async fn read<T: Send + 'static>(
         &self,
-        exclusive: bool,
-        op: impl FnOnce(&mut Index) -> Result<T, StoreError> + Send + 'static,
+        op: impl FnOnce(&Index) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        // Fast path: nobody holds the index or an exclusive lock on the file, so the read takes
+        // microseconds and needs no thread of the blocking pool.
+        if let Ok(mut index) = self.index.try_lock() {
+            if index.file.try_lock_shared().is_ok() {
+                let result = index.catch_up(false).and_then(|()| op(&index));
+                let _ = index.file.unlock();
+                return result;
+            }
+        }
         let index = Arc::clone(&self.index);
         tokio::task::spawn_blocking(move || {
             let mut index = index.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let locked = if exclusive { index.file.lock() } else { index.file.lock_shared() };
-            locked.map_err(|e| io_error("locking the event log", e))?;
-            let result = index.catch_up(exclusive).and_then(|()| op(&mut index));
+            index.file.lock_shared().map_err(|e| io_error("locking the event log", e))?;
+            let result = index.catch_up(false).and_then(|()| op(&index));
             let _ = index.file.unlock();
             result
         })
         .await
         .map_err(|e| StoreError::Unavailable(format!("event store task failed: {e}")))?
+    }
+
+    /// Hands a write to the writer thread and waits for its outcome.
+    async fn write<T>(
+        &self,
+        write: impl FnOnce(tokio::sync::oneshot::Sender<Result<T, StoreError>>) -> Pending,
+    ) -> Result<T, StoreError> {
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        self.writer.send(write(done)).map_err(|_| StoreError::Unavailable("the event log writer stopped".into()))?;
+        outcome.await.map_err(|_| StoreError::Unavailable("the event log writer stopped".into()))?
+    }
+}
+
+/// The writer thread: takes what has queued up, commits it as one batch, answers each write.
+/// Ends when the last handle of the store is dropped.
+fn write_loop(index: &Mutex<Index>, writes: &std::sync::mpsc::Receiver<Pending>) {
+    while let Ok(first) = writes.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match writes.try_recv() {
+                Ok(write) => batch.push(write),
+                Err(_) => break,
+            }
+        }
+        let mut index = index.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        index.commit(batch);
     }
 }
 
@@ -167,22 +224,160 @@ impl Index {
         self.streams.get(stream_id).map_or(0, |events| events.len() as u64)
     }
 
-    /// Writes and fsyncs one record, then applies it. On a failed write the log is cut back.
-    fn write(&mut self, record: Record) -> Result<(), StoreError> {
-        let payload = serde_json::to_vec(&record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut bytes = Vec::with_capacity(HEADER_LEN + payload.len());
-        bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        bytes.extend_from_slice(&payload);
-        let written = self.file.write_all(&bytes).and_then(|()| self.file.sync_data());
-        if let Err(error) = written {
-            let _ = self.file.set_len(self.offset);
-            return Err(io_error("writing the event log", error));
+    /// Commits a batch: under the exclusive file lock, checks each write in order against the
+    /// log and the writes before it, writes the accepted records with one write and one fsync,
+    /// then answers every write. If the write fails, nothing of the batch is kept: the log is
+    /// cut back and the index re-read.
+    fn commit(&mut self, batch: Vec<Pending>) {
+        let prepared = self
+            .file
+            .lock()
+            .map_err(|e| io_error("locking the event log", e))
+            .and_then(|()| self.catch_up(true));
+        if let Err(error) = prepared {
+            let _ = self.file.unlock();
+            for write in batch {
+                write.answer_error(error.clone());
+            }
+            return;
         }
-        self.offset += bytes.len() as u64;
-        self.apply(record);
-        Ok(())
+        let start = self.offset;
+        let mut bytes = Vec::new();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for write in &batch {
+            let outcome = match write {
+                Pending::Append(request, _) => self.accept(request).map(|(record, events)| {
+                    encode(&record, &mut bytes);
+                    self.apply(record);
+                    Outcome::Appended(events)
+                }),
+                Pending::Snapshot(snapshot, _) => {
+                    let stale = self
+                        .snapshots
+                        .get(&snapshot.stream_id)
+                        .is_some_and(|old| old.state.version >= snapshot.state.version);
+                    if !stale {
+                        let record = Record::Snapshot(snapshot.clone());
+                        encode(&record, &mut bytes);
+                        self.apply(record);
+                    }
+                    Ok(Outcome::Saved)
+                }
+            };
+            outcomes.push(outcome);
+        }
+        let mut failure = None;
+        if !bytes.is_empty() {
+            match self.file.write_all(&bytes).and_then(|()| self.file.sync_data()) {
+                Ok(()) => self.offset += bytes.len() as u64,
+                Err(error) => {
+                    failure = Some(io_error("writing the event log", error));
+                    let _ = self.file.set_len(start);
+                    self.reload();
+                }
+            }
+        }
+        let _ = self.file.unlock();
+        for (write, outcome) in batch.into_iter().zip(outcomes) {
+            match (&failure, outcome) {
+                (Some(error), Ok(_)) => write.answer_error(error.clone()),
+                (_, outcome) => write.answer(outcome),
+            }
+        }
     }
+
+    /// Checks an append against the index; the record to write and the events it records.
+    fn accept(&self, request: &AppendRequest) -> Result<(Record, Vec<RecordedEvent>), StoreError> {
+        let actual = self.version(&request.stream_id);
+        if actual != request.expected_version {
+            return Err(StoreError::VersionConflict {
+                stream_id: request.stream_id,
+                expected: request.expected_version,
+                actual,
+            });
+        }
+        for key in &request.claims {
+            match self.owners.get(key) {
+                Some(owner) if *owner != request.stream_id => return Err(StoreError::UniqueTaken(key.clone())),
+                _ => {}
+            }
+        }
+        let events: Vec<RecordedEvent> = request
+            .events
+            .iter()
+            .cloned()
+            .zip(actual + 1..)
+            .map(|(event, version)| RecordedEvent {
+                stream_id: request.stream_id,
+                version,
+                schema_version: SCHEMA_VERSION,
+                recorded_at_ms: request.metadata.recorded_at_ms,
+                request_id: request.metadata.request_id,
+                event,
+            })
+            .collect();
+        let record = Record::Commit {
+            stream_id: request.stream_id,
+            events: events.clone(),
+            claims: request.claims.clone(),
+            releases: request.releases.clone(),
+        };
+        Ok((record, events))
+    }
+
+    /// Forgets the index and reads the log again from the start (after a failed write, whose
+    /// records were applied in memory but are not in the log).
+    fn reload(&mut self) {
+        self.offset = 0;
+        self.streams.clear();
+        self.owners.clear();
+        self.snapshots.clear();
+        if let Err(error) = self.catch_up(false) {
+            tracing::error!(%error, "the event log could not be re-read after a failed write");
+        }
+    }
+}
+
+/// What a write of a batch came to, before the batch is on disk.
+enum Outcome {
+    Appended(Vec<RecordedEvent>),
+    Saved,
+}
+
+impl Pending {
+    fn answer(self, outcome: Result<Outcome, StoreError>) {
+        match (self, outcome) {
+            (Pending::Append(_, done), Ok(Outcome::Appended(events))) => {
+                let _ = done.send(Ok(events));
+            }
+            (Pending::Snapshot(_, done), Ok(_)) => {
+                let _ = done.send(Ok(()));
+            }
+            (write, Err(error)) => write.answer_error(error),
+            (Pending::Append(_, done), Ok(Outcome::Saved)) => {
+                let _ = done.send(Err(StoreError::Corrupt("an append was answered as a snapshot".into())));
+            }
+        }
+    }
+
+    fn answer_error(self, error: StoreError) {
+        match self {
+            Pending::Append(_, done) => {
+                let _ = done.send(Err(error));
+            }
+            Pending::Snapshot(_, done) => {
+                let _ = done.send(Err(error));
+            }
+        }
+    }
+}
+
+/// Appends `[len][crc32][JSON]` of a record to `bytes`.
+fn encode(record: &Record, bytes: &mut Vec<u8>) {
+    let payload = serde_json::to_vec(record).expect("records serialise");
+    bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    bytes.extend_from_slice(&payload);
 }
 
 /// The payload of the first whole, intact record of `bytes` and the bytes it spans.
@@ -200,7 +395,7 @@ fn parse_record(bytes: &[u8]) -> Option<(&[u8], usize)> {
 #[async_trait]
 impl EventStore for EmbeddedEventStore {
     async fn load(&self, stream_id: Uuid, after_version: u64) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.with_index(false, move |index| {
+        self.read(move |index| {
             Ok(index
                 .streams
                 .get(&stream_id)
@@ -211,64 +406,20 @@ impl EventStore for EmbeddedEventStore {
     }
 
     async fn append(&self, request: AppendRequest) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.with_index(true, move |index| {
-            let actual = index.version(&request.stream_id);
-            if actual != request.expected_version {
-                return Err(StoreError::VersionConflict {
-                    stream_id: request.stream_id,
-                    expected: request.expected_version,
-                    actual,
-                });
-            }
-            for key in &request.claims {
-                match index.owners.get(key) {
-                    Some(owner) if *owner != request.stream_id => return Err(StoreError::UniqueTaken(key.clone())),
-                    _ => {}
-                }
-            }
-            let events: Vec<RecordedEvent> = request
-                .events
-                .into_iter()
-                .zip(actual + 1..)
-                .map(|(event, version)| RecordedEvent {
-                    stream_id: request.stream_id,
-                    version,
-                    schema_version: SCHEMA_VERSION,
-                    recorded_at_ms: request.metadata.recorded_at_ms,
-                    request_id: request.metadata.request_id,
-                    event,
-                })
-                .collect();
-            index.write(Record::Commit {
-                stream_id: request.stream_id,
-                events: events.clone(),
-                claims: request.claims,
-                releases: request.releases,
-            })?;
-            Ok(events)
-        })
-        .await
+        self.write(|done| Pending::Append(request, done)).await
     }
 
     async fn load_snapshot(&self, stream_id: Uuid) -> Result<Option<Snapshot>, StoreError> {
-        self.with_index(false, move |index| Ok(index.snapshots.get(&stream_id).cloned())).await
+        self.read(move |index| Ok(index.snapshots.get(&stream_id).cloned())).await
     }
 
     async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
         let snapshot = snapshot.clone();
-        self.with_index(true, move |index| {
-            let stale =
-                index.snapshots.get(&snapshot.stream_id).is_some_and(|old| old.state.version >= snapshot.state.version);
-            if stale {
-                return Ok(());
-            }
-            index.write(Record::Snapshot(snapshot))
-        })
-        .await
+        self.write(|done| Pending::Snapshot(snapshot, done)).await
     }
 
     async fn check(&self) -> Result<(), StoreError> {
-        self.with_index(false, |_| Ok(())).await
+        self.read(|_| Ok(())).await
     }
 }
 
@@ -301,6 +452,52 @@ mod tests {
         let store = EmbeddedEventStore::open(dir.path()).unwrap();
         (std::sync::Arc::new(store) as std::sync::Arc<dyn EventStore>, dir)
     });
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_appends_committed_together_keep_every_rule_and_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(EmbeddedEventStore::open(dir.path()).unwrap());
+        // 60 new streams at once: 40 names, 10 of which two more streams race for...
+        let ids: Vec<Uuid> = (0..60).map(|_| Uuid::new_v4()).collect();
+        let mut tasks = Vec::new();
+        for (i, id) in ids.iter().copied().enumerate() {
+            let store = Arc::clone(&store);
+            let name = if i < 40 { format!("Night {i}") } else { format!("Night {}", i % 10) };
+            tasks.push(tokio::spawn(async move { store.append(append(id, &name)).await }));
+        }
+        // ...and 10 appends of one stream at the same expected version.
+        let contested = Uuid::new_v4();
+        for i in 0..10 {
+            let store = Arc::clone(&store);
+            tasks.push(tokio::spawn(async move { store.append(append(contested, &format!("Contested {i}"))).await }));
+        }
+        let mut results = Vec::new();
+        for task in tasks {
+            results.push(task.await.unwrap());
+        }
+        assert!(results[10..40].iter().all(Result::is_ok), "uncontested names all commit");
+        let mut winners = Vec::new();
+        for k in 0..10 {
+            let contenders = [k, 40 + k, 50 + k];
+            let won: Vec<usize> = contenders.into_iter().filter(|&i| results[i].is_ok()).collect();
+            assert_eq!(won.len(), 1, "one stream gets 'Night {k}'");
+            for i in contenders.into_iter().filter(|i| !won.contains(i)) {
+                assert!(matches!(results[i], Err(StoreError::UniqueTaken(_))), "{:?}", results[i]);
+            }
+            winners.extend(won);
+        }
+        let contested_ok = results[60..].iter().filter(|r| r.is_ok()).count();
+        let conflicts = results[60..].iter().filter(|r| matches!(r, Err(StoreError::VersionConflict { .. }))).count();
+        assert_eq!((contested_ok, conflicts), (1, 9), "one append per expected version");
+
+        drop(store);
+        let reopened = EmbeddedEventStore::open(dir.path()).unwrap();
+        for (i, id) in ids.iter().enumerate() {
+            let committed = (10..40).contains(&i) || winners.contains(&i);
+            assert_eq!(reopened.load(*id, 0).await.unwrap().len(), usize::from(committed), "stream {i}");
+        }
+        assert_eq!(reopened.load(contested, 0).await.unwrap().len(), 1);
+    }
 
     #[tokio::test]
     async fn events_survive_reopening_the_directory() {

@@ -34,11 +34,17 @@ pub fn configure(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
 pub type Sink = SplitSink<WebSocket, Message>;
 pub type Stream = SplitStream<WebSocket>;
 
-/// Sends one message unless the connection is cancelled first.
-pub async fn send_or_cancel(sink: &mut Sink, message: Message, control: &ConnectionControl) -> bool {
+/// Sends one message unless `cancelled` completes first. The send is tried first: on a
+/// healthy connection it completes at once and the cancellation is not looked at.
+async fn send_or_cancel(
+    sink: &mut Sink,
+    message: Message,
+    cancelled: std::pin::Pin<&mut tokio_util::sync::WaitForCancellationFuture<'_>>,
+) -> bool {
     tokio::select! {
+        biased;
         result = sink.send(message) => result.is_ok(),
-        () = control.cancel.cancelled() => false,
+        () = cancelled => false,
     }
 }
 
@@ -70,11 +76,14 @@ pub async fn write_loop(
 ) {
     let ping = tokio::time::sleep(PING_INTERVAL);
     tokio::pin!(ping);
+    // One cancellation future for the connection's life, rather than one per message.
+    let cancelled = control.cancel.cancelled();
+    tokio::pin!(cancelled);
     let mut last_sent = tokio::time::Instant::now();
     loop {
         let message = tokio::select! {
             biased;
-            () = control.cancel.cancelled() => break,
+            () = &mut cancelled => break,
             message = control_rx.recv() => match message {
                 Some(message) => message,
                 None => break,
@@ -97,7 +106,7 @@ pub async fn write_loop(
                 }
             }
         };
-        if !send_or_cancel(&mut sink, message, &control).await {
+        if !send_or_cancel(&mut sink, message, cancelled.as_mut()).await {
             break;
         }
         last_sent = tokio::time::Instant::now();
