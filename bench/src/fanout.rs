@@ -35,6 +35,9 @@ pub struct FanoutOptions {
     /// Seconds at a new rate before its measurement starts.
     #[arg(long, default_value_t = 3.0)]
     pub warmup_seconds: f64,
+    /// Idle seconds after all clients connected, before memory is read and load starts.
+    #[arg(long, default_value_t = 5.0)]
+    pub settle_seconds: f64,
     /// Systems to measure, in order.
     #[arg(long, value_delimiter = ',', default_value = "lct,socketio")]
     pub systems: Vec<System>,
@@ -220,7 +223,7 @@ async fn run_system(system: System, lct: &std::path::Path, options: &FanoutOptio
         workers.len(),
         started.elapsed().as_secs_f64()
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs_f64(options.settle_seconds.max(1.0))).await;
     let idle = server_usage(&servers)?;
     let per_connection =
         idle.rss_bytes.saturating_sub(before.rss_bytes) as f64 / (per_lobby * options.lobbies) as f64;
@@ -278,7 +281,7 @@ async fn run_system(system: System, lct: &std::path::Path, options: &FanoutOptio
             }
         }
         let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
-        let window_ms = 10.0 * options.lobbies as f64 / rate * 1000.0;
+        let window_ms = if rate > 0.0 { 10.0 * options.lobbies as f64 / rate * 1000.0 } else { f64::INFINITY };
         let delivered = received as f64 / seconds;
         let step = Step {
             offered_clicks_per_second: rate,
@@ -295,7 +298,7 @@ async fn run_system(system: System, lct: &std::path::Path, options: &FanoutOptio
             server_cpu_seconds_per_100k: if received > 0 { server_cpu * 100_000.0 / received as f64 } else { 0.0 },
             deliveries_per_server_cpu_second: if server_cpu > 0.0 { received as f64 / server_cpu } else { 0.0 },
             latency_window_ms: window_ms,
-            saturated: delivered < 0.97 * rate * per_lobby as f64 || ms(0.999) > window_ms / 2.0,
+            saturated: rate > 0.0 && (delivered < 0.97 * rate * per_lobby as f64 || ms(0.999) > window_ms / 2.0),
         };
         println!(
             "  {:>8.0} {:>10.0} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>8.1} {:>9.3} {:>9.0} {:>6.0} {:>6.0} {:>6.0}",

@@ -274,8 +274,12 @@ async fn connection(
     mut outgoing: Option<mpsc::UnboundedReceiver<String>>,
     shared: Arc<Shared>,
 ) {
+    // Keep-alives spread evenly over the period, as independent clients' would be: all at once
+    // they would be a burst of thousands of messages no real lobby sends.
+    static STARTED: AtomicU64 = AtomicU64::new(0);
+    let phase_ms = STARTED.fetch_add(1, Ordering::Relaxed).wrapping_mul(7_919) % 15_000;
     let mut keepalive = tokio::time::interval_at(
-        tokio::time::Instant::now() + Duration::from_millis(15_000 - (shared.now_ns() % 5_000_000_000) / 1_000_000),
+        tokio::time::Instant::now() + Duration::from_millis(1 + phase_ms),
         Duration::from_secs(15),
     );
     loop {

@@ -21,7 +21,7 @@ fn the_fanout_harness_measures_both_systems_and_loses_nothing() {
         .arg("--lct")
         .arg(&lct)
         .args(["fanout", "--clients", "120", "--lobbies", "6", "--rates", "30,60"])
-        .args(["--step-seconds", "2", "--warmup-seconds", "1", "--systems", "lct,socketio"])
+        .args(["--step-seconds", "2", "--warmup-seconds", "1", "--settle-seconds", "1", "--systems", "lct,socketio"])
         .arg("--socketio-dir")
         .arg(&socketio)
         .arg("--out")
