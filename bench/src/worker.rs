@@ -23,19 +23,10 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
-/// The ten teams, in the order drivers click them.
-pub const TEAMS: [&str; 10] = [
-    "Bayern",
-    "PSG",
-    "Manchaster City",
-    "Liverpool",
-    "Machester United",
-    "Real Madrid",
-    "Chelsea",
-    "Atletico Madrid",
-    "Juventus",
-    "Barcelona",
-];
+/// The name of the team a driver clicks `n`th in a round (the ten teams in contract order).
+fn team_name(n: usize) -> &'static str {
+    domain::Team::ALL[n].name()
+}
 
 /// Which server the clients speak to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -342,7 +333,10 @@ fn on_socketio(text: &str, clock: &LobbyClock, shared: &Shared) -> Option<&'stat
 fn team_of(text: &str, key: &str) -> Option<usize> {
     let start = text.find(key)? + key.len();
     let rest = &text[start..];
-    TEAMS.iter().position(|team| rest.starts_with(team) && rest[team.len()..].starts_with(['\\', '"']))
+    (0..domain::Team::ALL.len()).position(|n| {
+        let team = team_name(n);
+        rest.starts_with(team) && rest[team.len()..].starts_with(['\\', '"'])
+    })
 }
 
 fn received(team: Option<usize>, clock: &LobbyClock, shared: &Shared) {
@@ -416,7 +410,7 @@ async fn drive(mut drivers: Vec<Driver>, rate: Arc<Mutex<f64>>, shared: Arc<Shar
             let driver = &mut drivers[turn % count];
             turn += 1;
             let team = (driver.next % 10) as usize;
-            let frame = driver.click_frame(shared.system, TEAMS[team]);
+            let frame = driver.click_frame(shared.system, team_name(team));
             driver.next += 1;
             driver.clock.sent_at[team].store(shared.now_ns().max(1), Ordering::Relaxed);
             let _ = driver.outgoing.send(frame);

@@ -59,6 +59,25 @@ pub struct AppendRequest {
     pub releases: Vec<UniqueKey>,
 }
 
+impl AppendRequest {
+    /// The events as a store records them when the append succeeds: numbered on from the
+    /// expected version and stamped with the request's metadata.
+    pub fn recorded(&self) -> Vec<RecordedEvent> {
+        self.events
+            .iter()
+            .zip(self.expected_version + 1..)
+            .map(|(event, version)| RecordedEvent {
+                stream_id: self.stream_id,
+                version,
+                schema_version: SCHEMA_VERSION,
+                recorded_at_ms: self.metadata.recorded_at_ms,
+                request_id: self.metadata.request_id,
+                event: event.clone(),
+            })
+            .collect()
+    }
+}
+
 /// State of a stream at a version, to shortcut loading.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

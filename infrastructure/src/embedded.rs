@@ -17,7 +17,7 @@
 //! wait on the blocking pool.
 
 use async_trait::async_trait;
-use domain::ports::{AppendRequest, EventStore, RecordedEvent, Snapshot, StoreError, UniqueKey, SCHEMA_VERSION};
+use domain::ports::{AppendRequest, EventStore, RecordedEvent, Snapshot, StoreError, UniqueKey};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -302,20 +302,7 @@ impl Index {
                 _ => {}
             }
         }
-        let events: Vec<RecordedEvent> = request
-            .events
-            .iter()
-            .cloned()
-            .zip(actual + 1..)
-            .map(|(event, version)| RecordedEvent {
-                stream_id: request.stream_id,
-                version,
-                schema_version: SCHEMA_VERSION,
-                recorded_at_ms: request.metadata.recorded_at_ms,
-                request_id: request.metadata.request_id,
-                event,
-            })
-            .collect();
+        let events = request.recorded();
         let record = Record::Commit {
             stream_id: request.stream_id,
             events: events.clone(),

@@ -5,7 +5,7 @@
 use super::documents::{self, CLAIMS, EVENTS};
 use super::errors::{class_of, store_error, Class};
 use super::MongoEventStore;
-use domain::ports::{AppendRequest, RecordedEvent, StoreError, SCHEMA_VERSION};
+use domain::ports::{AppendRequest, RecordedEvent, StoreError};
 use mongodb::bson::{doc, Document};
 use mongodb::options::{ReadConcern, ReadPreference, SelectionCriteria, WriteConcern};
 use mongodb::{ClientSession, Collection, Database};
@@ -126,19 +126,7 @@ impl MongoEventStore {
     pub(super) async fn append_in_transaction(&self, request: AppendRequest) -> Result<Vec<RecordedEvent>, StoreError> {
         self.require_indexes().await?;
         let database = self.database().await?;
-        let recorded: Vec<RecordedEvent> = request
-            .events
-            .iter()
-            .zip(request.expected_version + 1..)
-            .map(|(event, version)| RecordedEvent {
-                stream_id: request.stream_id,
-                version,
-                schema_version: SCHEMA_VERSION,
-                recorded_at_ms: request.metadata.recorded_at_ms,
-                request_id: request.metadata.request_id,
-                event: event.clone(),
-            })
-            .collect();
+        let recorded = request.recorded();
         let event_documents = recorded.iter().map(documents::event_document).collect::<Result<Vec<_>, _>>()?;
         let mut session =
             self.client().await?.start_session().await.map_err(|e| store_error("starting a session", &e))?;
