@@ -364,6 +364,9 @@ def check_k8s(rendered: str, secret_template: str) -> int:
     env = {e["name"]: e for e in container.get("env", [])}
     p.check(env.get("LCT_POD_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name",
             "Deployment lct: LCT_POD_NAME must come from fieldRef metadata.name")
+    p.check(env.get("POD_IP", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "status.podIP"
+            and env.get("LCT_POD_ADDRESS", {}).get("value") == "$(POD_IP):8080",
+            "Deployment lct: LCT_POD_ADDRESS must be $(POD_IP):8080 with POD_IP from status.podIP")
     for e in container.get("env", []):
         ref = (e.get("valueFrom") or {}).get("secretKeyRef")
         if ref:
