@@ -94,27 +94,17 @@ fn presence_fields(redis: &RedisServer, tournament: &str) -> Vec<String> {
 
 /// Creates a v2 tournament with `players` joined; returns its id and each player's id and token.
 async fn tournament_with(http: &reqwest::Client, server: &Server, players: &[&str]) -> (String, Vec<(String, String)>) {
-    let created: Value = http
-        .post(server.url("/api/v2/tournaments"))
-        .json(&json!({"name": "Cluster night", "playerLimit": 4}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created: Value =
+        json_of(http.post(server.url("/api/v2/tournaments")).json(&json!({"name": "Cluster night", "playerLimit": 4})))
+            .await;
     let id = created["id"].as_str().unwrap().to_owned();
     let mut joined = Vec::new();
     for name in players {
-        let body: Value = http
-            .post(server.url(&format!("/api/v2/tournaments/{id}/players")))
-            .json(&json!({"name": name, "surname": "Player"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body: Value = json_of(
+            http.post(server.url(&format!("/api/v2/tournaments/{id}/players")))
+                .json(&json!({"name": name, "surname": "Player"})),
+        )
+        .await;
         joined.push((body["playerId"].as_str().unwrap().to_owned(), body["playerToken"].as_str().unwrap().to_owned()));
     }
     (id, joined)

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::ws::{Live, SignalR};
+use common::ws::{expect_refused, Live, SignalR};
 use common::*;
 use futures::{SinkExt, StreamExt};
 use serde_json::json;
@@ -61,14 +61,8 @@ async fn signalr_clients_get_every_message_of_their_tournament_only() {
     );
     assert_eq!(select(&http, &server.base, &id, "Ben", "Kowal", "Juventus").await.status(), 200);
     assert_eq!(watcher.next_payload(&id).await["team"], "Juventus");
-    let drawn: serde_json::Value = http
-        .get(server.url(&format!("/api/Tournament/draw?tournamentId={id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let drawn: serde_json::Value =
+        json_of(http.get(server.url(&format!("/api/Tournament/draw?tournamentId={id}")))).await;
     let message = watcher.next_payload(&id).await;
     assert_eq!(message["type"], "TeamsDrawn");
     assert_eq!(message["drawnTeams"], drawn);
@@ -84,14 +78,8 @@ async fn negotiation_answers_websockets_only_with_a_one_use_token() {
     let server = Server::start(dir.path(), &[]).await;
     let http = client();
     let id = create(&http, &server, "Negotiated", 2).await;
-    let answer: serde_json::Value = http
-        .post(server.url(&format!("/hubs/actions/negotiate?tournamentId={id}&negotiateVersion=1")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer: serde_json::Value =
+        json_of(http.post(server.url(&format!("/hubs/actions/negotiate?tournamentId={id}&negotiateVersion=1")))).await;
     assert_eq!(answer["negotiateVersion"], 1);
     assert_eq!(
         answer["availableTransports"],
@@ -105,10 +93,7 @@ async fn negotiation_answers_websockets_only_with_a_one_use_token() {
     assert_eq!(client.next_payload(&id).await["type"], "PlayerAssigned");
 
     for refused in [url.clone(), format!("{ws}/hubs/actions?tournamentId={id}&id=unknown")] {
-        match tokio_tungstenite::connect_async(refused).await {
-            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 404),
-            other => panic!("a used or unknown token must be refused, got {:?}", other.map(|_| ())),
-        }
+        expect_refused(&refused, 404).await;
     }
 }
 
@@ -153,12 +138,7 @@ async fn bad_clients_are_closed_cleanly_and_the_pod_stays_healthy() {
         (format!("{ws}/hubs/actions"), 400),
         (format!("{ws}/api/v2/tournaments/{}/live", uuid::Uuid::new_v4()), 404),
     ] {
-        match tokio_tungstenite::connect_async(&url).await {
-            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-                assert_eq!(response.status(), status, "{url}")
-            }
-            other => panic!("{url} must be refused, got {:?}", other.map(|_| ())),
-        }
+        expect_refused(&url, status).await;
     }
     let plain = http.get(server.url(&format!("/hubs/actions?tournamentId={id}"))).send().await.unwrap();
     assert_error(plain, 400).await;

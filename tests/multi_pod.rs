@@ -126,8 +126,11 @@ async fn a_click_reaches_every_client_on_every_pod_exactly_once() {
     assert_eq!(join(&http, &a.base, &id, "Anna", "Nowak").await.status(), 200);
 
     let mut clicker = SignalR::connect(&a.base, &id).await;
-    let mut others =
-        vec![SignalR::connect(&a.base, &id).await, SignalR::connect(&b.base, &id).await, SignalR::connect(&b.base, &id).await];
+    let mut others = vec![
+        SignalR::connect(&a.base, &id).await,
+        SignalR::connect(&b.base, &id).await,
+        SignalR::connect(&b.base, &id).await,
+    ];
     wait_for_numsub(&redis, &id, 2).await;
     for (i, team) in TEAMS[..3].iter().enumerate() {
         clicker.click(Some(&i.to_string()), team, "Anna", "Nowak").await;

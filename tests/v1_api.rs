@@ -44,14 +44,7 @@ async fn a_whole_tournament_night() {
         json!({"name": "Anna", "surname": "Nowak", "selectedTeam": "PSG", "drawnTeam": null})
     );
 
-    let first: Vec<Value> = http
-        .get(server.url(&format!("/api/Tournament/draw?tournamentId={id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let first: Vec<Value> = json_of(http.get(server.url(&format!("/api/Tournament/draw?tournamentId={id}")))).await;
     let again = http.post(server.url(&format!("/api/Tournament/draw?tournamentId={id}"))).send().await.unwrap();
     assert_eq!(again.status(), 200);
     let again: Vec<Value> = again.json().await.unwrap();

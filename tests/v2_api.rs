@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::ws::{Live, SignalR};
+use common::ws::{expect_refused, Live, SignalR};
 use common::*;
 use serde_json::{json, Value};
 
@@ -41,15 +41,7 @@ impl V2<'_> {
     }
 
     async fn version(&self, id: &str) -> u64 {
-        let body: Value = self
-            .http
-            .get(self.server.url(&format!("/api/v2/tournaments/{id}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body: Value = json_of(self.http.get(self.server.url(&format!("/api/v2/tournaments/{id}")))).await;
         body["version"].as_u64().unwrap()
     }
 }
@@ -147,27 +139,11 @@ async fn a_retried_post_with_the_same_key_returns_the_first_result_and_appends_n
             .send()
     };
     let joined: Value = join().await.unwrap().json().await.unwrap();
-    let events_before: Vec<Value> = v2
-        .http
-        .get(server.url(&format!("/api/v2/tournaments/{id}/events")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let events_before: Vec<Value> = json_of(v2.http.get(server.url(&format!("/api/v2/tournaments/{id}/events")))).await;
     let retried = join().await.unwrap();
     assert_eq!(retried.status(), 201, "a retry is not refused as a duplicate join");
     assert_eq!(retried.json::<Value>().await.unwrap(), joined);
-    let events_after: Vec<Value> = v2
-        .http
-        .get(server.url(&format!("/api/v2/tournaments/{id}/events")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let events_after: Vec<Value> = json_of(v2.http.get(server.url(&format!("/api/v2/tournaments/{id}/events")))).await;
     assert_eq!(events_after, events_before);
     assert_eq!(events_after.len(), 2);
     // Without a key the same join is a rule error, as it should be.
@@ -260,15 +236,7 @@ async fn presence_shows_who_is_connected_and_live_streams_announce_it() {
     let ws = server.base.replace("http://", "ws://");
 
     let presence = || async {
-        let body: Value = v2
-            .http
-            .get(server.url(&format!("/api/v2/tournaments/{id}/presence")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body: Value = json_of(v2.http.get(server.url(&format!("/api/v2/tournaments/{id}/presence")))).await;
         body["players"]
             .as_array()
             .unwrap()
@@ -295,10 +263,7 @@ async fn presence_shows_who_is_connected_and_live_streams_announce_it() {
     drop(ben_socket);
     assert!(watcher.next_presence().await.is_empty());
     // A forged token is refused before the upgrade.
-    match tokio_tungstenite::connect_async(format!("{ws}/api/v2/tournaments/{id}/live?token=p.nope.00")).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 403),
-        other => panic!("expected 403, got {:?}", other.map(|_| ())),
-    }
+    expect_refused(&format!("{ws}/api/v2/tournaments/{id}/live?token=p.nope.00"), 403).await;
 }
 
 #[tokio::test]

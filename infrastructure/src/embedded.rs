@@ -237,19 +237,20 @@ impl Index {
         if let Err(error) = prepared {
             let _ = self.file.unlock();
             for write in batch {
-                write.answer_error(error.clone());
+                write.answer(Err(error.clone()));
             }
             return;
         }
         let start = self.offset;
         let mut bytes = Vec::new();
+        // Per write: the events it recorded (none for a snapshot), or why it was refused.
         let mut outcomes = Vec::with_capacity(batch.len());
         for write in &batch {
             let outcome = match write {
                 Pending::Append(request, _) => self.accept(request).map(|(record, events)| {
                     encode(&record, &mut bytes);
                     self.apply(record);
-                    Outcome::Appended(events)
+                    events
                 }),
                 Pending::Snapshot(snapshot, _) => {
                     let stale = self
@@ -261,7 +262,7 @@ impl Index {
                         encode(&record, &mut bytes);
                         self.apply(record);
                     }
-                    Ok(Outcome::Saved)
+                    Ok(Vec::new())
                 }
             };
             outcomes.push(outcome);
@@ -279,9 +280,9 @@ impl Index {
         }
         let _ = self.file.unlock();
         for (write, outcome) in batch.into_iter().zip(outcomes) {
-            match (&failure, outcome) {
-                (Some(error), Ok(_)) => write.answer_error(error.clone()),
-                (_, outcome) => write.answer(outcome),
+            match &failure {
+                Some(error) if outcome.is_ok() => write.answer(Err(error.clone())),
+                _ => write.answer(outcome),
             }
         }
     }
@@ -325,35 +326,16 @@ impl Index {
     }
 }
 
-/// What a write of a batch came to, before the batch is on disk.
-enum Outcome {
-    Appended(Vec<RecordedEvent>),
-    Saved,
-}
-
 impl Pending {
-    fn answer(self, outcome: Result<Outcome, StoreError>) {
-        match (self, outcome) {
-            (Pending::Append(_, done), Ok(Outcome::Appended(events))) => {
-                let _ = done.send(Ok(events));
-            }
-            (Pending::Snapshot(_, done), Ok(_)) => {
-                let _ = done.send(Ok(()));
-            }
-            (write, Err(error)) => write.answer_error(error),
-            (Pending::Append(_, done), Ok(Outcome::Saved)) => {
-                let _ = done.send(Err(StoreError::Corrupt("an append was answered as a snapshot".into())));
-            }
-        }
-    }
-
-    fn answer_error(self, error: StoreError) {
+    /// Answers the write: an append gets its recorded events, a snapshot only whether it
+    /// was saved.
+    fn answer(self, outcome: Result<Vec<RecordedEvent>, StoreError>) {
         match self {
             Pending::Append(_, done) => {
-                let _ = done.send(Err(error));
+                let _ = done.send(outcome);
             }
             Pending::Snapshot(_, done) => {
-                let _ = done.send(Err(error));
+                let _ = done.send(outcome.map(drop));
             }
         }
     }

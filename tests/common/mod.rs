@@ -120,6 +120,11 @@ pub async fn select(
         .unwrap()
 }
 
+/// Sends a request and reads its JSON body.
+pub async fn json_of<T: serde::de::DeserializeOwned>(request: reqwest::RequestBuilder) -> T {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 pub async fn tournament(http: &reqwest::Client, base: &str, id: &str) -> Value {
     let response = http.get(format!("{base}/api/Tournament?id={id}")).send().await.unwrap();
     assert_eq!(response.status(), 200);

@@ -13,6 +13,14 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// Checks that a WebSocket upgrade to `url` is refused with `status` before it happens.
+pub async fn expect_refused(url: &str, status: u16) {
+    match tokio_tungstenite::connect_async(url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), status, "{url}"),
+        other => panic!("{url} must be refused with {status}, got {:?}", other.map(|_| ())),
+    }
+}
+
 /// How long a test waits for an expected message before failing.
 pub const WAIT: Duration = Duration::from_secs(20);
 /// How often the test clients ping, as the official client does.

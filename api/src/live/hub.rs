@@ -8,7 +8,7 @@
 //! queue is full is cut off instead of slowing the others; it can reconnect and resume.
 
 use super::messages::{
-    channel, encode_clicks, encode_event, encode_presence, tournament_of, Encoded, Stamp, Stamped,
+    channel, encode_clicks, encode_event, encode_presence, tournament_of, Encoded, Received, Stamped,
     WireMessage,
 };
 use axum::extract::ws::Utf8Bytes;
@@ -301,7 +301,10 @@ struct Listener(Weak<HubInner>);
 impl BusListener for Listener {
     fn on_message(&self, channel: &str, payload: &[u8]) {
         let (Some(inner), Some(tournament)) = (self.0.upgrade(), tournament_of(channel)) else { return };
-        let stamp = Stamp::of(payload);
+        let Received { message, stamp } = match serde_json::from_slice(payload) {
+            Ok(received) => received,
+            Err(error) => return tracing::warn!(channel, %error, "undecodable bus message ignored"),
+        };
         if let Some(at) = stamp.published_at_ms {
             inner.stats.pubsub_lag.observe_since(at);
         }
@@ -310,18 +313,17 @@ impl BusListener for Listener {
             // reach this pod's connections twice.
             return;
         }
-        match serde_json::from_slice::<WireMessage>(payload) {
-            Ok(WireMessage::Event { event }) if event.stream_id == tournament => {
+        match message {
+            WireMessage::Event { event } if event.stream_id == tournament => {
                 inner.dispatch(tournament, FeedCommand::Event(event))
             }
-            Ok(WireMessage::Presence { tournament_id, players }) if tournament_id == tournament => {
+            WireMessage::Presence { tournament_id, players } if tournament_id == tournament => {
                 inner.dispatch(tournament, FeedCommand::Unversioned(Arc::new(encode_presence(tournament, &players))))
             }
-            Ok(WireMessage::Clicks { tournament_id, clicks }) if tournament_id == tournament => {
+            WireMessage::Clicks { tournament_id, clicks } if tournament_id == tournament => {
                 inner.dispatch(tournament, FeedCommand::Unversioned(Arc::new(encode_clicks(tournament, &clicks))))
             }
-            Ok(_) => tracing::warn!(channel, "bus message for another tournament ignored"),
-            Err(error) => tracing::warn!(channel, %error, "undecodable bus message ignored"),
+            _ => tracing::warn!(channel, "bus message for another tournament ignored"),
         }
     }
 

@@ -44,18 +44,21 @@ impl<'a> Stamped<'a> {
     }
 }
 
+/// A bus payload as received, message and stamp read in one pass.
+#[derive(Debug, Deserialize)]
+pub struct Received {
+    #[serde(flatten)]
+    pub message: WireMessage,
+    #[serde(flatten)]
+    pub stamp: Stamp,
+}
+
 /// The stamp of a bus payload, as far as its publisher stamped it.
 #[derive(Debug, Default, Deserialize)]
 pub struct Stamp {
     pub origin: Option<Uuid>,
     #[serde(rename = "publishedAtMs")]
     pub published_at_ms: Option<i64>,
-}
-
-impl Stamp {
-    pub fn of(payload: &[u8]) -> Stamp {
-        serde_json::from_slice(payload).unwrap_or_default()
-    }
 }
 
 /// Bus channel of a tournament.
@@ -168,11 +171,13 @@ mod tests {
         let message = WireMessage::Clicks { tournament_id: Uuid::nil(), clicks: Vec::new() };
         let origin = Uuid::new_v4();
         let payload = serde_json::to_vec(&Stamped { message: &message, origin, published_at_ms: 1234 }).unwrap();
-        let stamp = Stamp::of(&payload);
+        let Received { message: decoded, stamp } = serde_json::from_slice(&payload).unwrap();
         assert_eq!((stamp.origin, stamp.published_at_ms), (Some(origin), Some(1234)));
+        assert!(matches!(decoded, WireMessage::Clicks { tournament_id, .. } if tournament_id == Uuid::nil()));
         let decoded: WireMessage = serde_json::from_slice(&payload).unwrap();
         assert!(matches!(decoded, WireMessage::Clicks { tournament_id, .. } if tournament_id == Uuid::nil()));
-        let unstamped = Stamp::of(&serde_json::to_vec(&message).unwrap());
+        let unstamped: Received = serde_json::from_slice(&serde_json::to_vec(&message).unwrap()).unwrap();
+        let unstamped = unstamped.stamp;
         assert_eq!((unstamped.origin, unstamped.published_at_ms), (None, None), "unstamped payloads");
     }
 
