@@ -1,38 +1,24 @@
 // Shared helpers for the lct hub tests: start and stop an `lct` process, call the v1 REST API,
 // and open hub connections with the official @microsoft/signalr client.
 
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import {
   HubConnectionBuilder,
   HttpTransportType,
   LogLevel,
 } from '@microsoft/signalr';
+import { deadline } from '../lct-process.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-
-/** The `lct` binary: `LCT_BIN`, or target/debug/lct of the workspace, as an absolute path. */
-export const LCT_BIN = path.resolve(here, process.env.LCT_BIN ?? '../../target/debug/lct');
+export { LCT_BIN, deadline, startServer, stopServer } from '../lct-process.mjs';
 
 /** The ten teams, spelled as the contract spells them. */
 export const TEAMS = [
   'Bayern', 'PSG', 'Manchaster City', 'Liverpool', 'Machester United',
   'Real Madrid', 'Chelsea', 'Atletico Madrid', 'Juventus', 'Barcelona',
 ];
-
-/** Rejects `promise` with a message naming `what` when it does not settle within `ms`. */
-export function deadline(promise, ms, what) {
-  let timer;
-  const expired = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
-}
 
 /** A fresh data directory, removed by `removeDataDir`. */
 export function freshDataDir() {
@@ -41,50 +27,6 @@ export function freshDataDir() {
 
 export function removeDataDir(dir) {
   rmSync(dir, { recursive: true, force: true });
-}
-
-/**
- * Starts `lct` on `listen` (default an ephemeral port) with `dataDir`, and resolves once its
- * `listening` log line names the bound address.
- */
-export function startServer({ dataDir, listen = '127.0.0.1:0' } = {}) {
-  const child = spawn(LCT_BIN, [], {
-    env: { ...process.env, LCT_LISTEN: listen, LCT_DATA_DIR: dataDir, LCT_LOG: 'info' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const server = { child, dataDir, logs: [], stderr: '', exited: null };
-  server.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  child.stderr.setEncoding('utf8');
-  child.stderr.on('data', (chunk) => { server.stderr += chunk; });
-  const lines = readline.createInterface({ input: child.stdout });
-  const listening = new Promise((resolve, reject) => {
-    lines.on('line', (line) => {
-      server.logs.push(line);
-      let entry;
-      try { entry = JSON.parse(line); } catch { return; }
-      if (entry.message === 'listening' && typeof entry.addr === 'string') resolve(entry.addr);
-    });
-    child.once('error', reject);
-    server.exited.then(({ code, signal }) => reject(new Error(
-      `lct exited (code ${code}, signal ${signal}) before listening\n` +
-      `stdout:\n${server.logs.join('\n')}\nstderr:\n${server.stderr}`)));
-  });
-  return deadline(listening, 30_000, `lct (${LCT_BIN}) to log "listening"`).then((addr) => {
-    server.addr = addr;
-    server.port = Number(addr.slice(addr.lastIndexOf(':') + 1));
-    server.baseUrl = `http://${addr}`;
-    return server;
-  }, (error) => {
-    child.kill('SIGKILL');
-    throw error;
-  });
-}
-
-/** Sends SIGTERM and waits for the process to exit. */
-export async function stopServer(server) {
-  if (!server) return undefined;
-  if (server.child.exitCode === null && server.child.signalCode === null) server.child.kill('SIGTERM');
-  return deadline(server.exited, 30_000, 'lct to exit after SIGTERM');
 }
 
 /** Calls the REST API; asserts exactly 200 and returns the parsed JSON body (or null if empty). */
