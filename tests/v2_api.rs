@@ -305,3 +305,72 @@ async fn the_openapi_document_lists_v2_beside_v1() {
     assert!(doc["paths"]["/api/v2/tournaments/{id}/draw"]["post"]["responses"].get("403").is_some());
     assert!(doc["components"]["securitySchemes"].get("organiser").is_some());
 }
+
+/// A token is valid only with its whole MAC: every truncation, extension, case change, swap or
+/// borrowing from another tournament is refused, and nothing is appended.
+#[tokio::test]
+async fn only_a_whole_mac_of_the_issued_length_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    // No rate limit: the point is what an attacker gets past it, not the limit itself.
+    let server = Server::start(dir.path(), &[("LCT_RATE_LIMIT_COMMANDS", "0")]).await;
+    let v2 = V2 { http: client(), server: &server };
+    let (id, organiser) = v2.create("Forgery night", 2).await;
+    let (_, anna) = v2.join(&id, "Anna", "Nowak").await;
+    let (other_id, other_organiser) = v2.create("Other forgery night", 2).await;
+    let (_, other_player) = v2.join(&other_id, "Eve", "Stranger").await;
+    let before = v2.version(&id).await;
+
+    let organiser_mac = organiser.strip_prefix("o.").unwrap();
+    let (anna_prefix, anna_mac) = anna.rsplit_once('.').unwrap();
+    let other_mac = other_organiser.strip_prefix("o.").unwrap();
+    let mut forged_organisers = vec![
+        format!("o.{}", &organiser_mac[..2]),
+        format!("o.{}", &organiser_mac[..organiser_mac.len() / 2]),
+        format!("o.{}", &organiser_mac[..organiser_mac.len() - 2]),
+        format!("o.{organiser_mac}00"),
+        "o.".to_owned(),
+        format!("o.{}", organiser_mac.to_uppercase()),
+        format!("o.{other_mac}"),
+        format!("p.{}", organiser_mac),
+        anna.clone(),
+        other_player.clone(),
+    ];
+    // Every two-hex-digit prefix: the enumeration an attacker would try.
+    forged_organisers.extend((0..=255u8).map(|b| format!("o.{b:02x}")));
+    for token in &forged_organisers {
+        let rename = v2
+            .post(&format!("/api/v2/tournaments/{id}/rename"), Some(token), json!({"name": format!("Taken {token}")}))
+            .send()
+            .await
+            .unwrap();
+        let status = rename.status().as_u16();
+        assert!(matches!(status, 401 | 403), "organiser token {token:?} got {status}");
+    }
+    let forged_players = [
+        format!("{anna_prefix}.{}", &anna_mac[..2]),
+        format!("{anna_prefix}.{}", &anna_mac[..anna_mac.len() / 2]),
+        format!("{anna_prefix}.{anna_mac}00"),
+        format!("{anna_prefix}."),
+        format!("{anna_prefix}.{}", anna_mac.to_uppercase()),
+        format!("{anna_prefix}.{organiser_mac}"),
+        format!("o.{anna_mac}"),
+        organiser.clone(),
+    ];
+    for token in &forged_players {
+        let select = v2
+            .post(&format!("/api/v2/tournaments/{id}/selection"), Some(token), json!({"team": "PSG"}))
+            .send()
+            .await
+            .unwrap();
+        let status = select.status().as_u16();
+        assert!(matches!(status, 401 | 403), "player token {token:?} got {status}");
+    }
+    assert_eq!(v2.version(&id).await, before, "a forged token appended an event");
+    // The real tokens still work.
+    let select = v2
+        .post(&format!("/api/v2/tournaments/{id}/selection"), Some(&anna), json!({"team": "PSG"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(select.status(), 200);
+}

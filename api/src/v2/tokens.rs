@@ -26,11 +26,23 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
+/// The MAC of a token: exactly `MAC_BYTES` bytes written as lowercase hex, as issued. Anything
+/// else (shorter, longer, upper case) is not a MAC at all.
+fn unhex_mac(text: &str) -> Option<[u8; MAC_BYTES]> {
+    let digits = text.as_bytes();
+    if digits.len() != 2 * MAC_BYTES {
         return None;
     }
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
+    let nibble = |d: u8| match d {
+        b'0'..=b'9' => Some(d - b'0'),
+        b'a'..=b'f' => Some(d - b'a' + 10),
+        _ => None,
+    };
+    let mut mac = [0u8; MAC_BYTES];
+    for (byte, pair) in mac.iter_mut().zip(digits.chunks_exact(2)) {
+        *byte = nibble(pair[0])? << 4 | nibble(pair[1])?;
+    }
+    Some(mac)
 }
 
 /// The stable id of a player: derived from the tournament and the (name, surname) pair.
@@ -62,8 +74,10 @@ impl TokenKeys {
         hex(&self.mac(message).finalize().into_bytes()[..MAC_BYTES])
     }
 
+    /// Whether `signature` is the whole MAC of `message`, of exactly the issued length, compared
+    /// in constant time. (`verify_truncated_left` alone would accept any prefix of the MAC.)
     fn verify(&self, message: &str, signature: &str) -> bool {
-        unhex(signature).is_some_and(|bytes| self.mac(message).verify_truncated_left(&bytes).is_ok())
+        unhex_mac(signature).is_some_and(|mac| self.mac(message).verify_truncated_left(&mac).is_ok())
     }
 
     /// The organiser token of a tournament.
@@ -109,6 +123,28 @@ mod tests {
         assert_eq!(keys.player_of(t1, &forged), None);
         let other_keys = TokenKeys::new(b"another secret of sufficient len");
         assert!(!other_keys.is_organiser(t1, &organiser));
+    }
+
+    #[test]
+    fn only_the_whole_mac_in_lowercase_hex_verifies() {
+        let keys = TokenKeys::new(b"0123456789abcdef0123456789abcdef");
+        let t = Uuid::new_v4();
+        let token = keys.organiser(t);
+        let mac = token.strip_prefix("o.").unwrap();
+        assert_eq!(mac.len(), 2 * MAC_BYTES);
+        assert!(keys.is_organiser(t, &token));
+        for forged in [
+            String::new(),
+            mac[..2].to_owned(),
+            mac[..MAC_BYTES].to_owned(),
+            mac[..mac.len() - 2].to_owned(),
+            format!("{mac}00"),
+            mac.to_uppercase(),
+        ] {
+            assert!(!keys.is_organiser(t, &format!("o.{forged}")), "accepted o.{forged}");
+        }
+        // No two-digit prefix passes: the enumeration an attacker would try.
+        assert!((0..=255u8).all(|b| !keys.is_organiser(t, &format!("o.{b:02x}"))));
     }
 
     #[test]
