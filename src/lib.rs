@@ -5,17 +5,18 @@ pub mod settings;
 pub mod telemetry;
 
 use anyhow::Context;
-use api::cluster::{Cluster, ClusterOptions};
-use api::live::{Hub, HubOptions, LiveState};
+use api::live::{Cluster, Hub, LiveState};
 use api::metered::{MeteredEventStore, TracedBus, TracedSharedState};
 use api::metrics::Metrics;
 use api::ratelimit::RateLimits;
 use api::v2::tokens::TokenKeys;
 use api::{AppState, HttpOptions};
-use domain::ports::{Bus, EventStore, IdempotencyStore, PodRegistry, PresenceStore, SharedState};
+use domain::ports::EventStore;
 use domain::service::TournamentService;
 use infrastructure::live::{LocalBus, LocalPodRegistry, MemorySharedState};
 use infrastructure::EmbeddedEventStore;
+use live::ports::{Bus, IdempotencyStore, PodRegistry, PresenceStore, SharedState};
+use live::{Clicks, Clock, ClusterOptions, HubOptions, Presence, SystemClock};
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -38,27 +39,29 @@ pub async fn run(
     if settings.redis_url().is_some() {
         metrics.observe_redis(Arc::clone(&bus));
     }
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let hub_options = HubOptions { queue_capacity: settings.ws_queue.max(1), ..HubOptions::default() };
-    let hub = Hub::new(Arc::clone(&store), bus, hub_options);
+    let hub = Hub::new(Arc::clone(&store), bus, Arc::clone(&clock), hub_options);
     metrics.observe_hub(&hub);
     let pod_id = pod_id(&settings);
     let cluster = cluster(&settings, &listener, &pod_id, pods, Arc::clone(&presence), &hub)?;
-    metrics.register_collector(cluster.collector());
+    metrics.register_collector(api::cluster::collector(&cluster));
+    let service = TournamentService::new(store, Arc::new(hub.clone()));
     let state = AppState {
-        service: TournamentService::new(store, Arc::new(hub.clone())),
+        service: service.clone(),
         public_url: settings.public_url.trim_end_matches('/').into(),
         live: LiveState {
             hub: hub.clone(),
+            clicks: Clicks::new(service, Arc::clone(&shared), hub.clone(), Arc::clone(&clock)),
+            presence: Presence::new(presence, pod_id.into(), hub.clone()),
             shared,
             invocations_per_second: settings.ws_invocations_per_second,
-            presence,
-            local_presence: Default::default(),
-            pod_id: pod_id.into(),
         },
         metrics,
         tokens: token_keys(&settings)?,
         idempotency,
         cluster: cluster.clone(),
+        clock,
     };
     let options = HttpOptions {
         cors_origins: settings.cors_origins(),

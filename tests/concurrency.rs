@@ -59,14 +59,14 @@ async fn ten_players_pick_the_same_team(bases: &[String], first: &Server) {
 async fn twenty_simultaneous_joins_fill_ten_seats_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]).await;
-    twenty_joins_to_ten_seats(&[server.base.clone()], &server).await;
+    twenty_joins_to_ten_seats(std::slice::from_ref(&server.base), &server).await;
 }
 
 #[tokio::test]
 async fn ten_players_racing_for_one_team_give_one_winner() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]).await;
-    ten_players_pick_the_same_team(&[server.base.clone()], &server).await;
+    ten_players_pick_the_same_team(std::slice::from_ref(&server.base), &server).await;
 }
 
 #[tokio::test]

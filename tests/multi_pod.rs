@@ -126,7 +126,7 @@ async fn a_click_reaches_every_client_on_every_pod_exactly_once() {
     assert_eq!(join(&http, &a.base, &id, "Anna", "Nowak").await.status(), 200);
 
     let mut clicker = SignalR::connect(&a.base, &id).await;
-    let mut others = vec![
+    let mut others = [
         SignalR::connect(&a.base, &id).await,
         SignalR::connect(&b.base, &id).await,
         SignalR::connect(&b.base, &id).await,

@@ -9,6 +9,7 @@ use domain::names::NameError;
 use domain::ports::StoreError;
 use domain::service::AppError;
 use domain::{DomainError, UnknownTeam};
+use live::ClickError;
 use serde::Serialize;
 
 /// An error answered to the client.
@@ -58,6 +59,19 @@ impl From<AppError> for ApiError {
             AppError::Store(fault) => {
                 tracing::error!(error = &fault as &dyn std::error::Error, "internal error");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "An internal error occurred.")
+            }
+        }
+    }
+}
+
+impl From<ClickError> for ApiError {
+    fn from(error: ClickError) -> Self {
+        match error {
+            ClickError::Refused(rule) => AppError::Rule(rule).into(),
+            ClickError::Store(fault) => AppError::Store(fault).into(),
+            ClickError::Unavailable(fault) => {
+                tracing::error!(error = &fault as &dyn std::error::Error, "shared state unavailable");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "A dependency is unavailable; try again shortly.")
             }
         }
     }

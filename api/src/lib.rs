@@ -1,5 +1,6 @@
-//! The HTTP surface of lct: the v1 REST API of the original front end, health, Prometheus
-//! metrics, OpenAPI and Swagger UI. Handlers are thin: they parse DTOs into domain values, call
+//! The HTTP surface of lct: the v1 REST API of the original front end, the v2 API, the
+//! WebSocket transports of the delivery engine, health, Prometheus metrics, OpenAPI and
+//! Swagger UI. Handlers are thin: they parse DTOs into domain values, call
 //! the application service and shape the answer.
 #![forbid(unsafe_code)]
 
@@ -18,6 +19,7 @@ pub mod v1;
 pub mod v2;
 pub mod web;
 
+use ::live::clock::Clock;
 use axum::extract::Request;
 use axum::http::{HeaderValue, Method, Uri};
 use axum::routing::get;
@@ -40,9 +42,11 @@ pub struct AppState {
     /// Issues and checks the organiser and player tokens of the v2 API.
     pub tokens: v2::tokens::TokenKeys,
     /// Responses of requests sent with an `Idempotency-Key`.
-    pub idempotency: Arc<dyn domain::ports::IdempotencyStore>,
+    pub idempotency: Arc<dyn ::live::ports::IdempotencyStore>,
     /// This pod's membership of the cluster (`GET /cluster`).
-    pub cluster: cluster::Cluster,
+    pub cluster: live::Cluster,
+    /// The time of event metadata.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// Options of the HTTP surface that come from configuration.

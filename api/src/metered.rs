@@ -4,9 +4,8 @@
 
 use crate::metrics::EventStoreMetrics;
 use async_trait::async_trait;
-use domain::ports::{
-    AppendRequest, Bus, BusListener, Click, EventStore, LiveError, RecordedEvent, SharedState, Snapshot, StoreError,
-};
+use domain::ports::{AppendRequest, EventStore, RecordedEvent, Snapshot, StoreError};
+use live::ports::{Bus, BusListener, Click, LiveError, SharedState};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

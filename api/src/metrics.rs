@@ -2,7 +2,7 @@
 //!
 //! Request counts and latencies are recorded by the request middleware, event-store latencies and
 //! version conflicts by [`crate::metered`]. The live hub keeps its own counters
-//! ([`crate::live::hub::HubStats`]); they, the Redis connection state and any counters registered
+//! ([`live::HubStats`]); they, the Redis connection state and any counters registered
 //! with [`Metrics::register_counters`] are read at scrape time, so the hot paths pay nothing
 //! extra for them.
 
@@ -11,7 +11,7 @@ use crate::AppState;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use domain::ports::Bus;
+use live::ports::Bus;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -23,13 +23,11 @@ use prometheus_client::registry::Registry;
 use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Bucket bounds (seconds) of request and event-store latencies.
 const LATENCY_BUCKETS: [f64; 14] =
     [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
-/// Bucket bounds (seconds) of the pub/sub lag between pods.
-const LAG_BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
 /// The route label of requests that matched no route, so that scanners cannot grow the series.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 /// Content type of the OpenMetrics text exposition, which Prometheus scrapes natively.
@@ -179,29 +177,6 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     (StatusCode::OK, [(header::CONTENT_TYPE, OPENMETRICS)], state.metrics.render()).into_response()
 }
 
-/// Delay between a message's publication on the bus and its arrival at this pod.
-#[derive(Debug, Clone)]
-pub struct PubSubLag(Histogram);
-
-impl Default for PubSubLag {
-    fn default() -> Self {
-        PubSubLag(Histogram::new(LAG_BUCKETS))
-    }
-}
-
-impl PubSubLag {
-    /// Records the lag of a message published at `published_at_ms` (ms since the Unix epoch,
-    /// by the publisher's clock; a publisher clock ahead of ours counts as no lag).
-    pub fn observe_since(&self, published_at_ms: i64) {
-        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-        self.0.observe((now_ms - published_at_ms).max(0) as f64 / 1000.0);
-    }
-
-    pub fn histogram(&self) -> &Histogram {
-        &self.0
-    }
-}
-
 fn encode_counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
     let metric = ConstCounter::new(value);
     metric.encode(encoder.encode_descriptor(name, help, None, MetricType::Counter)?)
@@ -329,9 +304,9 @@ impl Collector for CounterFn {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::live::HubOptions;
     use infrastructure::live::LocalBus;
     use infrastructure::EmbeddedEventStore;
+    use live::{Clock, HubOptions, SystemClock};
 
     /// The value of the sample `series` (name and labels exactly as exposed).
     pub(crate) fn sample(text: &str, series: &str) -> Option<f64> {
@@ -362,7 +337,7 @@ pub(crate) mod tests {
     async fn the_hub_counters_and_the_redis_state_are_read_at_scrape_time() {
         let dir = tempfile_dir();
         let store = Arc::new(EmbeddedEventStore::open(&dir).unwrap());
-        let hub = Hub::new(store, Arc::new(LocalBus), HubOptions::default());
+        let hub = Hub::new(store, Arc::new(LocalBus), Arc::new(SystemClock), HubOptions::default());
         let metrics = Metrics::new();
         metrics.observe_hub(&hub);
         metrics.observe_redis(Arc::new(LocalBus));
@@ -371,8 +346,8 @@ pub(crate) mod tests {
         hub.stats().slow_disconnects.fetch_add(2, Ordering::Relaxed);
         hub.stats().bus_publish_failures.fetch_add(1, Ordering::Relaxed);
         hub.stats().gaps_repaired.fetch_add(4, Ordering::Relaxed);
-        hub.stats().pubsub_lag.observe_since(0);
-        let (_membership, _queue) = hub.subscribe(uuid::Uuid::new_v4(), crate::live::hub::Protocol::V2, None).await;
+        hub.stats().pubsub_lag.observe(0, SystemClock.now_ms());
+        let (_membership, _queue) = hub.subscribe(uuid::Uuid::new_v4(), live::Protocol::V2, None).await;
         let text = metrics.render();
         assert_eq!(sample(&text, "lct_ws_connections"), Some(1.0), "{text}");
         assert_eq!(sample(&text, "lct_messages_delivered_total"), Some(5.0));

@@ -4,9 +4,9 @@
 #[path = "../../tests/common/redis_server.rs"]
 mod redis_server;
 
-use domain::ports::{Bus, BusListener, Click, SharedState};
 use domain::Team;
 use infrastructure::live::{connect_redis, RedisBus, RedisSharedState};
+use live::ports::{Bus, BusListener, Click, SharedState};
 use redis_server::RedisServer;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

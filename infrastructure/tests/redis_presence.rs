@@ -4,8 +4,8 @@
 #[path = "../../tests/common/redis_server.rs"]
 mod redis_server;
 
-use domain::ports::{Bus, IdempotencyClaim, IdempotencyStore, PodInfo, PodRegistry, PresenceEntry, PresenceStore};
 use infrastructure::live::{connect_redis, RedisBus, RedisSharedState};
+use live::ports::{Bus, IdempotencyClaim, IdempotencyStore, PodInfo, PodRegistry, PresenceEntry, PresenceStore};
 use redis_server::RedisServer;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,6 +1,6 @@
 //! UTC calendar time for log timestamps and monthly index names, without a date-time crate.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use live::clock::{Clock, SystemClock};
 
 /// A UTC instant broken down to the millisecond.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,8 +16,7 @@ pub struct UtcTime {
 
 impl UtcTime {
     pub fn now() -> UtcTime {
-        let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        UtcTime::from_unix_millis(since_epoch.as_millis() as i64)
+        UtcTime::from_unix_millis(SystemClock.now_ms())
     }
 
     pub fn from_unix_millis(millis: i64) -> UtcTime {

@@ -1,11 +1,11 @@
 //! One WebSocket connection: a writer task draining the connection's bounded queue (plus
 //! pings and control records) and a reader loop, both ending on the connection's cancellation.
 
-use super::hub::{CloseReason, ConnectionControl, Protocol};
-use super::messages::RECORD_SEPARATOR;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
+use live::messages::RECORD_SEPARATOR;
+use live::{CloseReason, ConnectionControl, Protocol};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;

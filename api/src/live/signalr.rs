@@ -2,8 +2,6 @@
 //! protocol v1 handshake, server invocations per tournament, pings, close, and the
 //! `TeamClicked` hub method.
 
-use super::clicks;
-use super::hub::Protocol;
 use super::session::{self, next_message, signalr_record, write_loop, HANDSHAKE_TIMEOUT};
 use crate::context;
 use crate::error::ApiError;
@@ -14,7 +12,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
+use domain::{PlayerName, PlayerSurname, Team};
 use futures::StreamExt;
+use live::messages::RECORD_SEPARATOR;
+use live::{ClickError, Protocol};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -94,7 +96,7 @@ async fn run(state: AppState, tournament: Uuid, socket: WebSocket) {
     let mut limiter = Limiter::new(state.live.invocations_per_second);
     let mut pending = rest;
     'connection: loop {
-        for record in pending.split(super::messages::RECORD_SEPARATOR).filter(|r| !r.trim().is_empty()) {
+        for record in pending.split(RECORD_SEPARATOR).filter(|r| !r.trim().is_empty()) {
             match handle_record(&state, tournament, record, &mut limiter).await {
                 Reply::None => {}
                 Reply::Send(message) => {
@@ -135,7 +137,7 @@ async fn read_handshake(stream: &mut session::Stream) -> Result<String, String> 
         Message::Binary(bytes) => String::from_utf8(bytes.to_vec()).map_err(|_| "The handshake is not text.")?,
         _ => return Err("The handshake request is invalid.".into()),
     };
-    let (request, rest) = text.split_once(super::messages::RECORD_SEPARATOR).unwrap_or((&text, ""));
+    let (request, rest) = text.split_once(RECORD_SEPARATOR).unwrap_or((&text, ""));
     match serde_json::from_str::<Value>(request) {
         Ok(v) if v["protocol"] == "json" && v["version"] == 1 => Ok(rest.to_owned()),
         Ok(v) if v.get("protocol").is_some() => Err(format!(
@@ -175,7 +177,7 @@ async fn handle_record(state: &AppState, tournament: Uuid, record: &str, limiter
             let result = if !limiter.allow() {
                 Err("Too many invocations; slow down.".to_owned())
             } else if value["target"].as_str().is_some_and(|t| t.eq_ignore_ascii_case("TeamClicked")) {
-                clicks::team_clicked(state, tournament, &value["arguments"]).await
+                team_clicked(state, tournament, &value["arguments"]).await
             } else {
                 Err(format!("Unknown hub method '{}'.", value["target"].as_str().unwrap_or_default()))
             };
@@ -188,6 +190,34 @@ async fn handle_record(state: &AppState, tournament: Uuid, record: &str, limiter
         Some(7) => Reply::Close(Message::Close(None)),
         _ => Reply::None,
     }
+}
+
+#[derive(Debug, Deserialize)]
+struct ClickArgs {
+    team: String,
+    name: String,
+    surname: String,
+}
+
+/// The `TeamClicked` hub method with its invocation arguments; the connection's own tournament
+/// is authoritative (the `groupKey` argument is ignored). The error is the completion's sentence.
+async fn team_clicked(state: &AppState, tournament: Uuid, arguments: &Value) -> Result<(), String> {
+    let argument = arguments.get(0).cloned().ok_or("TeamClicked expects one argument.")?;
+    let lowered = match argument {
+        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k.to_lowercase(), v)).collect()),
+        _ => return Err("TeamClicked expects an object argument.".into()),
+    };
+    let args: ClickArgs = serde_json::from_value(lowered).map_err(|e| format!("Invalid TeamClicked argument: {e}."))?;
+    let invalid = |error: ApiError| error.message;
+    let team = Team::parse(&args.team).map_err(|e| invalid(e.into()))?;
+    let name = PlayerName::parse(&args.name).map_err(|e| invalid(e.into()))?;
+    let surname = PlayerSurname::parse(&args.surname).map_err(|e| invalid(e.into()))?;
+    state
+        .live
+        .clicks
+        .record(tournament, team, name, surname)
+        .await
+        .map_err(|error: ClickError| ApiError::from(error).message)
 }
 
 /// A token bucket of hub invocations per connection.

@@ -2,7 +2,6 @@
 //! carrying the stream version; events after `since` are replayed from the store, then the
 //! stream goes on live without a gap or a duplicate at the seam.
 
-use super::hub::Protocol;
 use super::session::{self, next_message, write_loop};
 use crate::context;
 use crate::error::ApiError;
@@ -11,8 +10,9 @@ use crate::AppState;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::response::Response;
-use domain::ports::PresenceEntry;
 use futures::StreamExt;
+use live::ports::PresenceEntry;
+use live::Protocol;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -66,7 +66,7 @@ async fn run(
     let (sink, mut stream) = socket.split();
     let (membership, queue) = state.live.hub.subscribe(tournament, Protocol::V2, since).await;
     let _online = match online_as {
-        Some(entry) => Some(super::presence::connected(&state.live, tournament, entry).await),
+        Some(entry) => Some(state.live.presence.connected(tournament, entry).await),
         None => None,
     };
     let control = &membership.control;

@@ -20,12 +20,10 @@ pub fn routes() -> Router<AppState> {
         .layer(axum::middleware::from_fn(crate::extract::require_api_version_1))
 }
 
-/// Milliseconds since the Unix epoch, for event metadata.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
-}
-
-/// Metadata for events appended by the current request.
-pub(crate) fn metadata() -> domain::ports::EventMetadata {
-    domain::ports::EventMetadata { request_id: Some(crate::context::request_id()), recorded_at_ms: now_ms() }
+/// Metadata for events appended by the current request, stamped by the state's clock.
+pub(crate) fn metadata(state: &AppState) -> domain::ports::EventMetadata {
+    domain::ports::EventMetadata {
+        request_id: Some(crate::context::request_id()),
+        recorded_at_ms: state.clock.now_ms(),
+    }
 }

@@ -75,6 +75,6 @@ pub async fn select(State(state): State<AppState>, CiJson(body): CiJson<SelectTe
     let name = PlayerName::parse(&body.player_name)?;
     let surname = PlayerSurname::parse(&body.player_surname)?;
     let team = Team::parse(&body.team)?;
-    state.service.select_team(metadata(), id, name, surname, team).await?;
+    state.service.select_team(metadata(&state), id, name, surname, team).await?;
     Ok(())
 }

@@ -109,7 +109,7 @@ pub async fn create(
     let player_limit = PlayerLimit::new(body.player_limit)?;
     let id = Uuid::new_v4();
     context::set_tournament(id);
-    state.service.create(metadata(), id, name, player_limit).await?;
+    state.service.create(metadata(&state), id, name, player_limit).await?;
     Ok(Json(id))
 }
 
@@ -148,7 +148,7 @@ pub async fn assign_player(
     context::set_tournament(id);
     let name = PlayerName::parse(&body.name)?;
     let surname = PlayerSurname::parse(&body.surname)?;
-    state.service.join(metadata(), id, name, surname).await?;
+    state.service.join(metadata(&state), id, name, surname).await?;
     Ok(())
 }
 
@@ -165,7 +165,7 @@ pub async fn assign_player(
 pub async fn draw(State(state): State<AppState>, query: CiQuery) -> Result<Json<Vec<DrawnTeamDto>>, ApiError> {
     let id = query.uuid("tournamentid", "tournamentId")?;
     context::set_tournament(id);
-    let assignments = state.service.draw(metadata(), id, rand::random()).await?;
+    let assignments = state.service.draw(metadata(&state), id, rand::random()).await?;
     Ok(Json(
         assignments
             .into_iter()

@@ -6,7 +6,7 @@ use super::problem::Problem;
 use crate::AppState;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use domain::ports::IdempotencyClaim;
+use live::ports::IdempotencyClaim;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -36,7 +36,7 @@ fn into_response((status, body): Answer) -> Response {
     }
 }
 
-fn unavailable(error: domain::ports::LiveError) -> Problem {
+fn unavailable(error: live::ports::LiveError) -> Problem {
     tracing::error!(cause = %error, "idempotency store unavailable");
     Problem::new(
         StatusCode::SERVICE_UNAVAILABLE,

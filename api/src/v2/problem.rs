@@ -73,6 +73,15 @@ impl From<AppError> for Problem {
     }
 }
 
+impl From<live::ClickError> for Problem {
+    fn from(error: live::ClickError) -> Self {
+        match error {
+            live::ClickError::Refused(rule) => AppError::Rule(rule).into(),
+            other => ApiError::from(other).into(),
+        }
+    }
+}
+
 impl From<ApiError> for Problem {
     fn from(error: ApiError) -> Self {
         let kind = match error.status {

@@ -217,7 +217,7 @@ pub async fn create(
         let limit = PlayerLimit::new(body.player_limit).map_err(crate::error::ApiError::from)?;
         let id = Uuid::new_v4();
         context::set_tournament(id);
-        let created = state.service.create(metadata(), id, name, limit).await?;
+        let created = state.service.create(metadata(&state), id, name, limit).await?;
         let t = created.tournament.as_ref().expect("a created tournament exists");
         let answer = Created {
             id,
@@ -254,7 +254,7 @@ pub async fn rename(
     require_organiser(&state, id, &headers)?;
     once(&state, &headers, &format!("rename|{id}"), &raw, || async {
         let name = TournamentName::parse(&body.name).map_err(crate::error::ApiError::from)?;
-        let renamed = state.service.rename(metadata(), id, name).await?;
+        let renamed = state.service.rename(metadata(&state), id, name).await?;
         Ok((StatusCode::OK, json_of(&view(id, &renamed)?)))
     })
     .await
@@ -274,7 +274,7 @@ pub async fn join(
         let name = PlayerName::parse(&body.name).map_err(crate::error::ApiError::from)?;
         let surname = PlayerSurname::parse(&body.surname).map_err(crate::error::ApiError::from)?;
         let player = player_id(id, name.as_str(), surname.as_str());
-        let joined = state.service.join(metadata(), id, name, surname).await?;
+        let joined = state.service.join(metadata(&state), id, name, surname).await?;
         let answer =
             Joined { player_id: player, player_token: state.tokens.player(id, player), version: joined.version };
         Ok((StatusCode::CREATED, json_of(&answer)))
@@ -297,7 +297,7 @@ pub async fn select(
     let (name, surname) = require_player(&state, id, &headers).await?;
     once(&state, &headers, &format!("select|{id}|{name}|{surname}"), &raw, || async {
         let team = Team::parse(&body.team).map_err(crate::error::ApiError::from)?;
-        let selected = state.service.select_team(metadata(), id, name, surname, team).await?;
+        let selected = state.service.select_team(metadata(&state), id, name, surname, team).await?;
         Ok((StatusCode::OK, json_of(&view(id, &selected)?)))
     })
     .await
@@ -306,7 +306,8 @@ pub async fn select(
 /// The token's player hovers over a team: everyone sees it live.
 #[utoipa::path(post, path = "/api/v2/tournaments/{id}/clicks", tag = "v2", params(("id" = Uuid, Path)), request_body = TeamBody,
     security(("player" = [])),
-    responses((status = 204), (status = 400, body = ProblemBody), (status = 401, body = ProblemBody), (status = 403, body = ProblemBody)))]
+    responses((status = 204), (status = 400, body = ProblemBody), (status = 401, body = ProblemBody), (status = 403, body = ProblemBody),
+              (status = 404, body = ProblemBody), (status = 409, body = ProblemBody), (status = 503, body = ProblemBody)))]
 pub async fn click(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -316,9 +317,7 @@ pub async fn click(
     let id = tournament_id(&id)?;
     let (name, surname) = require_player(&state, id, &headers).await?;
     let team = Team::parse(&body.team).map_err(crate::error::ApiError::from)?;
-    crate::live::clicks::record(&state, id, team, name, surname)
-        .await
-        .map_err(|detail| Problem::new(StatusCode::CONFLICT, "click-refused", detail))?;
+    state.live.clicks.record(id, team, name, surname).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -335,7 +334,7 @@ pub async fn draw(
     let id = tournament_id(&id)?;
     require_organiser(&state, id, &headers)?;
     once(&state, &headers, &format!("draw|{id}"), b"", || async {
-        let lines = state.service.draw(metadata(), id, rand::random()).await?;
+        let lines = state.service.draw(metadata(&state), id, rand::random()).await?;
         let lines: Vec<DrawLine> = lines.iter().map(|a| draw_line(id, a)).collect();
         Ok((StatusCode::OK, json_of(&lines)))
     })

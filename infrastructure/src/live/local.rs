@@ -10,7 +10,7 @@
 
 use super::local_coordination::{IdempotencyTable, PresenceTable};
 use async_trait::async_trait;
-use domain::ports::{Bus, BusListener, Click, LiveError, SharedState};
+use live::ports::{Bus, BusListener, Click, LiveError, SharedState};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};

@@ -8,9 +8,7 @@
 use super::local::MemorySharedState;
 use super::online_order;
 use async_trait::async_trait;
-use domain::ports::{
-    IdempotencyClaim, IdempotencyStore, LiveError, PodInfo, PodRegistry, PresenceEntry, PresenceStore,
-};
+use live::ports::{IdempotencyClaim, IdempotencyStore, LiveError, PodInfo, PodRegistry, PresenceEntry, PresenceStore};
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};

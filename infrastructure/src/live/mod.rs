@@ -1,9 +1,9 @@
-//! Live coordination between pods: the [`Bus`](domain::ports::Bus) that carries each
+//! Live coordination between pods: the [`Bus`](live::ports::Bus) that carries each
 //! tournament's messages to every pod serving it, the
-//! [`SharedState`](domain::ports::SharedState) holding team clicks and one-use tokens, the
-//! [`PresenceStore`](domain::ports::PresenceStore) of connected players, the
-//! [`IdempotencyStore`](domain::ports::IdempotencyStore) of request outcomes and the
-//! [`PodRegistry`](domain::ports::PodRegistry) of live pods.
+//! [`SharedState`](live::ports::SharedState) holding team clicks and one-use tokens, the
+//! [`PresenceStore`](live::ports::PresenceStore) of connected players, the
+//! [`IdempotencyStore`](live::ports::IdempotencyStore) of request outcomes and the
+//! [`PodRegistry`](live::ports::PodRegistry) of live pods.
 //!
 //! With Redis configured, [`connect_redis`] gives them all over Redis (pub/sub on one connection
 //! per pod, commands on another; [`RedisSharedState`] implements every port but the bus);
@@ -19,7 +19,7 @@ pub use local::{LocalBus, MemorySharedState};
 pub use local_coordination::LocalPodRegistry;
 pub use redis::{connect_redis, RedisBus, RedisSharedState};
 
-use domain::ports::PresenceEntry;
+use live::ports::PresenceEntry;
 use std::collections::HashSet;
 
 /// Presence as every adapter returns it: each player once, ordered by name, surname (then id,

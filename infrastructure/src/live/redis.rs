@@ -15,7 +15,6 @@
 //! on Redis. The URL may carry a password; only `host:port` is ever logged or put in errors.
 
 use async_trait::async_trait;
-use domain::ports::{Bus, BusListener, Click, LiveError, SharedState};
 use fred::clients::{Client, Pipeline, SubscriberClient};
 use fred::prelude::{
     ClientLike, Config, EventInterface, Expiration, HashesInterface, KeysInterface, Options, PubsubInterface,
@@ -23,6 +22,7 @@ use fred::prelude::{
 };
 use fred::types::config::UnresponsiveConfig;
 use fred::types::{Builder, Message, MessageKind};
+use live::ports::{Bus, BusListener, Click, LiveError, SharedState};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;

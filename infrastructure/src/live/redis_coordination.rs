@@ -15,11 +15,9 @@
 use super::online_order;
 use super::redis::{millis, RedisSharedState};
 use async_trait::async_trait;
-use domain::ports::{
-    IdempotencyClaim, IdempotencyStore, LiveError, PodInfo, PodRegistry, PresenceEntry, PresenceStore,
-};
 use fred::clients::Pipeline;
 use fred::prelude::{Expiration, HashesInterface, KeysInterface, LuaInterface, SetOptions, SetsInterface};
+use live::ports::{IdempotencyClaim, IdempotencyStore, LiveError, PodInfo, PodRegistry, PresenceEntry, PresenceStore};
 use std::collections::BTreeSet;
 use std::time::Duration;
 use uuid::Uuid;

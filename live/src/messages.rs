@@ -1,9 +1,13 @@
 //! What live clients receive, encoded once per message for every connection: SignalR
 //! invocation records for v1 clients and plain JSON for the v2 live socket. Also the wire
 //! format exchanged between pods over the bus.
+//!
+//! Frames are of the transport's text type `F` (see [`Frame`]): each message is encoded to a
+//! `String` once and turned into an `F` once, then every connection gets a cheap clone.
 
-use axum::extract::ws::Utf8Bytes;
-use domain::ports::{Click, PresenceEntry, RecordedEvent};
+use crate::ports::{Click, PresenceEntry};
+use crate::Frame;
+use domain::ports::RecordedEvent;
 use domain::TournamentEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -37,13 +41,6 @@ pub struct Stamped<'a> {
     pub published_at_ms: i64,
 }
 
-impl<'a> Stamped<'a> {
-    pub fn now(message: &'a WireMessage, origin: Uuid) -> Self {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-        Stamped { message, origin, published_at_ms: now.map_or(0, |d| d.as_millis() as i64) }
-    }
-}
-
 /// A bus payload as received, message and stamp read in one pass.
 #[derive(Debug, Deserialize)]
 pub struct Received {
@@ -73,9 +70,9 @@ pub fn tournament_of(channel: &str) -> Option<Uuid> {
 
 /// One message ready to send, in each protocol (`None` where the protocol has no such message).
 #[derive(Debug, Clone)]
-pub struct Encoded {
-    pub signalr: Option<Utf8Bytes>,
-    pub v2: Utf8Bytes,
+pub struct Encoded<F> {
+    pub signalr: Option<F>,
+    pub v2: F,
 }
 
 /// The v1 payload of an event, as existing clients know it.
@@ -108,13 +105,13 @@ fn clicks_payload(tournament: Uuid, clicks: &[Click]) -> Value {
 }
 
 /// `{"type":1,"target":"<tournament>","arguments":["<payload as a JSON string>"]}␞`
-pub fn signalr_invocation(tournament: Uuid, payload: &Value) -> Utf8Bytes {
+pub fn signalr_invocation<F: Frame>(tournament: Uuid, payload: &Value) -> F {
     let mut record = json!({"type": 1, "target": tournament, "arguments": [payload.to_string()]}).to_string();
     record.push(RECORD_SEPARATOR);
     record.into()
 }
 
-pub fn encode_event(event: &RecordedEvent) -> Encoded {
+pub fn encode_event<F: Frame>(event: &RecordedEvent) -> Encoded<F> {
     let id = event.stream_id;
     let v2 =
         json!({"type": event.event.event_type(), "tournamentId": id, "version": event.version, "event": event.event});
@@ -122,12 +119,12 @@ pub fn encode_event(event: &RecordedEvent) -> Encoded {
 }
 
 /// Presence goes to v2 clients only: v1 clients have no such message.
-pub fn encode_presence(tournament: Uuid, players: &[PresenceEntry]) -> Encoded {
+pub fn encode_presence<F: Frame>(tournament: Uuid, players: &[PresenceEntry]) -> Encoded<F> {
     let payload = json!({"type": "Presence", "tournamentId": tournament, "players": players});
     Encoded { signalr: None, v2: payload.to_string().into() }
 }
 
-pub fn encode_clicks(tournament: Uuid, clicks: &[Click]) -> Encoded {
+pub fn encode_clicks<F: Frame>(tournament: Uuid, clicks: &[Click]) -> Encoded<F> {
     let payload = clicks_payload(tournament, clicks);
     let v2 = payload.to_string().into();
     Encoded { signalr: Some(signalr_invocation(tournament, &payload)), v2 }
@@ -152,7 +149,7 @@ mod tests {
                 surname: PlayerSurname::parse("Nowak").unwrap(),
             },
         };
-        let encoded = encode_event(&event);
+        let encoded: Encoded<String> = encode_event(&event);
         let record = encoded.signalr.unwrap();
         let record = record.as_str();
         assert!(record.ends_with('\u{1e}'));

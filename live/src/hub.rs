@@ -7,12 +7,14 @@
 //! the bus reconnects every feed re-reads the store the same way. A connection whose bounded
 //! queue is full is cut off instead of slowing the others; it can reconnect and resume.
 
-use super::messages::{
-    channel, encode_clicks, encode_event, encode_presence, tournament_of, Encoded, Received, Stamped,
-    WireMessage,
+use crate::clock::Clock;
+use crate::messages::{
+    channel, encode_clicks, encode_event, encode_presence, tournament_of, Encoded, Received, Stamped, WireMessage,
 };
-use axum::extract::ws::Utf8Bytes;
-use domain::ports::{Bus, BusListener, Click, EventPublisher, EventStore, RecordedEvent};
+use crate::ports::{Bus, BusListener, Click, PresenceEntry};
+use crate::stats::HubStats;
+use crate::Frame;
+use domain::ports::{EventPublisher, EventStore, RecordedEvent};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -81,21 +83,9 @@ impl Default for HubOptions {
     }
 }
 
-/// Counters of the hub, for metrics and tests.
-#[derive(Debug, Default)]
-pub struct HubStats {
-    pub connections: AtomicU64,
-    pub delivered: AtomicU64,
-    pub slow_disconnects: AtomicU64,
-    pub gaps_repaired: AtomicU64,
-    pub bus_publish_failures: AtomicU64,
-    /// Time from publication by any pod to arrival here of bus messages.
-    pub pubsub_lag: crate::metrics::PubSubLag,
-}
-
-enum FeedCommand {
+enum FeedCommand<F> {
     Subscribe {
-        subscriber: Subscriber,
+        subscriber: Subscriber<F>,
         since: Option<u64>,
         ready: tokio::sync::oneshot::Sender<()>,
     },
@@ -104,28 +94,29 @@ enum FeedCommand {
     },
     Event(RecordedEvent),
     /// A message without a version (clicks, presence), delivered as it comes.
-    Unversioned(Arc<Encoded>),
+    Unversioned(Arc<Encoded<F>>),
     Resync,
 }
 
-struct Subscriber {
+struct Subscriber<F> {
     id: u64,
     protocol: Protocol,
-    queue: mpsc::Sender<Utf8Bytes>,
+    queue: mpsc::Sender<F>,
     control: Arc<ConnectionControl>,
 }
 
-struct FeedHandle {
-    commands: mpsc::UnboundedSender<FeedCommand>,
+struct FeedHandle<F> {
+    commands: mpsc::UnboundedSender<FeedCommand<F>>,
     connections: usize,
 }
 
-struct HubInner {
+struct HubInner<F> {
     /// Names this hub's publications, so it skips them when the bus hands them back.
     origin: Uuid,
     store: Arc<dyn EventStore>,
     bus: Arc<dyn Bus>,
-    feeds: Mutex<HashMap<Uuid, FeedHandle>>,
+    clock: Arc<dyn Clock>,
+    feeds: Mutex<HashMap<Uuid, FeedHandle<F>>>,
     outbox: mpsc::Sender<(String, Vec<u8>)>,
     options: HubOptions,
     next_id: AtomicU64,
@@ -134,21 +125,26 @@ struct HubInner {
     stats: HubStats,
 }
 
-/// The live hub; cheap to clone.
-#[derive(Clone)]
-pub struct Hub {
-    inner: Arc<HubInner>,
+/// The live hub, sending frames of the transport's type `F`; cheap to clone.
+pub struct Hub<F> {
+    inner: Arc<HubInner<F>>,
+}
+
+impl<F> Clone for Hub<F> {
+    fn clone(&self) -> Self {
+        Hub { inner: Arc::clone(&self.inner) }
+    }
 }
 
 /// A connection's place in a feed; it leaves the feed when dropped.
-pub struct Membership {
+pub struct Membership<F: Frame> {
     pub id: u64,
     pub tournament: Uuid,
     pub control: Arc<ConnectionControl>,
-    hub: Weak<HubInner>,
+    hub: Weak<HubInner<F>>,
 }
 
-impl Drop for Membership {
+impl<F: Frame> Drop for Membership<F> {
     fn drop(&mut self) {
         if let Some(inner) = self.hub.upgrade() {
             inner.leave(self.tournament, self.id);
@@ -156,14 +152,15 @@ impl Drop for Membership {
     }
 }
 
-impl Hub {
+impl<F: Frame> Hub<F> {
     /// Builds the hub and registers it as the bus listener.
-    pub fn new(store: Arc<dyn EventStore>, bus: Arc<dyn Bus>, options: HubOptions) -> Hub {
+    pub fn new(store: Arc<dyn EventStore>, bus: Arc<dyn Bus>, clock: Arc<dyn Clock>, options: HubOptions) -> Hub<F> {
         let (outbox, outbox_rx) = mpsc::channel(options.publish_backlog);
         let inner = Arc::new(HubInner {
             origin: Uuid::new_v4(),
             store,
             bus: Arc::clone(&bus),
+            clock,
             feeds: Mutex::new(HashMap::new()),
             outbox,
             options,
@@ -185,6 +182,10 @@ impl Hub {
         &self.inner.bus
     }
 
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
     /// Tasks of live connections, awaited on shutdown.
     pub fn tracker(&self) -> &TaskTracker {
         &self.inner.tracker
@@ -204,7 +205,7 @@ impl Hub {
         tournament: Uuid,
         protocol: Protocol,
         since: Option<u64>,
-    ) -> (Membership, mpsc::Receiver<Utf8Bytes>) {
+    ) -> (Membership<F>, mpsc::Receiver<F>) {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (queue_tx, queue) = mpsc::channel(self.inner.options.queue_capacity);
         let control = Arc::new(ConnectionControl {
@@ -240,7 +241,7 @@ impl Hub {
 
     /// Delivers the list of connected players to this pod's connections of the tournament and
     /// to the other pods.
-    pub fn broadcast_presence(&self, tournament: Uuid, players: Vec<domain::ports::PresenceEntry>) {
+    pub fn broadcast_presence(&self, tournament: Uuid, players: Vec<PresenceEntry>) {
         self.inner.dispatch(tournament, FeedCommand::Unversioned(Arc::new(encode_presence(tournament, &players))));
         self.inner.send_to_bus(tournament, &WireMessage::Presence { tournament_id: tournament, players });
     }
@@ -257,7 +258,7 @@ impl Hub {
 }
 
 #[async_trait::async_trait]
-impl EventPublisher for Hub {
+impl<F: Frame> EventPublisher for Hub<F> {
     async fn publish(&self, events: &[RecordedEvent]) {
         for event in events {
             self.inner.dispatch(event.stream_id, FeedCommand::Event(event.clone()));
@@ -266,8 +267,8 @@ impl EventPublisher for Hub {
     }
 }
 
-impl HubInner {
-    fn dispatch(&self, tournament: Uuid, command: FeedCommand) {
+impl<F: Frame> HubInner<F> {
+    fn dispatch(&self, tournament: Uuid, command: FeedCommand<F>) {
         let feeds = self.feeds.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(handle) = feeds.get(&tournament) {
             let _ = handle.commands.send(command);
@@ -275,7 +276,8 @@ impl HubInner {
     }
 
     fn send_to_bus(&self, tournament: Uuid, message: &WireMessage) {
-        let Ok(payload) = serde_json::to_vec(&Stamped::now(message, self.origin)) else { return };
+        let stamped = Stamped { message, origin: self.origin, published_at_ms: self.clock.now_ms() };
+        let Ok(payload) = serde_json::to_vec(&stamped) else { return };
         if self.outbox.try_send((channel(tournament), payload)).is_err() {
             self.stats.bus_publish_failures.fetch_add(1, Ordering::Relaxed);
         }
@@ -296,9 +298,9 @@ impl HubInner {
 }
 
 /// Hands bus traffic to the feeds.
-struct Listener(Weak<HubInner>);
+struct Listener<F>(Weak<HubInner<F>>);
 
-impl BusListener for Listener {
+impl<F: Frame> BusListener for Listener<F> {
     fn on_message(&self, channel: &str, payload: &[u8]) {
         let (Some(inner), Some(tournament)) = (self.0.upgrade(), tournament_of(channel)) else { return };
         let Received { message, stamp } = match serde_json::from_slice(payload) {
@@ -306,7 +308,7 @@ impl BusListener for Listener {
             Err(error) => return tracing::warn!(channel, %error, "undecodable bus message ignored"),
         };
         if let Some(at) = stamp.published_at_ms {
-            inner.stats.pubsub_lag.observe_since(at);
+            inner.stats.pubsub_lag.observe(at, inner.clock.now_ms());
         }
         if stamp.origin == Some(inner.origin) {
             // Delivered locally when it was published; unversioned messages would otherwise
@@ -337,7 +339,7 @@ impl BusListener for Listener {
 }
 
 /// Publishes to the bus in commit order, off the command path.
-async fn publish_loop(hub: Weak<HubInner>, mut outbox: mpsc::Receiver<(String, Vec<u8>)>) {
+async fn publish_loop<F: Frame>(hub: Weak<HubInner<F>>, mut outbox: mpsc::Receiver<(String, Vec<u8>)>) {
     while let Some((channel, payload)) = outbox.recv().await {
         let Some(inner) = hub.upgrade() else { return };
         if let Err(error) = inner.bus.publish(&channel, payload).await {
@@ -347,14 +349,18 @@ async fn publish_loop(hub: Weak<HubInner>, mut outbox: mpsc::Receiver<(String, V
     }
 }
 
-struct Feed {
+struct Feed<F> {
     tournament: Uuid,
     version: u64,
-    subscribers: Vec<Subscriber>,
-    inner: Arc<HubInner>,
+    subscribers: Vec<Subscriber<F>>,
+    inner: Arc<HubInner<F>>,
 }
 
-async fn run_feed(inner: Arc<HubInner>, tournament: Uuid, mut commands: mpsc::UnboundedReceiver<FeedCommand>) {
+async fn run_feed<F: Frame>(
+    inner: Arc<HubInner<F>>,
+    tournament: Uuid,
+    mut commands: mpsc::UnboundedReceiver<FeedCommand<F>>,
+) {
     let channel = channel(tournament);
     // Subscribe before reading the version, so nothing committed in between is missed.
     inner.bus.subscribe(&channel).await;
@@ -386,8 +392,8 @@ async fn run_feed(inner: Arc<HubInner>, tournament: Uuid, mut commands: mpsc::Un
     inner.bus.unsubscribe(&channel).await;
 }
 
-impl Feed {
-    async fn add(&mut self, subscriber: Subscriber, since: Option<u64>) {
+impl<F: Frame> Feed<F> {
+    async fn add(&mut self, subscriber: Subscriber<F>, since: Option<u64>) {
         if let Some(since) = since {
             // Deliver what the store has beyond our version to everyone first, then replay the
             // missed part to the newcomer: no gap and no duplicate at the seam.
@@ -455,14 +461,14 @@ impl Feed {
         }
     }
 
-    fn send_all(&mut self, encoded: &Encoded) {
+    fn send_all(&mut self, encoded: &Encoded<F>) {
         let stats = &self.inner.stats;
         self.subscribers.retain(|s| send(s, encoded, stats));
     }
 }
 
 /// Queues a message for one connection; a full queue cuts the connection off.
-fn send(subscriber: &Subscriber, encoded: &Encoded, stats: &HubStats) -> bool {
+fn send<F: Frame>(subscriber: &Subscriber<F>, encoded: &Encoded<F>, stats: &HubStats) -> bool {
     let frame = match subscriber.protocol {
         Protocol::SignalR => match &encoded.signalr {
             Some(frame) => frame.clone(),

@@ -1,0 +1,86 @@
+//! The team-click preview: a player of the tournament hovers over a team; the latest click of
+//! each player is kept (expiring after a day without clicks) and the whole list is broadcast to
+//! every connection of the tournament, on every pod.
+
+use crate::clock::Clock;
+use crate::hub::Hub;
+use crate::ports::{Click, LiveError, SharedState};
+use crate::Frame;
+use domain::ports::StoreError;
+use domain::service::{AppError, TournamentService};
+use domain::{DomainError, PlayerName, PlayerSurname, Team};
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// How long a tournament's clicks live after its last click.
+pub const CLICK_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Why a click was not recorded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClickError {
+    /// A rule refuses it: the tournament does not exist, or the player has not joined it.
+    #[error(transparent)]
+    Refused(DomainError),
+    /// The event store could not tell whether the player is in the tournament.
+    #[error(transparent)]
+    Store(StoreError),
+    /// The shared click list cannot be reached (Redis down): nothing was recorded.
+    #[error(transparent)]
+    Unavailable(LiveError),
+}
+
+impl From<AppError> for ClickError {
+    fn from(error: AppError) -> Self {
+        match error {
+            AppError::Rule(rule) => ClickError::Refused(rule),
+            AppError::Store(fault) => ClickError::Store(fault),
+        }
+    }
+}
+
+/// Records and broadcasts clicks; cheap to clone.
+pub struct Clicks<F> {
+    service: TournamentService,
+    shared: Arc<dyn SharedState>,
+    hub: Hub<F>,
+    clock: Arc<dyn Clock>,
+}
+
+impl<F> Clone for Clicks<F> {
+    fn clone(&self) -> Self {
+        Clicks {
+            service: self.service.clone(),
+            shared: Arc::clone(&self.shared),
+            hub: self.hub.clone(),
+            clock: Arc::clone(&self.clock),
+        }
+    }
+}
+
+impl<F: Frame> Clicks<F> {
+    pub fn new(service: TournamentService, shared: Arc<dyn SharedState>, hub: Hub<F>, clock: Arc<dyn Clock>) -> Self {
+        Clicks { service, shared, hub, clock }
+    }
+
+    /// Records the click of a player of `tournament` and broadcasts the tournament's list.
+    /// Errors: `Refused` when the tournament does not exist or the player is not in it; `Store`
+    /// or `Unavailable` when a dependency fails (nothing is broadcast then).
+    pub async fn record(
+        &self,
+        tournament: Uuid,
+        team: Team,
+        name: PlayerName,
+        surname: PlayerSurname,
+    ) -> Result<(), ClickError> {
+        let current = self.service.get(tournament).await?;
+        let joined = current.tournament.as_ref().is_some_and(|t| t.has_player(&name, &surname));
+        if !joined {
+            return Err(ClickError::Refused(DomainError::PlayerNotInTournament));
+        }
+        let click = Click { team, name: name.into(), surname: surname.into(), at_ms: self.clock.now_ms() };
+        let clicks = self.shared.record_click(tournament, click, CLICK_TTL).await.map_err(ClickError::Unavailable)?;
+        self.hub.broadcast_clicks(tournament, clicks);
+        Ok(())
+    }
+}

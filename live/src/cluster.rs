@@ -1,0 +1,314 @@
+//! The cluster as this pod sees it: its heartbeat into the pod registry, the pruning of dead
+//! pods (and the clean-up of what they left behind), its ordinal among the live pods, and the
+//! figures behind the operations view and the cluster gauges.
+//!
+//! Every heartbeat period the pod writes its entry (id, address, version, start time, live
+//! connections, tournaments served) with a lapse of one and a half periods. A pod that misses its
+//! heartbeat by half a period is no longer listed anywhere, so a pod that crashed disappears from
+//! every view within two periods. On each heartbeat every pod also prunes the lapsed entries; the
+//! registry hands each dead pod to exactly one of them, which clears the dead pod's presence
+//! entries and re-broadcasts the presence of the tournaments touched. A pod that stops gracefully
+//! deregisters at once.
+
+use crate::clock::Clock;
+use crate::hub::Hub;
+use crate::ports::{LiveError, PodInfo, PodRegistry, PresenceStore};
+use crate::Frame;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Who this pod is, from configuration.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// Unique among the pods.
+    pub pod_id: String,
+    /// Where the pod listens, as shown to operators.
+    pub address: String,
+    /// The version of lct this pod runs.
+    pub version: String,
+    /// Period of the heartbeat; an entry lapses after one and a half periods.
+    pub heartbeat: Duration,
+}
+
+/// What a heartbeat learnt about the cluster.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Figures {
+    /// This pod's place among the live pods; `None` while it is not listed.
+    pub ordinal: Option<usize>,
+    /// Live pods.
+    pub pods: usize,
+    /// Open live connections of all live pods.
+    pub connections: u64,
+    /// Tournaments served, summed over the live pods.
+    pub tournaments: u64,
+}
+
+/// The cluster as the registry lists it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterView {
+    /// This pod's id.
+    pub pod_id: String,
+    /// The live pods in the order of their ordinals.
+    pub pods: Vec<PodInfo>,
+    /// Their totals and this pod's place among them.
+    pub figures: Figures,
+    pub heartbeat: Duration,
+    pub lapse: Duration,
+}
+
+impl Figures {
+    pub fn of(pods: &[PodInfo], me: &str) -> Figures {
+        Figures {
+            ordinal: pods.iter().position(|pod| pod.id == me),
+            pods: pods.len(),
+            connections: pods.iter().map(|pod| pod.connections).sum(),
+            tournaments: pods.iter().map(|pod| pod.tournaments).sum(),
+        }
+    }
+}
+
+struct Inner<F> {
+    options: ClusterOptions,
+    started_at_ms: i64,
+    registry: Arc<dyn PodRegistry>,
+    presence: Arc<dyn PresenceStore>,
+    hub: Hub<F>,
+    clock: Arc<dyn Clock>,
+    figures: Mutex<Figures>,
+    /// Dead pods this pod won but could not clean up yet; retried on the next heartbeat.
+    unclean: Mutex<Vec<String>>,
+    /// Whether a heartbeat has ever been recorded (a later registration means the others had
+    /// taken this pod for dead).
+    registered: AtomicBool,
+    /// Whether the last heartbeat failed, so that an outage is logged once.
+    failing: AtomicBool,
+    stop: CancellationToken,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// This pod's membership of the cluster; cheap to clone.
+pub struct Cluster<F> {
+    inner: Arc<Inner<F>>,
+}
+
+impl<F> Clone for Cluster<F> {
+    fn clone(&self) -> Self {
+        Cluster { inner: Arc::clone(&self.inner) }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl<F: Frame> Cluster<F> {
+    /// This pod, not yet registered: [`Cluster::start`] begins the heartbeat.
+    pub fn new(
+        options: ClusterOptions,
+        registry: Arc<dyn PodRegistry>,
+        presence: Arc<dyn PresenceStore>,
+        hub: Hub<F>,
+    ) -> Cluster<F> {
+        let clock = Arc::clone(hub.clock());
+        Cluster {
+            inner: Arc::new(Inner {
+                options,
+                started_at_ms: clock.now_ms(),
+                registry,
+                presence,
+                hub,
+                clock,
+                figures: Mutex::new(Figures::default()),
+                unclean: Mutex::new(Vec::new()),
+                registered: AtomicBool::new(false),
+                failing: AtomicBool::new(false),
+                stop: CancellationToken::new(),
+                task: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// This pod's id.
+    pub fn pod_id(&self) -> &str {
+        &self.inner.options.pod_id
+    }
+
+    /// How long an entry stays live after its heartbeat: one and a half periods, so that a pod
+    /// may be half a period late without being taken for dead, and one that died is gone from
+    /// every view within two periods.
+    pub fn lapse(&self) -> Duration {
+        (self.inner.options.heartbeat * 3 / 2).max(Duration::from_millis(1))
+    }
+
+    /// This pod's ordinal among the live pods and their number, as of the last heartbeat;
+    /// `None` while this pod is not listed (not registered yet, or the registry unreachable).
+    pub fn position(&self) -> Option<(usize, usize)> {
+        let figures = *lock(&self.inner.figures);
+        figures.ordinal.map(|ordinal| (ordinal, figures.pods))
+    }
+
+    /// The figures of the last heartbeat that reached the registry.
+    pub fn figures(&self) -> Figures {
+        *lock(&self.inner.figures)
+    }
+
+    /// Period of the heartbeat.
+    pub fn heartbeat(&self) -> Duration {
+        self.inner.options.heartbeat
+    }
+
+    /// Starts the heartbeat: one at once, then one every period until [`Cluster::stop`].
+    pub fn start(&self) {
+        let cluster = self.clone();
+        let period = self.inner.options.heartbeat.max(Duration::from_millis(1));
+        let task = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = cluster.inner.stop.cancelled() => break,
+                    _ = ticks.tick() => cluster.beat().await,
+                }
+            }
+        });
+        *lock(&self.inner.task) = Some(task);
+    }
+
+    /// Stops the heartbeat and leaves the cluster at once: deregisters this pod and removes its
+    /// presence entries (telling the other pods), instead of letting them lapse.
+    pub async fn stop(&self) {
+        self.inner.stop.cancel();
+        let task = lock(&self.inner.task).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        let id = self.pod_id();
+        match self.inner.registry.deregister(id).await {
+            Ok(()) => tracing::info!(pod = %id, "left the cluster"),
+            Err(error) => {
+                tracing::warn!(pod = %id, cause = %error, "could not leave the cluster; this pod's entry will lapse")
+            }
+        }
+        self.clean_up(id).await;
+    }
+
+    /// One heartbeat: refreshes this pod's entry, prunes the dead pods (cleaning up after those
+    /// this pod won) and updates the figures.
+    pub async fn beat(&self) {
+        let inner = &self.inner;
+        let me = PodInfo {
+            id: inner.options.pod_id.clone(),
+            address: inner.options.address.clone(),
+            version: inner.options.version.clone(),
+            started_at_ms: inner.started_at_ms,
+            connections: inner.hub.stats().connections.load(Ordering::Relaxed),
+            tournaments: inner.hub.tournaments_served() as u64,
+            last_heartbeat_ms: inner.clock.now_ms(),
+        };
+        let result = async {
+            let added = inner.registry.heartbeat(&me, self.lapse()).await?;
+            if added && inner.registered.swap(true, Ordering::AcqRel) {
+                // Its presence entries were cleared by the pod that pruned it; they come back as
+                // players reconnect, or expire.
+                tracing::warn!(pod = %me.id, "the other pods had taken this pod for dead; registered it again");
+            }
+            let pruned = inner.registry.prune().await?;
+            lock(&inner.unclean).extend(pruned);
+            inner.registry.live_pods().await
+        }
+        .await;
+        match result {
+            Ok(pods) => {
+                if inner.failing.swap(false, Ordering::AcqRel) {
+                    tracing::info!(pod = %me.id, "the pod registry is reachable again");
+                }
+                self.update(Figures::of(&pods, &me.id));
+            }
+            Err(error) => {
+                // The figures of the last heartbeat that worked are kept meanwhile.
+                if !inner.failing.swap(true, Ordering::AcqRel) {
+                    tracing::warn!(pod = %me.id, cause = %error, "heartbeat failed; retrying every period");
+                }
+            }
+        }
+        let unclean = std::mem::take(&mut *lock(&inner.unclean));
+        for dead in unclean {
+            tracing::info!(pod = %dead, "a pod stopped sending heartbeats; removed it from the cluster");
+            self.clean_up(&dead).await;
+        }
+    }
+
+    /// Removes what `pod` owned (its presence entries) and tells the connections of the
+    /// tournaments touched who is still online. Kept for the next heartbeat when it fails.
+    async fn clean_up(&self, pod: &str) {
+        let inner = &self.inner;
+        let tournaments = match inner.presence.clear_pod(pod).await {
+            Ok(tournaments) => tournaments,
+            Err(error) => {
+                tracing::warn!(pod, cause = %error, "could not clear a departed pod's presence; will retry");
+                if pod != self.pod_id() {
+                    lock(&inner.unclean).push(pod.to_owned());
+                }
+                return;
+            }
+        };
+        for tournament in tournaments {
+            match inner.presence.online(tournament).await {
+                Ok(players) => inner.hub.broadcast_presence(tournament, players),
+                Err(error) => tracing::warn!(%tournament, cause = %error, "presence not re-broadcast after a pod left"),
+            }
+        }
+    }
+
+    fn update(&self, figures: Figures) {
+        let previous = std::mem::replace(&mut *lock(&self.inner.figures), figures);
+        if (previous.ordinal, previous.pods) != (figures.ordinal, figures.pods) {
+            tracing::info!(
+                pod = %self.pod_id(),
+                ordinal = figures.ordinal,
+                pods = figures.pods,
+                "cluster membership changed"
+            );
+        }
+    }
+
+    /// The cluster as the registry lists it now. Errors: the registry cannot be read.
+    pub async fn view(&self) -> Result<ClusterView, LiveError> {
+        let pods = self.inner.registry.live_pods().await?;
+        let figures = Figures::of(&pods, self.pod_id());
+        Ok(ClusterView {
+            pod_id: self.pod_id().to_owned(),
+            pods,
+            figures,
+            heartbeat: self.inner.options.heartbeat,
+            lapse: self.lapse(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(id: &str, started_at_ms: i64, connections: u64) -> PodInfo {
+        PodInfo {
+            id: id.to_owned(),
+            address: String::new(),
+            version: String::new(),
+            started_at_ms,
+            connections,
+            tournaments: 1,
+            last_heartbeat_ms: 0,
+        }
+    }
+
+    #[test]
+    fn figures_sum_the_pods_and_place_this_one() {
+        let pods = [pod("a", 1, 2), pod("b", 2, 3)];
+        assert_eq!(Figures::of(&pods, "b"), Figures { ordinal: Some(1), pods: 2, connections: 5, tournaments: 2 });
+        assert_eq!(Figures::of(&pods, "z").ordinal, None);
+    }
+}

@@ -1,0 +1,157 @@
+//! The ports of live delivery: the bus between pods, the state they share (team clicks, one-use
+//! tokens, idempotency keys), presence and the pod registry. Adapters (Redis, in-process) live
+//! in the `infrastructure` crate.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Why a shared-state or bus operation failed; callers degrade (the event store stays the
+/// source of truth).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("live coordination unavailable: {0}")]
+pub struct LiveError(pub String);
+
+/// Receives what arrives on the bus. Implementations must return quickly (hand off to a queue).
+pub trait BusListener: Send + Sync {
+    /// A payload published on `channel` by any pod (this one included).
+    fn on_message(&self, channel: &str, payload: &[u8]);
+    /// The bus connection was re-established and every subscription restored: messages may have
+    /// been missed meanwhile.
+    fn on_resubscribed(&self);
+}
+
+/// Pub/sub between pods: one channel per tournament, subscribed only while this pod serves it.
+#[async_trait]
+pub trait Bus: Send + Sync {
+    /// Registers the listener of incoming messages; called once, before any subscription.
+    fn set_listener(&self, listener: std::sync::Arc<dyn BusListener>);
+    /// Publishes to every pod subscribed to `channel`. Fails fast when the bus is down.
+    async fn publish(&self, channel: &str, payload: Vec<u8>) -> Result<(), LiveError>;
+    /// Adds one interest in `channel`; the first subscribes. Returns once subscribed, or at
+    /// once when the bus is down (the subscription is made on reconnect).
+    async fn subscribe(&self, channel: &str);
+    /// Drops one interest; the last unsubscribes.
+    async fn unsubscribe(&self, channel: &str);
+    /// Whether the bus is connected now (readiness reports it as degraded otherwise).
+    fn is_connected(&self) -> bool;
+}
+
+/// A player's latest "team clicked" preview.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Click {
+    pub team: domain::Team,
+    pub name: String,
+    pub surname: String,
+    /// When the click was recorded, ms since the Unix epoch; lists are ordered by it.
+    pub at_ms: i64,
+}
+
+/// Short-lived state shared by all pods: team clicks and one-use connection tokens.
+#[async_trait]
+pub trait SharedState: Send + Sync {
+    /// Keeps `click` as the latest of its player in `tournament` (the whole list expires after
+    /// `ttl` without clicks) and returns every current click, oldest first.
+    async fn record_click(
+        &self,
+        tournament: Uuid,
+        click: Click,
+        ttl: std::time::Duration,
+    ) -> Result<Vec<Click>, LiveError>;
+    /// Stores a one-use token with its value for `ttl`.
+    async fn put_token(&self, token: &str, value: &str, ttl: std::time::Duration) -> Result<(), LiveError>;
+    /// Takes a token: its value the first time, `None` when unknown, expired or already taken.
+    async fn take_token(&self, token: &str) -> Result<Option<String>, LiveError>;
+}
+
+/// The state of an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyClaim {
+    /// First use: the caller runs the request and then completes or releases the key.
+    Claimed,
+    /// Another request with this key is running now.
+    Pending,
+    /// A request with this key finished; its stored response.
+    Done(String),
+}
+
+/// Remembers the outcome of requests sent with an `Idempotency-Key`, across pods.
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    /// Claims `key` for `ttl` unless it is already claimed or done.
+    async fn claim(&self, key: &str, ttl: std::time::Duration) -> Result<IdempotencyClaim, LiveError>;
+    /// Stores the response of a claimed key for `ttl`.
+    async fn complete(&self, key: &str, response: &str, ttl: std::time::Duration) -> Result<(), LiveError>;
+    /// Forgets a claimed key whose request failed, so a retry runs again.
+    async fn release(&self, key: &str) -> Result<(), LiveError>;
+}
+
+/// A player connected to a tournament's live stream.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PresenceEntry {
+    pub player_id: Uuid,
+    pub name: String,
+    pub surname: String,
+}
+
+/// Which players are connected now, across pods. Entries are owned by the pod that holds the
+/// connection, so a dead pod's entries can be removed by the survivors.
+#[async_trait]
+pub trait PresenceStore: Send + Sync {
+    /// Marks `entry` online in `tournament` through `pod` (entries expire after `ttl` without
+    /// refresh) and returns everyone online there, each player once, ordered by name.
+    async fn join(
+        &self,
+        tournament: Uuid,
+        entry: &PresenceEntry,
+        pod: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Vec<PresenceEntry>, LiveError>;
+    /// Removes the player's entry of `pod` and returns everyone still online.
+    async fn leave(&self, tournament: Uuid, player_id: Uuid, pod: &str) -> Result<Vec<PresenceEntry>, LiveError>;
+    /// Everyone online in `tournament`, each player once, ordered by name.
+    async fn online(&self, tournament: Uuid) -> Result<Vec<PresenceEntry>, LiveError>;
+    /// Removes every entry owned by `pod` (a pod that died); returns the tournaments touched.
+    async fn clear_pod(&self, pod: &str) -> Result<Vec<Uuid>, LiveError>;
+}
+
+/// One pod as the cluster registry knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodInfo {
+    /// Unique among the pods (`LCT_POD_NAME`, or the host name with a random suffix).
+    pub id: String,
+    /// Where the pod listens, for operators.
+    pub address: String,
+    /// The version of lct the pod runs.
+    pub version: String,
+    /// When the pod started, ms since the Unix epoch.
+    pub started_at_ms: i64,
+    /// Its open live connections at the last heartbeat.
+    pub connections: u64,
+    /// Tournaments it served at the last heartbeat.
+    pub tournaments: u64,
+    /// When it sent its last heartbeat, ms since the Unix epoch (by its own clock).
+    pub last_heartbeat_ms: i64,
+}
+
+/// Which pods are alive. Each pod refreshes its entry on a heartbeat; an entry not refreshed
+/// within its lapse is dead, and exactly one of the pods that notice prunes it and cleans up
+/// what the dead pod owned.
+#[async_trait]
+pub trait PodRegistry: Send + Sync {
+    /// Records `pod` as alive until `lapse` from now. Returns `true` when the registry did not
+    /// hold it: its first heartbeat, or it had been pruned as dead meanwhile.
+    /// Errors: the registry cannot be reached (the pod stays listed until its lapse ends).
+    async fn heartbeat(&self, pod: &PodInfo, lapse: std::time::Duration) -> Result<bool, LiveError>;
+    /// Removes the pod at once (graceful shutdown).
+    async fn deregister(&self, id: &str) -> Result<(), LiveError>;
+    /// The pods alive now, ordered by start time then id (the order of their ordinals).
+    async fn live_pods(&self) -> Result<Vec<PodInfo>, LiveError>;
+    /// Removes the entries whose lapse has ended and returns the ids of those this caller
+    /// removed: when several pods prune at once each dead pod is returned to exactly one of
+    /// them, which then cleans up after it.
+    async fn prune(&self) -> Result<Vec<String>, LiveError>;
+}
