@@ -306,6 +306,22 @@ async fn the_openapi_document_lists_v2_beside_v1() {
     assert!(doc["components"]["securitySchemes"].get("organiser").is_some());
 }
 
+/// Under /api/v2 even the router's own refusals are problem details; v1 keeps its error body.
+#[tokio::test]
+async fn unknown_v2_routes_and_methods_answer_problem_details() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]).await;
+    let http = client();
+    let id = uuid::Uuid::new_v4();
+    let r = http.put(server.url(&format!("/api/v2/tournaments/{id}/players"))).send().await.unwrap();
+    assert_eq!(r.headers()["allow"], "POST");
+    assert_eq!(problem(r, 405).await["type"], "urn:lct:problem:method-not-allowed");
+    let r = http.get(server.url("/api/v2/tournaments/{id}/nothing-here")).send().await.unwrap();
+    assert_eq!(problem(r, 404).await["type"], "urn:lct:problem:not-found");
+    assert_error(http.put(server.url("/api/Tournament/create")).send().await.unwrap(), 405).await;
+    assert_error(http.get(server.url("/api/nothing-here")).send().await.unwrap(), 404).await;
+}
+
 /// A token is valid only with its whole MAC: every truncation, extension, case change, swap or
 /// borrowing from another tournament is refused, and nothing is appended.
 #[tokio::test]

@@ -2,7 +2,7 @@
 //! `{"RequestId": "<uuid>", "ErrorMessage": "<sentence>"}`.
 
 use crate::context;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use domain::names::NameError;
@@ -100,10 +100,24 @@ fn sentence(text: &str) -> String {
     out
 }
 
-pub async fn not_found() -> ApiError {
+/// The router's own refusals: problem details under `/api/v2/`, the v1 body elsewhere.
+fn refusal(uri: &Uri, error: ApiError) -> Response {
+    if uri.path().starts_with("/api/v2/") {
+        crate::v2::problem::Problem::from(error).into_response()
+    } else {
+        error.into_response()
+    }
+}
+
+/// 404 for a path nothing answers.
+pub fn no_such_route() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "No such route.")
 }
 
-pub async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "This method is not allowed on this route.")
+pub async fn not_found(uri: Uri) -> Response {
+    refusal(&uri, no_such_route())
+}
+
+pub async fn method_not_allowed(uri: Uri) -> Response {
+    refusal(&uri, ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "This method is not allowed on this route."))
 }

@@ -99,7 +99,7 @@ fn page(asset: &Asset, id: &str, headers: &HeaderMap) -> Response {
 async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
     match ASSETS.iter().find(|a| a.name == file) {
         Some(asset) => serve(asset, &headers, StatusCode::OK),
-        None => crate::error::not_found().await.into_response(),
+        None => crate::error::no_such_route().into_response(),
     }
 }
 

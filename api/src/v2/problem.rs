@@ -87,6 +87,7 @@ impl From<ApiError> for Problem {
         let kind = match error.status {
             StatusCode::BAD_REQUEST => "invalid-request",
             StatusCode::NOT_FOUND => "not-found",
+            StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
             StatusCode::CONFLICT => "conflict",
             StatusCode::PAYLOAD_TOO_LARGE => "body-too-large",
             StatusCode::TOO_MANY_REQUESTS => "rate-limited",
