@@ -234,6 +234,26 @@ async fn property_names_and_paths_match_case_insensitively_and_limits_may_be_str
         http.get(server.url(&format!("/api/Tournament?ID={id}"))).send().await.unwrap().json().await.unwrap();
     assert_eq!(state["playerLimit"], 3);
     assert_eq!(state["players"].as_array().unwrap().len(), 1);
+
+    // A whole number written as a float is still that number (JSON Schema's `integer`).
+    let r = http
+        .post(server.url("/api/Tournament/create"))
+        .header("content-type", "application/json")
+        .body(r#"{"name": "Floats", "playerLimit": 4.0}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let id: String = r.json().await.unwrap();
+    assert_eq!(tournament(&http, &server.base, &id).await["playerLimit"], 4);
+    let r = http
+        .post(server.url("/api/Tournament/create"))
+        .header("content-type", "application/json")
+        .body(r#"{"name": "Fractions", "playerLimit": 4.5}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 400).await;
 }
 
 #[tokio::test]

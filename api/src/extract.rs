@@ -79,20 +79,24 @@ pub fn parse_uuid(raw: &str, display: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw.trim()).map_err(|_| ApiError::bad_request(format!("{display} must be a UUID.")))
 }
 
-/// Deserializes a player limit given as a JSON number or a numeric string.
+/// Deserializes a player limit given as a JSON number or a numeric string. JSON has one number
+/// type, so `4.0` and `4e0` are the whole number 4, as JSON Schema's `integer` says.
 pub fn number_or_numeric_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Raw {
-        Number(i64),
+        Number(serde_json::Number),
         Text(String),
     }
-    match Raw::deserialize(deserializer)? {
-        Raw::Number(n) => Ok(n),
-        Raw::Text(text) => {
-            text.trim().parse().map_err(|_| serde::de::Error::custom("playerLimit must be a whole number"))
+    /// Beyond 2^53 a float no longer tells whole numbers apart.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    let whole = match Raw::deserialize(deserializer)? {
+        Raw::Number(n) => {
+            n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() <= EXACT).map(|f| f as i64))
         }
-    }
+        Raw::Text(text) => text.trim().parse().ok(),
+    };
+    whole.ok_or_else(|| serde::de::Error::custom("playerLimit must be a whole number"))
 }
 
 /// Refuses an `api-version` header other than `1` or `1.0`.
@@ -107,4 +111,36 @@ pub async fn require_api_version_1(
         }
     }
     Ok(next.run(request).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Limit {
+        #[serde(deserialize_with = "number_or_numeric_string")]
+        player_limit: i64,
+    }
+
+    fn limit(value: serde_json::Value) -> Option<i64> {
+        serde_json::from_value::<Limit>(json!({"playerLimit": value})).ok().map(|l| l.player_limit)
+    }
+
+    /// JSON has one number type: `4.0` and `4e0` are the integer 4, as JSON Schema's `integer`
+    /// says; fractions and strings that are not whole numbers are not.
+    #[test]
+    fn a_player_limit_is_any_whole_json_number_or_a_numeric_string() {
+        assert_eq!(limit(json!(4)), Some(4));
+        assert_eq!(limit(serde_json::from_str("4.0").unwrap()), Some(4));
+        assert_eq!(limit(serde_json::from_str("1e1").unwrap()), Some(10));
+        assert_eq!(limit(serde_json::from_str("-3.0").unwrap()), Some(-3));
+        assert_eq!(limit(json!(" 7 ")), Some(7));
+        assert_eq!(limit(json!(4.5)), None);
+        assert_eq!(limit(serde_json::from_str("1e300").unwrap()), None);
+        assert_eq!(limit(json!("4.0")), None);
+        assert_eq!(limit(json!(null)), None);
+    }
 }
