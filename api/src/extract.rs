@@ -7,12 +7,13 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
+use serde::de::Visitor;
 use serde::{Deserialize, Deserializer};
 use std::collections::HashMap;
 use uuid::Uuid;
 
-/// A JSON body whose top-level property names are matched case-insensitively: DTOs name
-/// their fields in lowercase.
+/// A JSON body whose top-level property names are matched case-insensitively against the names
+/// the DTO declares (`playerlimit` and `PLAYERLIMIT` both fill `playerLimit`).
 pub struct CiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for CiJson<T> {
@@ -31,10 +32,52 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for CiJson<T> {
         let serde_json::Value::Object(object) = value else {
             return Err(ApiError::bad_request("The request body must be a JSON object."));
         };
-        let lowered: serde_json::Map<_, _> = object.into_iter().map(|(k, v)| (k.to_lowercase(), v)).collect();
-        T::deserialize(serde_json::Value::Object(lowered))
+        let fields = declared_fields::<T>();
+        let canonical: serde_json::Map<_, _> = object
+            .into_iter()
+            .map(|(key, value)| {
+                let lowered = key.to_lowercase();
+                let field = fields.iter().find(|field| field.to_lowercase() == lowered);
+                (field.map_or(key, |field| (*field).to_owned()), value)
+            })
+            .collect();
+        T::deserialize(serde_json::Value::Object(canonical))
             .map(CiJson)
             .map_err(|e| ApiError::bad_request(format!("The request body is invalid: {e}.")))
+    }
+}
+
+/// The property names a struct's `Deserialize` implementation declares: serde hands them to
+/// `deserialize_struct`, which this probe answers by noting them and giving up. Empty for types
+/// that are not structs.
+fn declared_fields<T: DeserializeOwned>() -> &'static [&'static str] {
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(FieldProbe(&mut fields));
+    fields
+}
+
+struct FieldProbe<'a>(&'a mut &'static [&'static str]);
+
+impl<'de> Deserializer<'de> for FieldProbe<'_> {
+    type Error = serde::de::value::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+        Err(serde::de::Error::custom("not a struct"))
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        fields: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value, Self::Error> {
+        *self.0 = fields;
+        Err(serde::de::Error::custom("fields noted"))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+        unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
     }
 }
 
@@ -116,6 +159,7 @@ pub async fn require_api_version_1(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::body::Body;
     use serde_json::json;
 
     #[derive(Debug, Deserialize)]
@@ -142,5 +186,18 @@ mod tests {
         assert_eq!(limit(serde_json::from_str("1e300").unwrap()), None);
         assert_eq!(limit(json!("4.0")), None);
         assert_eq!(limit(json!(null)), None);
+    }
+
+    async fn ci_json<T: DeserializeOwned>(body: serde_json::Value) -> Result<T, ApiError> {
+        let request = Request::new(Body::from(body.to_string()));
+        CiJson::<T>::from_request(request, &()).await.map(|CiJson(value)| value)
+    }
+
+    #[tokio::test]
+    async fn body_property_names_match_the_declared_names_in_any_case() {
+        for body in [json!({"playerLimit": 3}), json!({"playerlimit": 3}), json!({"PLAYERLIMIT": 3, "other": 1})] {
+            assert_eq!(ci_json::<Limit>(body).await.unwrap().player_limit, 3);
+        }
+        assert_eq!(ci_json::<Limit>(json!({"player_limit": 3})).await.unwrap_err().status, StatusCode::BAD_REQUEST);
     }
 }

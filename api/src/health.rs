@@ -5,37 +5,77 @@ use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use serde_json::{json, Value};
+use serde::Serialize;
 use std::time::Duration;
+use utoipa::ToSchema;
 
 /// How long readiness waits for the event store.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-#[utoipa::path(get, path = "/liveness", tag = "Health", responses((status = 200, body = String, example = "Healthy")))]
+/// 200 while the process answers.
+#[utoipa::path(get, path = "/liveness", tag = "Health", operation_id = "liveness",
+    responses((status = 200, description = "Always `Healthy`", body = String, content_type = "text/plain", example = "Healthy")))]
 pub async fn liveness() -> &'static str {
     "Healthy"
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub enum Status {
+    Healthy,
+    Degraded,
+    Unhealthy,
+}
+
+/// The state of one dependency.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DependencyHealth {
+    pub status: Status,
+    /// Why it is not healthy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Dependencies {
+    pub event_store: DependencyHealth,
+    pub bus: DependencyHealth,
+}
+
+/// The body of `GET /readiness`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    pub status: Status,
+    pub dependencies: Dependencies,
+}
+
 /// 200 when the event store answers, 503 otherwise; the body reports each dependency.
-#[utoipa::path(get, path = "/readiness", tag = "Health", responses((status = 200), (status = 503)))]
-pub async fn readiness(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+#[utoipa::path(get, path = "/readiness", tag = "Health", operation_id = "readiness",
+    responses(
+        (status = 200, description = "The event store answers; `Degraded` while the bus (Redis) is unreachable", body = Readiness),
+        (status = 503, description = "The event store does not answer", body = Readiness)))]
+pub async fn readiness(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    let unhealthy = |error: String| DependencyHealth { status: Status::Unhealthy, error: Some(error) };
     let store = match tokio::time::timeout(CHECK_TIMEOUT, state.service.store().check()).await {
-        Ok(Ok(())) => json!({"status": "Healthy"}),
-        Ok(Err(error)) => json!({"status": "Unhealthy", "error": error.to_string()}),
-        Err(_) => json!({"status": "Unhealthy", "error": "timed out"}),
+        Ok(Ok(())) => DependencyHealth { status: Status::Healthy, error: None },
+        Ok(Err(error)) => unhealthy(error.to_string()),
+        Err(_) => unhealthy("timed out".to_owned()),
     };
     let bus = if state.live.hub.bus().is_connected() {
-        json!({"status": "Healthy"})
+        DependencyHealth { status: Status::Healthy, error: None }
     } else {
-        json!({"status": "Degraded", "error": "pub/sub disconnected; live delivery to other pods resumes on reconnect"})
+        DependencyHealth {
+            status: Status::Degraded,
+            error: Some("pub/sub disconnected; live delivery to other pods resumes on reconnect".to_owned()),
+        }
     };
-    let healthy = store["status"] == "Healthy";
-    let status = match (healthy, bus["status"] == "Healthy") {
-        (false, _) => "Unhealthy",
-        (true, false) => "Degraded",
-        (true, true) => "Healthy",
+    let healthy = store.status == Status::Healthy;
+    let status = match (healthy, bus.status == Status::Healthy) {
+        (false, _) => Status::Unhealthy,
+        (true, false) => Status::Degraded,
+        (true, true) => Status::Healthy,
     };
     // Only the event store takes a pod out of service: a bus outage affects every pod alike.
     let code = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (code, Json(json!({"status": status, "dependencies": {"eventStore": store, "bus": bus}})))
+    (code, Json(Readiness { status, dependencies: Dependencies { event_store: store, bus } }))
 }

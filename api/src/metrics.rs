@@ -173,6 +173,9 @@ impl Metrics {
 }
 
 /// `GET /metrics`
+#[utoipa::path(get, path = "/metrics", tag = "Operations", operation_id = "metrics",
+    responses((status = 200, description = "Prometheus metrics in the OpenMetrics text format",
+        body = String, content_type = "application/openmetrics-text")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     (StatusCode::OK, [(header::CONTENT_TYPE, OPENMETRICS)], state.metrics.render()).into_response()
 }

@@ -1,26 +1,53 @@
 //! QR codes of a tournament's join link, as SVG or PNG.
 
 use crate::context;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
 use crate::extract::CiQuery;
+use crate::openapi::responses::v1;
 use crate::AppState;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use qrcode::{Color, QrCode};
 
+/// The image formats of the QR code.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum QrFormat {
+    Svg,
+    Png,
+}
+
+/// A QR code image: the body is the image itself.
+pub struct QrImage;
+
+impl utoipa::PartialSchema for QrImage {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some("The image in the format asked for (SVG text or PNG bytes)"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for QrImage {}
+
 /// Pixels per module of the PNG and modules of quiet zone around the code.
 const PNG_SCALE: usize = 8;
 const QUIET_ZONE: usize = 4;
 
 /// The QR code of `{public URL}/player/register/{id}`.
-#[utoipa::path(get, path = "/api/Tournament/qr", tag = "Tournament",
-    params(("tournamentId" = String, Query, description = "Tournament id (UUID)"),
-           ("format" = Option<String>, Query, description = "svg (default) or png")),
+#[utoipa::path(get, path = "/api/Tournament/qr", tag = "Tournament", operation_id = "v1TournamentQr",
+    params(("tournamentId" = Uuid, Query, description = "The tournament id"),
+           ("format" = Option<QrFormat>, Query, description = "svg (the default) or png"),
+           crate::v1::ApiVersionHeader),
     responses(
-        (status = 200, description = "The QR code", content_type = "image/svg+xml"),
-        (status = 400, description = "Missing or non-UUID id, unknown format", body = ErrorBody),
-        (status = 404, description = "Unknown tournament", body = ErrorBody)))]
+        (status = 200, description = "The QR code", content(
+            (QrImage = "image/svg+xml"),
+            (QrImage = "image/png"))),
+        (status = 400, response = v1::BadRequest),
+        (status = 404, response = v1::NotFound),
+        (status = 503, response = v1::Unavailable)))]
 pub async fn tournament_qr(State(state): State<AppState>, query: CiQuery) -> Result<Response, ApiError> {
     let id = query.uuid("tournamentid", "tournamentId")?;
     context::set_tournament(id);

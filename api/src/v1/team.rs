@@ -1,9 +1,11 @@
 //! `/api/Team`: the team list of a tournament and team selection.
 
-use super::metadata;
+use super::{metadata, ApiVersionHeader};
 use crate::context;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{parse_uuid, CiJson, CiQuery};
+use crate::openapi::responses::v1;
+use crate::openapi::schemas::{Name, TeamName};
 use crate::AppState;
 use axum::extract::State;
 use axum::Json;
@@ -14,37 +16,33 @@ use utoipa::ToSchema;
 /// A team and whether a player of the tournament holds it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TeamDto {
+    #[schema(value_type = TeamName)]
     pub name: &'static str,
     pub selected: bool,
 }
 
-/// Body of `POST /api/Team/select`.
+/// Body of `POST /api/Team/select`. Property names match case-insensitively.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct SelectTeamRequest {
-    #[serde(rename = "playername")]
-    #[schema(rename = "playerName")]
+    #[schema(value_type = Name)]
     pub player_name: String,
-    #[serde(rename = "playersurname")]
-    #[schema(rename = "playerSurname")]
+    #[schema(value_type = Name)]
     pub player_surname: String,
-    #[serde(rename = "tournamentid")]
-    #[schema(rename = "tournamentId")]
+    #[schema(value_type = uuid::Uuid)]
     pub tournament_id: String,
-    /// One of the ten team names, spelled exactly.
-    #[serde(rename = "team")]
-    #[schema(rename = "team")]
+    #[schema(value_type = TeamName)]
     pub team: String,
 }
 
 /// The ten teams in order, each marked when selected in this tournament.
-#[utoipa::path(get, path = "/api/Team", tag = "Team",
-    params(("tournamentId" = String, Query, description = "Tournament id (UUID)"),
-           ("api-version" = Option<String>, Header, description = "1 or 1.0 when present")),
+#[utoipa::path(get, path = "/api/Team", tag = "Team", operation_id = "v1ListTeams",
+    params(("tournamentId" = Uuid, Query, description = "The tournament id"), ApiVersionHeader),
     responses(
-        (status = 200, body = [TeamDto]),
-        (status = 400, description = "Missing or non-UUID id", body = ErrorBody),
-        (status = 404, description = "Unknown tournament", body = ErrorBody),
-        (status = 503, description = "The event store is unavailable", body = ErrorBody)))]
+        (status = 200, description = "The ten teams in order", body = [TeamDto]),
+        (status = 400, response = v1::BadRequest),
+        (status = 404, response = v1::NotFound),
+        (status = 503, response = v1::Unavailable)))]
 pub async fn list(State(state): State<AppState>, query: CiQuery) -> Result<Json<Vec<TeamDto>>, ApiError> {
     let id = query.uuid("tournamentid", "tournamentId")?;
     context::set_tournament(id);
@@ -61,14 +59,16 @@ pub async fn list(State(state): State<AppState>, query: CiQuery) -> Result<Json<
 }
 
 /// A player picks a team; a pick is final.
-#[utoipa::path(post, path = "/api/Team/select", tag = "Team", request_body = SelectTeamRequest,
-    params(("api-version" = Option<String>, Header, description = "1 or 1.0 when present")),
+#[utoipa::path(post, path = "/api/Team/select", tag = "Team", operation_id = "v1SelectTeam",
+    request_body = SelectTeamRequest, params(ApiVersionHeader),
     responses(
         (status = 200, description = "Selected; empty body"),
-        (status = 400, description = "Invalid name, id or an unknown team", body = ErrorBody),
-        (status = 404, description = "Unknown tournament", body = ErrorBody),
+        (status = 400, response = v1::BadRequest),
+        (status = 404, response = v1::NotFound),
         (status = 409, description = "Not in the tournament, already selected, or the team is taken", body = ErrorBody),
-        (status = 503, description = "The event store is unavailable", body = ErrorBody)))]
+        (status = 413, response = v1::PayloadTooLarge),
+        (status = 429, response = v1::TooManyRequests),
+        (status = 503, response = v1::Unavailable)))]
 pub async fn select(State(state): State<AppState>, CiJson(body): CiJson<SelectTeamRequest>) -> Result<(), ApiError> {
     let id = parse_uuid(&body.tournament_id, "tournamentId")?;
     context::set_tournament(id);

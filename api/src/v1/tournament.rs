@@ -1,9 +1,12 @@
 //! `/api/Tournament`: create, get, assign a player, draw.
 
 use super::metadata;
+use super::ApiVersionHeader;
 use crate::context;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{parse_uuid, CiJson, CiQuery};
+use crate::openapi::responses::v1;
+use crate::openapi::schemas::{Name, PlayerLimitInput, TeamName};
 use crate::AppState;
 use axum::extract::State;
 use axum::Json;
@@ -14,28 +17,25 @@ use uuid::Uuid;
 
 /// Body of `POST /api/Tournament/create`. Property names match case-insensitively.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct CreateTournamentRequest {
-    /// 1–50 characters after trimming; unique across tournaments.
-    #[serde(rename = "name")]
-    #[schema(rename = "name")]
+    /// Unique across tournaments.
+    #[schema(value_type = Name)]
     pub name: String,
-    /// 2–10, as a number or a numeric string.
-    #[serde(rename = "playerlimit", deserialize_with = "crate::extract::number_or_numeric_string")]
-    #[schema(rename = "playerLimit", value_type = i64, minimum = 2, maximum = 10)]
+    #[serde(deserialize_with = "crate::extract::number_or_numeric_string")]
+    #[schema(value_type = PlayerLimitInput)]
     pub player_limit: i64,
 }
 
-/// Body of `POST /api/Tournament/assignPlayer`.
+/// Body of `POST /api/Tournament/assignPlayer`. Property names match case-insensitively.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct AssignPlayerRequest {
-    #[serde(rename = "name")]
-    #[schema(rename = "name")]
+    #[schema(value_type = Name)]
     pub name: String,
-    #[serde(rename = "surname")]
-    #[schema(rename = "surname")]
+    #[schema(value_type = Name)]
     pub surname: String,
-    #[serde(rename = "tournamentid")]
-    #[schema(rename = "tournamentId")]
+    #[schema(value_type = uuid::Uuid)]
     pub tournament_id: String,
 }
 
@@ -45,7 +45,9 @@ pub struct AssignPlayerRequest {
 pub struct PlayerDto {
     pub name: String,
     pub surname: String,
+    #[schema(value_type = Option<TeamName>)]
     pub selected_team: Option<String>,
+    #[schema(value_type = Option<TeamName>)]
     pub drawn_team: Option<String>,
 }
 
@@ -55,6 +57,7 @@ pub struct PlayerDto {
 pub struct TournamentDto {
     pub id: Uuid,
     pub tournament_name: String,
+    #[schema(minimum = 2, maximum = 10)]
     pub player_limit: u8,
     pub version: u64,
     /// In join order.
@@ -67,6 +70,7 @@ pub struct TournamentDto {
 pub struct DrawnTeamDto {
     pub name: String,
     pub surname: String,
+    #[schema(value_type = TeamName)]
     pub team_name: String,
 }
 
@@ -93,14 +97,15 @@ impl TournamentDto {
 }
 
 /// Creates a tournament; the answer is its id as a bare JSON string.
-#[utoipa::path(post, path = "/api/Tournament/create", tag = "Tournament", request_body = CreateTournamentRequest,
-    params(("api-version" = Option<String>, Header, description = "1 or 1.0 when present")),
+#[utoipa::path(post, path = "/api/Tournament/create", tag = "Tournament", operation_id = "v1CreateTournament",
+    request_body = CreateTournamentRequest, params(ApiVersionHeader),
     responses(
-        (status = 200, description = "The id of the new tournament", body = String),
-        (status = 400, description = "Invalid name or player limit, malformed JSON", body = ErrorBody),
+        (status = 200, description = "The id of the new tournament", body = Uuid, content_type = "application/json"),
+        (status = 400, response = v1::BadRequest),
         (status = 409, description = "The name is taken", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 503, description = "The event store is unavailable", body = ErrorBody)))]
+        (status = 413, response = v1::PayloadTooLarge),
+        (status = 429, response = v1::TooManyRequests),
+        (status = 503, response = v1::Unavailable)))]
 pub async fn create(
     State(state): State<AppState>,
     CiJson(body): CiJson<CreateTournamentRequest>,
@@ -114,14 +119,13 @@ pub async fn create(
 }
 
 /// A tournament with its players in join order.
-#[utoipa::path(get, path = "/api/Tournament", tag = "Tournament",
-    params(("id" = String, Query, description = "Tournament id (UUID)"),
-           ("api-version" = Option<String>, Header, description = "1 or 1.0 when present")),
+#[utoipa::path(get, path = "/api/Tournament", tag = "Tournament", operation_id = "v1GetTournament",
+    params(("id" = Uuid, Query, description = "The tournament id"), ApiVersionHeader),
     responses(
-        (status = 200, body = TournamentDto),
-        (status = 400, description = "Missing or non-UUID id", body = ErrorBody),
-        (status = 404, description = "Unknown tournament", body = ErrorBody),
-        (status = 503, description = "The event store is unavailable", body = ErrorBody)))]
+        (status = 200, description = "The tournament", body = TournamentDto),
+        (status = 400, response = v1::BadRequest),
+        (status = 404, response = v1::NotFound),
+        (status = 503, response = v1::Unavailable)))]
 pub async fn get(State(state): State<AppState>, query: CiQuery) -> Result<Json<TournamentDto>, ApiError> {
     let id = query.uuid("id", "id")?;
     context::set_tournament(id);
@@ -132,14 +136,16 @@ pub async fn get(State(state): State<AppState>, query: CiQuery) -> Result<Json<T
 }
 
 /// Joins a player to a tournament.
-#[utoipa::path(post, path = "/api/Tournament/assignPlayer", tag = "Tournament", request_body = AssignPlayerRequest,
-    params(("api-version" = Option<String>, Header, description = "1 or 1.0 when present")),
+#[utoipa::path(post, path = "/api/Tournament/assignPlayer", tag = "Tournament", operation_id = "v1AssignPlayer",
+    request_body = AssignPlayerRequest, params(ApiVersionHeader),
     responses(
         (status = 200, description = "Joined; empty body"),
-        (status = 400, description = "Invalid name, surname or id", body = ErrorBody),
-        (status = 404, description = "Unknown tournament", body = ErrorBody),
+        (status = 400, response = v1::BadRequest),
+        (status = 404, response = v1::NotFound),
         (status = 409, description = "Already joined, or the tournament is full", body = ErrorBody),
-        (status = 503, description = "The event store is unavailable", body = ErrorBody)))]
+        (status = 413, response = v1::PayloadTooLarge),
+        (status = 429, response = v1::TooManyRequests),
+        (status = 503, response = v1::Unavailable)))]
 pub async fn assign_player(
     State(state): State<AppState>,
     CiJson(body): CiJson<AssignPlayerRequest>,
@@ -153,15 +159,14 @@ pub async fn assign_player(
 }
 
 /// Draws the selected teams among the players; repeatable, answering the stored result.
-#[utoipa::path(get, path = "/api/Tournament/draw", tag = "Tournament",
-    params(("tournamentId" = String, Query, description = "Tournament id (UUID)"),
-           ("api-version" = Option<String>, Header, description = "1 or 1.0 when present")),
+#[utoipa::path(get, path = "/api/Tournament/draw", tag = "Tournament", operation_id = "v1Draw",
+    params(("tournamentId" = Uuid, Query, description = "The tournament id"), ApiVersionHeader),
     responses(
-        (status = 200, body = [DrawnTeamDto]),
-        (status = 400, description = "Missing or non-UUID id", body = ErrorBody),
-        (status = 404, description = "Unknown tournament", body = ErrorBody),
+        (status = 200, description = "Who got which team", body = [DrawnTeamDto]),
+        (status = 400, response = v1::BadRequest),
+        (status = 404, response = v1::NotFound),
         (status = 409, description = "Seats left or players without a team", body = ErrorBody),
-        (status = 503, description = "The event store is unavailable", body = ErrorBody)))]
+        (status = 503, response = v1::Unavailable)))]
 pub async fn draw(State(state): State<AppState>, query: CiQuery) -> Result<Json<Vec<DrawnTeamDto>>, ApiError> {
     let id = query.uuid("tournamentid", "tournamentId")?;
     context::set_tournament(id);
@@ -176,4 +181,19 @@ pub async fn draw(State(state): State<AppState>, query: CiQuery) -> Result<Json<
             })
             .collect(),
     ))
+}
+
+/// The draw, for clients that send it as a POST (the body is ignored); a command, so it counts
+/// toward the rate limit.
+#[utoipa::path(post, path = "/api/Tournament/draw", tag = "Tournament", operation_id = "v1DrawByPost",
+    params(("tournamentId" = Uuid, Query, description = "The tournament id"), ApiVersionHeader),
+    responses(
+        (status = 200, description = "Who got which team", body = [DrawnTeamDto]),
+        (status = 400, response = v1::BadRequest),
+        (status = 404, response = v1::NotFound),
+        (status = 409, description = "Seats left or players without a team", body = ErrorBody),
+        (status = 429, response = v1::TooManyRequests),
+        (status = 503, response = v1::Unavailable)))]
+pub async fn draw_by_post(state: State<AppState>, query: CiQuery) -> Result<Json<Vec<DrawnTeamDto>>, ApiError> {
+    draw(state, query).await
 }

@@ -18,6 +18,25 @@ const KEEP: Duration = Duration::from_secs(24 * 60 * 60);
 /// Longest accepted key.
 const MAX_KEY_CHARS: usize = 200;
 
+/// The `Idempotency-Key` header's schema: 1 to 200 visible ASCII characters, spaces and tabs
+/// allowed between them (HTTP drops blanks around a header value).
+pub struct IdempotencyKey;
+
+impl utoipa::PartialSchema for IdempotencyKey {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let visible = "[\\u0021-\\u007E]";
+        let inner = "[\\u0009\\u0020-\\u007E]";
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .min_length(Some(1))
+            .max_length(Some(MAX_KEY_CHARS))
+            .pattern(Some(format!("^{visible}(?:{inner}{{0,{}}}{visible})?$", MAX_KEY_CHARS - 2)))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for IdempotencyKey {}
+
 #[derive(Serialize, Deserialize)]
 struct Stored {
     fingerprint: String,

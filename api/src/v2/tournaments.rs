@@ -1,11 +1,14 @@
 //! `/api/v2/tournaments`: the clean API. Organiser and player tokens stop one caller from
 //! acting for another; POSTs take an `Idempotency-Key`; errors are problem details.
 
+use super::idempotency::IdempotencyKey;
 use super::idempotency::{once, Answer};
-use super::problem::{Problem, ProblemBody};
+use super::problem::Problem;
 use super::tokens::player_id;
 use crate::context;
 use crate::extract::{number_or_numeric_string, CiJson, CiQuery};
+use crate::openapi::responses::v2;
+use crate::openapi::schemas::{Name, PlayerLimitInput, StreamVersion, TeamName};
 use crate::v1::metadata;
 use crate::AppState;
 use axum::body::Bytes;
@@ -16,7 +19,7 @@ use axum::Json;
 use domain::{PlayerLimit, PlayerName, PlayerSurname, Team, TournamentName, TournamentState};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -36,30 +39,36 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     }
 }
 
+/// Body of a new tournament. Property names match case-insensitively.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct CreateBody {
-    #[serde(rename = "name")]
-    #[schema(rename = "name")]
+    /// Unique across tournaments.
+    #[schema(value_type = Name)]
     pub name: String,
-    #[serde(rename = "playerlimit", deserialize_with = "number_or_numeric_string")]
-    #[schema(rename = "playerLimit", value_type = i64, minimum = 2, maximum = 10)]
+    #[serde(deserialize_with = "number_or_numeric_string")]
+    #[schema(value_type = PlayerLimitInput)]
     pub player_limit: i64,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RenameBody {
+    /// Unique across tournaments.
+    #[schema(value_type = Name)]
     pub name: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct JoinBody {
+    #[schema(value_type = Name)]
     pub name: String,
+    #[schema(value_type = Name)]
     pub surname: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct TeamBody {
-    /// One of the ten team names, spelled exactly.
+    #[schema(value_type = TeamName)]
     pub team: String,
 }
 
@@ -69,7 +78,9 @@ pub struct PlayerView {
     pub id: Uuid,
     pub name: String,
     pub surname: String,
+    #[schema(value_type = Option<TeamName>)]
     pub selected_team: Option<String>,
+    #[schema(value_type = Option<TeamName>)]
     pub drawn_team: Option<String>,
 }
 
@@ -79,6 +90,7 @@ pub struct DrawLine {
     pub player_id: Uuid,
     pub name: String,
     pub surname: String,
+    #[schema(value_type = TeamName)]
     pub team: String,
 }
 
@@ -87,6 +99,7 @@ pub struct DrawLine {
 pub struct TournamentView {
     pub id: Uuid,
     pub name: String,
+    #[schema(minimum = 2, maximum = 10)]
     pub player_limit: u8,
     pub version: u64,
     pub players: Vec<PlayerView>,
@@ -98,6 +111,7 @@ pub struct TournamentView {
 pub struct Created {
     pub id: Uuid,
     pub name: String,
+    #[schema(minimum = 2, maximum = 10)]
     pub player_limit: u8,
     pub version: u64,
     /// Needed to rename and to draw; shown once.
@@ -116,9 +130,62 @@ pub struct Joined {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TeamView {
+    #[schema(value_type = TeamName)]
     pub name: &'static str,
     pub selected: bool,
     pub selected_by: Option<Uuid>,
+}
+
+/// The tournament of a v2 path.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct TournamentPath {
+    /// The tournament id.
+    pub id: Uuid,
+}
+
+/// The optional `Idempotency-Key` of v2 commands.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IdempotencyKeyHeader {
+    /// Makes retries safe: a retry with the same key and body gets the first answer again and
+    /// changes nothing; kept for a day.
+    #[param(rename = "Idempotency-Key", value_type = Option<IdempotencyKey>, nullable = false)]
+    pub idempotency_key: Option<String>,
+}
+
+/// A stored event as `GET /api/v2/tournaments/{id}/events` lists it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventRecord {
+    /// Versions count from 1 per tournament.
+    pub version: u64,
+    #[serde(rename = "type")]
+    #[schema(pattern = "^(TournamentCreated|TournamentRenamed|PlayerJoined|TeamSelected|TeamsDrawn)$")]
+    pub event_type: &'static str,
+    /// The event: its `type` and its camelCase fields (`name`, `playerLimit`, `surname`, `team`,
+    /// `assignments`).
+    #[schema(value_type = Object)]
+    pub event: Value,
+    /// When it was stored, in ms since the Unix epoch.
+    pub recorded_at_ms: i64,
+    /// The request that caused it.
+    pub request_id: Option<Uuid>,
+}
+
+/// A player connected to the tournament's live stream.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OnlinePlayer {
+    pub player_id: Uuid,
+    pub name: String,
+    pub surname: String,
+}
+
+/// The players connected now, across pods.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Presence {
+    pub players: Vec<OnlinePlayer>,
 }
 
 fn view(id: Uuid, state: &TournamentState) -> Result<TournamentView, Problem> {
@@ -203,10 +270,16 @@ fn json_of<T: Serialize>(value: &T) -> Value {
 }
 
 /// Creates a tournament; the answer carries the organiser token.
-#[utoipa::path(post, path = "/api/v2/tournaments", tag = "v2", request_body = CreateBody,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
-    responses((status = 201, body = Created), (status = 400, body = ProblemBody), (status = 409, body = ProblemBody),
-              (status = 422, body = ProblemBody), (status = 429, body = ProblemBody), (status = 503, body = ProblemBody)))]
+#[utoipa::path(post, path = "/api/v2/tournaments", tag = "v2", operation_id = "v2CreateTournament",
+    request_body = CreateBody, params(IdempotencyKeyHeader),
+    responses(
+        (status = 201, description = "Created; the organiser token is shown only here", body = Created),
+        (status = 400, response = v2::BadRequest),
+        (status = 409, response = v2::Conflict),
+        (status = 413, response = v2::PayloadTooLarge),
+        (status = 422, response = v2::KeyReused),
+        (status = 429, response = v2::TooManyRequests),
+        (status = 503, response = v2::Unavailable)))]
 pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -232,18 +305,31 @@ pub async fn create(
 }
 
 /// A tournament with its players (with their ids) and the draw.
-#[utoipa::path(get, path = "/api/v2/tournaments/{id}", tag = "v2", params(("id" = Uuid, Path)),
-    responses((status = 200, body = TournamentView), (status = 400, body = ProblemBody), (status = 404, body = ProblemBody)))]
+#[utoipa::path(get, path = "/api/v2/tournaments/{id}", tag = "v2", operation_id = "v2GetTournament", params(TournamentPath),
+    responses(
+        (status = 200, description = "The tournament", body = TournamentView),
+        (status = 400, response = v2::BadRequest),
+        (status = 404, response = v2::NotFound),
+        (status = 503, response = v2::Unavailable)))]
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<TournamentView>, Problem> {
     let id = tournament_id(&id)?;
     Ok(Json(view(id, &state.service.get(id).await?)?))
 }
 
 /// Renames a tournament (organiser).
-#[utoipa::path(post, path = "/api/v2/tournaments/{id}/rename", tag = "v2", params(("id" = Uuid, Path)), request_body = RenameBody,
-    security(("organiser" = [])),
-    responses((status = 200, body = TournamentView), (status = 401, body = ProblemBody), (status = 403, body = ProblemBody),
-              (status = 404, body = ProblemBody), (status = 409, body = ProblemBody)))]
+#[utoipa::path(post, path = "/api/v2/tournaments/{id}/rename", tag = "v2", operation_id = "v2RenameTournament",
+    params(TournamentPath, IdempotencyKeyHeader), request_body = RenameBody, security(("organiser" = [])),
+    responses(
+        (status = 200, description = "Renamed", body = TournamentView),
+        (status = 400, response = v2::BadRequest),
+        (status = 401, response = v2::Unauthorized),
+        (status = 403, response = v2::Forbidden),
+        (status = 404, response = v2::NotFound),
+        (status = 409, response = v2::Conflict),
+        (status = 413, response = v2::PayloadTooLarge),
+        (status = 422, response = v2::KeyReused),
+        (status = 429, response = v2::TooManyRequests),
+        (status = 503, response = v2::Unavailable)))]
 pub async fn rename(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -261,8 +347,17 @@ pub async fn rename(
 }
 
 /// Joins a player; the answer carries the player's id and token.
-#[utoipa::path(post, path = "/api/v2/tournaments/{id}/players", tag = "v2", params(("id" = Uuid, Path)), request_body = JoinBody,
-    responses((status = 201, body = Joined), (status = 400, body = ProblemBody), (status = 404, body = ProblemBody), (status = 409, body = ProblemBody)))]
+#[utoipa::path(post, path = "/api/v2/tournaments/{id}/players", tag = "v2", operation_id = "v2JoinTournament",
+    params(TournamentPath, IdempotencyKeyHeader), request_body = JoinBody,
+    responses(
+        (status = 201, description = "Joined; the player token is shown only here", body = Joined),
+        (status = 400, response = v2::BadRequest),
+        (status = 404, response = v2::NotFound),
+        (status = 409, response = v2::Conflict),
+        (status = 413, response = v2::PayloadTooLarge),
+        (status = 422, response = v2::KeyReused),
+        (status = 429, response = v2::TooManyRequests),
+        (status = 503, response = v2::Unavailable)))]
 pub async fn join(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -283,10 +378,19 @@ pub async fn join(
 }
 
 /// The token's player picks a team (final).
-#[utoipa::path(post, path = "/api/v2/tournaments/{id}/selection", tag = "v2", params(("id" = Uuid, Path)), request_body = TeamBody,
-    security(("player" = [])),
-    responses((status = 200, body = TournamentView), (status = 400, body = ProblemBody), (status = 401, body = ProblemBody),
-              (status = 403, body = ProblemBody), (status = 404, body = ProblemBody), (status = 409, body = ProblemBody)))]
+#[utoipa::path(post, path = "/api/v2/tournaments/{id}/selection", tag = "v2", operation_id = "v2SelectTeam",
+    params(TournamentPath, IdempotencyKeyHeader), request_body = TeamBody, security(("player" = [])),
+    responses(
+        (status = 200, description = "Selected", body = TournamentView),
+        (status = 400, response = v2::BadRequest),
+        (status = 401, response = v2::Unauthorized),
+        (status = 403, response = v2::Forbidden),
+        (status = 404, response = v2::NotFound),
+        (status = 409, response = v2::Conflict),
+        (status = 413, response = v2::PayloadTooLarge),
+        (status = 422, response = v2::KeyReused),
+        (status = 429, response = v2::TooManyRequests),
+        (status = 503, response = v2::Unavailable)))]
 pub async fn select(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -304,10 +408,18 @@ pub async fn select(
 }
 
 /// The token's player hovers over a team: everyone sees it live.
-#[utoipa::path(post, path = "/api/v2/tournaments/{id}/clicks", tag = "v2", params(("id" = Uuid, Path)), request_body = TeamBody,
-    security(("player" = [])),
-    responses((status = 204), (status = 400, body = ProblemBody), (status = 401, body = ProblemBody), (status = 403, body = ProblemBody),
-              (status = 404, body = ProblemBody), (status = 409, body = ProblemBody), (status = 503, body = ProblemBody)))]
+#[utoipa::path(post, path = "/api/v2/tournaments/{id}/clicks", tag = "v2", operation_id = "v2ClickTeam",
+    params(TournamentPath), request_body = TeamBody, security(("player" = [])),
+    responses(
+        (status = 204, description = "Shown to everyone watching the tournament"),
+        (status = 400, response = v2::BadRequest),
+        (status = 401, response = v2::Unauthorized),
+        (status = 403, response = v2::Forbidden),
+        (status = 404, response = v2::NotFound),
+        (status = 409, response = v2::Conflict),
+        (status = 413, response = v2::PayloadTooLarge),
+        (status = 429, response = v2::TooManyRequests),
+        (status = 503, response = v2::Unavailable)))]
 pub async fn click(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -322,10 +434,17 @@ pub async fn click(
 }
 
 /// Draws (organiser); repeatable, answering the stored result.
-#[utoipa::path(post, path = "/api/v2/tournaments/{id}/draw", tag = "v2", params(("id" = Uuid, Path)),
-    security(("organiser" = [])),
-    responses((status = 200, body = [DrawLine]), (status = 401, body = ProblemBody), (status = 403, body = ProblemBody),
-              (status = 404, body = ProblemBody), (status = 409, body = ProblemBody)))]
+#[utoipa::path(post, path = "/api/v2/tournaments/{id}/draw", tag = "v2", operation_id = "v2Draw",
+    params(TournamentPath, IdempotencyKeyHeader), security(("organiser" = [])),
+    responses(
+        (status = 200, description = "Who got which team", body = [DrawLine]),
+        (status = 400, response = v2::BadRequest),
+        (status = 401, response = v2::Unauthorized),
+        (status = 403, response = v2::Forbidden),
+        (status = 404, response = v2::NotFound),
+        (status = 409, response = v2::Conflict),
+        (status = 429, response = v2::TooManyRequests),
+        (status = 503, response = v2::Unavailable)))]
 pub async fn draw(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -342,8 +461,12 @@ pub async fn draw(
 }
 
 /// The ten teams, each with the player holding it.
-#[utoipa::path(get, path = "/api/v2/tournaments/{id}/teams", tag = "v2", params(("id" = Uuid, Path)),
-    responses((status = 200, body = [TeamView]), (status = 404, body = ProblemBody)))]
+#[utoipa::path(get, path = "/api/v2/tournaments/{id}/teams", tag = "v2", operation_id = "v2ListTeams", params(TournamentPath),
+    responses(
+        (status = 200, description = "The ten teams in order", body = [TeamView]),
+        (status = 400, response = v2::BadRequest),
+        (status = 404, response = v2::NotFound),
+        (status = 503, response = v2::Unavailable)))]
 pub async fn teams(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Vec<TeamView>>, Problem> {
     let id = tournament_id(&id)?;
     let current = state.service.get(id).await?;
@@ -364,14 +487,18 @@ pub async fn teams(State(state): State<AppState>, Path(id): Path<String>) -> Res
 }
 
 /// The stored events after a version.
-#[utoipa::path(get, path = "/api/v2/tournaments/{id}/events", tag = "v2",
-    params(("id" = Uuid, Path), ("after" = Option<u64>, Query, description = "Only events with a higher version")),
-    responses((status = 200, description = "Events in version order"), (status = 404, body = ProblemBody)))]
+#[utoipa::path(get, path = "/api/v2/tournaments/{id}/events", tag = "v2", operation_id = "v2ListEvents",
+    params(TournamentPath, ("after" = Option<StreamVersion>, Query, description = "Only events with a higher version (default 0)")),
+    responses(
+        (status = 200, description = "The events in version order", body = [EventRecord]),
+        (status = 400, response = v2::BadRequest),
+        (status = 404, response = v2::NotFound),
+        (status = 503, response = v2::Unavailable)))]
 pub async fn events(
     State(state): State<AppState>,
     Path(id): Path<String>,
     query: CiQuery,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Vec<EventRecord>>, Problem> {
     let id = tournament_id(&id)?;
     let after = match query.get("after") {
         Some(raw) => raw
@@ -382,18 +509,28 @@ pub async fn events(
     };
     state.service.get(id).await?;
     let events = state.service.store().load(id, after).await.map_err(domain::service::AppError::from)?;
-    Ok(Json(Value::Array(
+    Ok(Json(
         events
             .iter()
-            .map(|e| json!({"version": e.version, "type": e.event.event_type(), "event": e.event, "recordedAtMs": e.recorded_at_ms, "requestId": e.request_id}))
+            .map(|e| EventRecord {
+                version: e.version,
+                event_type: e.event.event_type(),
+                event: json_of(&e.event),
+                recorded_at_ms: e.recorded_at_ms,
+                request_id: e.request_id,
+            })
             .collect(),
-    )))
+    ))
 }
 
 /// Players connected to the tournament's live stream now, across pods.
-#[utoipa::path(get, path = "/api/v2/tournaments/{id}/presence", tag = "v2", params(("id" = Uuid, Path)),
-    responses((status = 200, description = "{\"players\":[{\"playerId\",\"name\",\"surname\"}]}"), (status = 404, body = ProblemBody)))]
-pub async fn presence(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
+#[utoipa::path(get, path = "/api/v2/tournaments/{id}/presence", tag = "v2", operation_id = "v2Presence", params(TournamentPath),
+    responses(
+        (status = 200, description = "The players online now", body = Presence),
+        (status = 400, response = v2::BadRequest),
+        (status = 404, response = v2::NotFound),
+        (status = 503, response = v2::Unavailable)))]
+pub async fn presence(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Presence>, Problem> {
     let id = tournament_id(&id)?;
     state.service.get(id).await?;
     let players = state.live.presence.online(id).await.map_err(|error| {
@@ -404,5 +541,9 @@ pub async fn presence(State(state): State<AppState>, Path(id): Path<String>) -> 
             "A dependency is unavailable; try again shortly.",
         )
     })?;
-    Ok(Json(json!({"players": players})))
+    let players = players
+        .into_iter()
+        .map(|p| OnlinePlayer { player_id: p.player_id, name: p.name, surname: p.surname })
+        .collect();
+    Ok(Json(Presence { players }))
 }
