@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project: the static validation of the deployment files, the hub tests
 # with the official @microsoft/signalr client, the browser test of the web client, short runs of
-# the k6 scripts, and the Rust
+# the k6 scripts, schemathesis against the OpenAPI document, and the Rust
 # workspace (unit, router and end-to-end tests against the real binary, with redis-server
 # instances of their own, and a small run of the fan-out benchmark harness against lct and
 # Socket.IO). Installs what is missing when run as root on Debian.
@@ -14,6 +14,7 @@ need redis-server || missing+=(redis-server)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 need node || missing+=(nodejs)
 need npm || missing+=(npm)
+python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && need apt-get; then
   echo "== installing ${missing[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
@@ -46,6 +47,7 @@ step "deployment files (static validation)" bash scripts/validate-deploy.sh
 step "hub tests with the official SignalR client" bash tests/js/run.sh
 step "browser test of the web client" bash tests/browser/run.sh
 step "k6 scripts (short smoke runs)" bash scripts/k6-smoke.sh
+step "OpenAPI document (schemathesis)" bash scripts/schemathesis.sh
 if [ -n "${LCT_TEST_MONGODB_URI:-}" ]; then
   step "MongoDB suites" bash -c "cargo test -p infrastructure --test mongo_contract --test mongo_tournament -- --ignored && cargo test --test mongo_e2e -- --ignored"
 fi
@@ -62,7 +64,7 @@ text = open(sys.argv[1], errors="replace").read()
 passed = failed = 0
 for p, f in re.findall(r"test result: \w+\. (\d+) passed; (\d+) failed", text):
     passed += int(p); failed += int(f)
-for p, f in re.findall(r"(?:deploy-validation|k6-smoke): (\d+) passed, (\d+) failed", text):
+for p, f in re.findall(r"(?:deploy-validation|k6-smoke|schemathesis): (\d+) passed, (\d+) failed", text):
     passed += int(p); failed += int(f)
 passed += sum(int(n) for n in re.findall(r"^# pass (\d+)$", text, re.M))
 failed += sum(int(n) for n in re.findall(r"^# fail (\d+)$", text, re.M))
