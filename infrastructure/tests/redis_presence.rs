@@ -1,11 +1,13 @@
-//! Presence, idempotency keys and the pod registry over Redis, against a real `redis-server` of
+//! Presence, idempotency keys, shared secrets and the pod registry over Redis, against a real `redis-server` of
 //! each test's own: what several pods sharing one Redis rely on.
 
 #[path = "../../tests/common/redis_server.rs"]
 mod redis_server;
 
 use infrastructure::live::{connect_redis, RedisBus, RedisSharedState};
-use live::ports::{Bus, IdempotencyClaim, IdempotencyStore, PodInfo, PodRegistry, PresenceEntry, PresenceStore};
+use live::ports::{
+    Bus, IdempotencyClaim, IdempotencyStore, PodInfo, PodRegistry, PresenceEntry, PresenceStore, SharedSecrets,
+};
 use redis_server::RedisServer;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -90,6 +92,20 @@ async fn a_released_key_runs_again_and_a_forgotten_key_is_not_completed() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(pod.state.claim("k3", TTL).await.unwrap(), IdempotencyClaim::Claimed, "an expired key is claimed anew");
+}
+
+#[tokio::test]
+async fn pods_agree_on_the_first_proposed_secret_and_it_does_not_expire() {
+    let server = RedisServer::start().await;
+    let (one, two) = (Pod::connected(&server.url).await, Pod::connected(&server.url).await);
+    let (first, second) =
+        tokio::join!(one.state.agree("token-key", "proposal-one"), two.state.agree("token-key", "proposal-two"));
+    let (first, second) = (first.unwrap(), second.unwrap());
+    assert_eq!(first, second, "both pods hold the same value");
+    assert!(first == "proposal-one" || first == "proposal-two");
+    assert_eq!(one.state.agree("token-key", "a later proposal").await.unwrap(), first);
+    assert_eq!(server.cli(&["PTTL", "lct:secret:token-key"]), "-1");
+    assert_ne!(one.state.agree("other", "x").await.unwrap(), first, "names are separate");
 }
 
 #[tokio::test]
@@ -221,6 +237,7 @@ async fn every_call_fails_fast_while_redis_is_down() {
         assert!(pod.state.heartbeat(&pod_info("p", 1), TTL).await.is_err());
         assert!(pod.state.live_pods().await.is_err());
         assert!(pod.state.prune().await.is_err());
+        assert!(pod.state.agree("token-key", "proposal").await.is_err());
         assert!(started.elapsed() < Duration::from_secs(4), "the calls took {:?}", started.elapsed());
     }
 }

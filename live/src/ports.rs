@@ -155,3 +155,13 @@ pub trait PodRegistry: Send + Sync {
     /// them, which then cleans up after it.
     async fn prune(&self) -> Result<Vec<String>, LiveError>;
 }
+
+/// Values every pod must hold alike (the key of the v2 tokens when none is configured), agreed
+/// through the store all pods share.
+#[async_trait]
+pub trait SharedSecrets: Send + Sync {
+    /// Stores `proposal` under `name` unless a value is stored there already, and returns the
+    /// value stored now: every pod that asks gets the same one. Values do not expire.
+    /// Errors: the store cannot be reached now.
+    async fn agree(&self, name: &str, proposal: &str) -> Result<String, LiveError>;
+}

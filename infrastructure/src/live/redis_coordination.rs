@@ -8,6 +8,7 @@
 //!   pod (value: the entry as JSON), and `lct:pod-presence:{pod}`: the set of
 //!   `{tournament}|{player_id}` that pod holds, so that its entries can be found when it dies.
 //!   Both expire `ttl` after the last join.
+//! - `lct:secret:{name}`: a value all pods agree on (see [`SharedSecrets`]), without expiry.
 //! - `lct:pods`: a hash with a field per registered pod, and `lct:pod:{id}`: the pod's latest
 //!   heartbeat as JSON, expiring when its lapse ends. A field whose key has expired is a dead
 //!   pod; a script removes it only while its key is still missing, so exactly one pruner wins it.
@@ -17,7 +18,9 @@ use super::redis::{millis, RedisSharedState};
 use async_trait::async_trait;
 use fred::clients::Pipeline;
 use fred::prelude::{Expiration, HashesInterface, KeysInterface, LuaInterface, SetOptions, SetsInterface};
-use live::ports::{IdempotencyClaim, IdempotencyStore, LiveError, PodInfo, PodRegistry, PresenceEntry, PresenceStore};
+use live::ports::{
+    IdempotencyClaim, IdempotencyStore, LiveError, PodInfo, PodRegistry, PresenceEntry, PresenceStore, SharedSecrets,
+};
 use std::collections::BTreeSet;
 use std::time::Duration;
 use uuid::Uuid;
@@ -40,6 +43,10 @@ return removed
 
 fn idempotency_key(key: &str) -> String {
     format!("lct:idem:{key}")
+}
+
+fn secret_key(name: &str) -> String {
+    format!("lct:secret:{name}")
 }
 
 fn presence_key(tournament: Uuid) -> String {
@@ -72,6 +79,23 @@ fn decode_presence(tournament: Uuid, values: Vec<String>) -> Vec<PresenceEntry> 
             None
         }
     }))
+}
+
+#[async_trait]
+impl SharedSecrets for RedisSharedState {
+    /// Errors: Redis is down or does not answer in time.
+    async fn agree(&self, name: &str, proposal: &str) -> Result<String, LiveError> {
+        let client = self.client()?;
+        let key = secret_key(name);
+        let error = |error| self.error("agreeing on a shared secret", error);
+        let stored: Option<String> =
+            client.set(&key, proposal, None, Some(SetOptions::NX), false).await.map_err(error)?;
+        if stored.is_some() {
+            return Ok(proposal.to_owned());
+        }
+        let held: Option<String> = client.get(&key).await.map_err(error)?;
+        held.ok_or_else(|| LiveError(format!("the shared secret {name} vanished while it was read")))
+    }
 }
 
 #[async_trait]
