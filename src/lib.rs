@@ -3,6 +3,7 @@
 
 pub mod settings;
 pub mod telemetry;
+pub mod token_key;
 
 use anyhow::Context;
 use api::live::{Cluster, Hub, LiveState};
@@ -15,7 +16,7 @@ use domain::ports::EventStore;
 use domain::service::TournamentService;
 use infrastructure::live::{LocalBus, LocalPodRegistry, MemorySharedState};
 use infrastructure::EmbeddedEventStore;
-use live::ports::{Bus, IdempotencyStore, PodRegistry, PresenceStore, SharedState};
+use live::ports::{Bus, IdempotencyStore, PodRegistry, PresenceStore, SharedSecrets, SharedState};
 use live::{Clicks, Clock, ClusterOptions, HubOptions, Presence, SystemClock};
 use std::future::Future;
 use std::sync::Arc;
@@ -35,7 +36,9 @@ pub async fn run(
     let system = if settings.mongodb_uri().is_some() { "mongodb" } else { "embedded" };
     let store: Arc<dyn EventStore> =
         Arc::new(MeteredEventStore::new(event_store(&settings).await?, metrics.event_store(), system));
-    let LiveAdapters { bus, shared, presence, idempotency, pods } = live_adapters(&settings).await?;
+    let LiveAdapters { bus, shared, presence, idempotency, pods, secrets } = live_adapters(&settings).await?;
+    let background = tokio_util::sync::CancellationToken::new();
+    let tokens = token_keys(&settings, secrets, &background).await?;
     if settings.redis_url().is_some() {
         metrics.observe_redis(Arc::clone(&bus));
     }
@@ -58,10 +61,11 @@ pub async fn run(
             invocations_per_second: settings.ws_invocations_per_second,
         },
         metrics,
-        tokens: token_keys(&settings)?,
+        tokens,
         idempotency,
         cluster: cluster.clone(),
         clock,
+        v1: settings.v1,
     };
     let options = HttpOptions {
         cors_origins: settings.cors_origins(),
@@ -69,8 +73,14 @@ pub async fn run(
             commands_per_second: settings.rate_limit_commands,
             connections_per_second: settings.rate_limit_connections,
         },
-        client_ip_header: settings.client_ip_header.clone().filter(|h| !h.trim().is_empty()),
+        client_ip: api::client_ip::ClientIpSource::new(
+            settings.client_ip_header.as_deref(),
+            settings.trusted_proxy_hops as usize,
+        )
+        .context("LCT_CLIENT_IP_HEADER is not a header name")?,
+        server: settings.server_options(),
     };
+    warn_if_fd_limit_below(settings.max_connections);
     let addr = listener.local_addr()?;
     tracing::info!(addr = %addr, environment = %settings.environment, "listening");
     let draining = {
@@ -81,7 +91,9 @@ pub async fn run(
         }
     };
     cluster.start();
-    api::serve(listener, state, &options, draining).await.context("serving HTTP")?;
+    let served = api::serve(listener, state, &options, draining).await.context("serving HTTP");
+    background.cancel();
+    served?;
     cluster.stop().await;
     hub.tracker().close();
     if tokio::time::timeout(settings.shutdown_grace(), hub.tracker().wait()).await.is_err() {
@@ -91,6 +103,26 @@ pub async fn run(
     Ok(())
 }
 
+/// Warns when the process may open fewer files than `LCT_MAX_CONNECTIONS` needs: past the
+/// limit new connections fail to be accepted at all instead of getting their 503.
+fn warn_if_fd_limit_below(max_connections: usize) {
+    let Ok(limits) = std::fs::read_to_string("/proc/self/limits") else { return };
+    let soft = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .and_then(|line| line.split_whitespace().nth(3))
+        .and_then(|soft| soft.parse::<usize>().ok());
+    // Headroom for the store, Redis, telemetry and the listener.
+    let needed = max_connections.saturating_add(64);
+    if let Some(soft) = soft.filter(|&soft| max_connections > 0 && soft < needed) {
+        tracing::warn!(
+            open_files = soft,
+            max_connections,
+            "the open-file limit is below LCT_MAX_CONNECTIONS plus headroom; raise it (ulimit -n) or lower the cap"
+        );
+    }
+}
+
 /// What live coordination runs on: Redis when `LCT_REDIS_URL` is set, this process otherwise.
 struct LiveAdapters {
     bus: Arc<dyn Bus>,
@@ -98,6 +130,8 @@ struct LiveAdapters {
     presence: Arc<dyn PresenceStore>,
     idempotency: Arc<dyn IdempotencyStore>,
     pods: Arc<dyn PodRegistry>,
+    /// Where pods agree on what they must hold alike; none within one process.
+    secrets: Option<Arc<dyn SharedSecrets>>,
 }
 
 async fn live_adapters(settings: &Settings) -> anyhow::Result<LiveAdapters> {
@@ -118,6 +152,7 @@ async fn live_adapters(settings: &Settings) -> anyhow::Result<LiveAdapters> {
                 presence: shared.clone(),
                 idempotency: shared.clone(),
                 pods: shared.clone(),
+                secrets: Some(shared.clone()),
                 shared: Arc::new(TracedSharedState(shared)),
             })
         }
@@ -129,6 +164,7 @@ async fn live_adapters(settings: &Settings) -> anyhow::Result<LiveAdapters> {
                 presence: memory.clone(),
                 idempotency: memory,
                 pods: Arc::new(LocalPodRegistry::new()),
+                secrets: None,
             })
         }
     }
@@ -170,34 +206,37 @@ fn rand_suffix() -> u32 {
     (uuid::Uuid::new_v4().as_u128() & 0xff_ffff) as u32
 }
 
-/// The key of the v2 tokens: `LCT_TOKEN_SECRET`, else a random key kept in the data directory
-/// (shared by processes using that directory). Pods on different hosts need the same secret.
-fn token_keys(settings: &Settings) -> anyhow::Result<TokenKeys> {
-    if let Some(secret) = settings.token_secret.as_deref().filter(|s| !s.trim().is_empty()) {
-        anyhow::ensure!(secret.len() >= 16, "LCT_TOKEN_SECRET must be at least 16 characters");
-        return Ok(TokenKeys::new(secret.as_bytes()));
+/// The key of the v2 tokens (see [`token_key`]): `LCT_TOKEN_SECRET`; else, with Redis, the key
+/// the pods agree on through it, agreed in the background until `background` is cancelled; else
+/// the key file in the data directory.
+async fn token_keys(
+    settings: &Settings,
+    secrets: Option<Arc<dyn SharedSecrets>>,
+    background: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<TokenKeys> {
+    if let Some(keys) = token_key::configured(settings.token_secret.as_deref())? {
+        return Ok(keys);
     }
-    let path = settings.data_dir.join("token.key");
-    std::fs::create_dir_all(&settings.data_dir).with_context(|| format!("creating {}", settings.data_dir.display()))?;
-    let hex = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
-    // Whoever creates the file first wins; everyone then reads the same key.
-    if let Ok(mut file) = std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
-        use std::io::Write;
-        file.write_all(hex.as_bytes()).and_then(|()| file.sync_all()).context("writing the token key")?;
-    }
-    let mut key = String::new();
-    for _ in 0..50 {
-        key = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        if key.len() == 64 {
-            break;
+    if let Some(secrets) = secrets {
+        let keys = TokenKeys::pending();
+        tokio::spawn(api::v2::tokens::agree(keys.clone(), secrets, background.clone()));
+        // Serve with the key when Redis answers; otherwise start anyway (token operations answer
+        // 503 until the key is agreed).
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+        while !keys.is_ready() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        std::thread::sleep(std::time::Duration::from_millis(10));
+        if !keys.is_ready() {
+            tracing::warn!("the token key is not agreed yet; v2 token operations answer 503 until it is");
+        }
+        return Ok(keys);
     }
-    anyhow::ensure!(key.len() == 64, "{} is not a token key", path.display());
     if settings.mongodb_uri().is_some() {
-        tracing::warn!("LCT_TOKEN_SECRET is unset: v2 tokens are only valid on pods sharing this data directory");
+        tracing::warn!(
+            "LCT_TOKEN_SECRET and LCT_REDIS_URL are unset: v2 tokens are only valid on pods sharing this data directory"
+        );
     }
-    Ok(TokenKeys::new(key.as_bytes()))
+    token_key::from_data_dir(&settings.data_dir)
 }
 
 /// The MongoDB event store when `LCT_MONGODB_URI` is set, the embedded one otherwise. The

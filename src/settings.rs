@@ -1,5 +1,6 @@
 //! Configuration: every setting is an environment variable with a matching flag.
 
+use clap::builder::TypedValueParser;
 use clap::Parser;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -113,10 +114,39 @@ pub struct Settings {
     /// 0 is unlimited.
     #[arg(long, env = "LCT_RATE_LIMIT_CONNECTIONS", default_value_t = 20.0)]
     pub rate_limit_connections: f64,
-    /// Header with the client address set by a trusted proxy (e.g. `x-forwarded-for`); unset
-    /// uses the peer address.
+    /// Header with the client address set by trusted proxies (e.g. `x-forwarded-for`); unset
+    /// uses the peer address. Behind proxies, the per-client connection cap counts live
+    /// connections per forwarded address.
     #[arg(long, env = "LCT_CLIENT_IP_HEADER")]
     pub client_ip_header: Option<String>,
+    /// Proxies in front of lct that each append the address they saw to the client IP header:
+    /// the client address is the entry this many places from the right (1: the right-most).
+    #[arg(long, env = "LCT_TRUSTED_PROXY_HOPS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub trusted_proxy_hops: u32,
+    /// Milliseconds a connection has to send a request's head, from its opening and from the
+    /// end of the previous answer (so also how long an idle kept-alive connection stays open).
+    #[arg(long, env = "LCT_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout_ms: u64,
+    /// Longest pause in ms while a request body arrives; the request then gets 408.
+    #[arg(long, env = "LCT_BODY_READ_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_read_timeout_ms: u64,
+    /// Longest time in ms for a whole request, body included, until its answer starts; 408
+    /// beyond.
+    #[arg(long, env = "LCT_REQUEST_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout_ms: u64,
+    /// Open connections (HTTP and WebSocket) in all; more are answered 503 and closed. Keep it
+    /// below the process's file descriptor limit. 0 is no cap.
+    #[arg(long, env = "LCT_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Open connections one client address may hold; more are answered 503. 0 is no cap.
+    #[arg(long, env = "LCT_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 256)]
+    pub max_connections_per_client: usize,
+    /// How much of the v1 API (REST routes and the SignalR hub) is served: `open` (all),
+    /// `read-only` (no writes, no hub invocations) or `off` (none).
+    #[arg(long = "v1", env = "LCT_V1", default_value = "open",
+          value_parser = clap::builder::PossibleValuesParser::new(api::v1::V1Mode::NAMES)
+              .try_map(|mode| mode.parse::<api::v1::V1Mode>()))]
+    pub v1: api::v1::V1Mode,
     /// Key of the v2 organiser and player tokens (at least 16 characters), the same on every
     /// pod; unset keeps a random key in the data directory.
     #[arg(long, env = "LCT_TOKEN_SECRET", hide_env_values = true)]
@@ -150,5 +180,16 @@ impl Settings {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace)
+    }
+
+    /// The server's timeouts and connection caps.
+    pub fn server_options(&self) -> api::server::ServerOptions {
+        api::server::ServerOptions {
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+            body_read_timeout: Duration::from_millis(self.body_read_timeout_ms),
+            request_timeout: Duration::from_millis(self.request_timeout_ms),
+            max_connections: self.max_connections,
+            max_connections_per_client: self.max_connections_per_client,
+        }
     }
 }

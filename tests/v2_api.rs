@@ -123,19 +123,21 @@ async fn a_retried_post_with_the_same_key_returns_the_first_result_and_appends_n
             .header("Idempotency-Key", key)
             .send()
     };
-    let first = create("key-1", "Retry night").await.unwrap();
+    // Create answers with a token: its key must be unguessable (128 random bits in hex here).
+    let key = "5d0c4e0b8a1f4f6e9a3b2c7d1e0f9a8b";
+    let first = create(key, "Retry night").await.unwrap();
     assert_eq!(first.status(), 201);
     let first: Value = first.json().await.unwrap();
-    let again = create("key-1", "Retry night").await.unwrap();
+    let again = create(key, "Retry night").await.unwrap();
     assert_eq!(again.status(), 201);
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     assert_eq!(again.json::<Value>().await.unwrap(), first, "the same tournament, not a second one");
-    problem(create("key-1", "Another name").await.unwrap(), 422).await;
+    problem(create(key, "Another name").await.unwrap(), 422).await;
 
     let id = first["id"].as_str().unwrap();
     let join = || {
         v2.post(&format!("/api/v2/tournaments/{id}/players"), None, json!({"name": "Anna", "surname": "Nowak"}))
-            .header("Idempotency-Key", "join-anna")
+            .header("Idempotency-Key", "join-anna-7c1e5b3f9d2a4e6b8c0d1f2a")
             .send()
     };
     let joined: Value = join().await.unwrap().json().await.unwrap();
@@ -156,7 +158,7 @@ async fn a_retried_post_with_the_same_key_returns_the_first_result_and_appends_n
     // A failed request does not keep its key: the retry runs again.
     let bad = || {
         v2.post("/api/v2/tournaments", None, json!({"name": " ", "playerLimit": 4}))
-            .header("Idempotency-Key", "bad")
+            .header("Idempotency-Key", "bad-key-0a1b2c3d4e5f6a7b8c9d")
             .send()
     };
     problem(bad().await.unwrap(), 400).await;

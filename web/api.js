@@ -16,15 +16,13 @@ export class ApiError extends Error {
 }
 
 /**
- * A random (version 4) UUID. `crypto.randomUUID` exists only in secure contexts, and phones
- * often open the join link over plain http on the local network, so build it by hand.
+ * A fresh idempotency key: 128 random bits in hex. The server wants keys it cannot be guessed
+ * from on the routes that answer with a token. `crypto.getRandomValues` works over plain http
+ * too, where phones often open the join link on the local network.
  */
-export function uuid() {
+export function idempotencyKey() {
   const bytes = crypto.getRandomValues(new Uint8Array(16));
-  bytes[6] = (bytes[6] & 0x0f) | 0x40;
-  bytes[8] = (bytes[8] & 0x3f) | 0x80;
-  const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
 const wait = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -44,7 +42,7 @@ async function request(method, path, { body, token } = {}) {
   if (token) headers.Authorization = `Bearer ${token}`;
   const action = `${method} ${path} ${token || ''} ${payload || ''}`;
   if (method === 'POST') {
-    if (!unsettled.has(action)) unsettled.set(action, uuid());
+    if (!unsettled.has(action)) unsettled.set(action, idempotencyKey());
     headers['Idempotency-Key'] = unsettled.get(action);
   }
   const init = { method, headers, body: payload };
@@ -86,7 +84,7 @@ export const api = {
 };
 
 /** The QR code of the join link, as the server renders it. */
-export const qrUrl = (id) => `/api/Tournament/qr?tournamentId=${encodeURIComponent(id)}&format=svg`;
+export const qrUrl = (id) => at(id, '/qr?format=svg');
 
 // What this device holds per tournament: the organiser token where it was created, the player
 // id and token where a player joined. Kept in localStorage so a refresh keeps the role.

@@ -29,6 +29,13 @@ pub fn request_id() -> Uuid {
     CONTEXT.try_with(|c| c.id).unwrap_or_else(|_| Uuid::new_v4())
 }
 
+/// `future` in the current request's context (its id and tournament) and trace span, for a task
+/// of its own that may outlive the request: what it logs and stores still names the request.
+pub fn detached<F: std::future::Future>(future: F) -> impl std::future::Future<Output = F::Output> {
+    let (id, tournament) = CONTEXT.try_with(|c| (c.id, c.tournament.get())).unwrap_or_else(|_| (Uuid::new_v4(), None));
+    CONTEXT.scope(RequestContext { id, tournament: Cell::new(tournament) }, future).instrument(tracing::Span::current())
+}
+
 /// Records which tournament the current request concerns, for its log line.
 pub fn set_tournament(id: Uuid) {
     let _ = CONTEXT.try_with(|c| c.tournament.set(Some(id)));

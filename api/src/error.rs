@@ -83,6 +83,13 @@ impl From<NameError> for ApiError {
     }
 }
 
+impl From<crate::v2::tokens::KeyPending> for ApiError {
+    fn from(_: crate::v2::tokens::KeyPending) -> Self {
+        tracing::warn!("a token was needed before the pods agreed on the token key");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "A dependency is unavailable; try again shortly.")
+    }
+}
+
 impl From<UnknownTeam> for ApiError {
     fn from(error: UnknownTeam) -> Self {
         ApiError::bad_request(sentence(&error.to_string()))

@@ -20,13 +20,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for CiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "The request body is too large.")
-            } else {
-                ApiError::bad_request("The request body could not be read.")
-            }
-        })?;
+        let bytes = Bytes::from_request(request, state).await.map_err(body_error)?;
         let value: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::bad_request(format!("The request body is not valid JSON: {e}.")))?;
         let serde_json::Value::Object(object) = value else {
@@ -79,6 +73,30 @@ impl<'de> Deserializer<'de> for FieldProbe<'_> {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
         unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
     }
+}
+
+/// The answer to a body that could not be read: too large (413), stopped arriving within the
+/// body-read timeout (408), or broken (400).
+pub fn body_error(rejection: axum::extract::rejection::BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "The request body is too large.")
+    } else if timed_out(&rejection) {
+        ApiError::new(StatusCode::REQUEST_TIMEOUT, "The request body did not arrive in time.")
+    } else {
+        ApiError::bad_request("The request body could not be read.")
+    }
+}
+
+/// Whether the body-read timeout is among the causes of `error`.
+fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if error.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// Query parameters with lowercase names.

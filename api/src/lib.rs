@@ -4,6 +4,7 @@
 //! the application service and shape the answer.
 #![forbid(unsafe_code)]
 
+pub mod client_ip;
 pub mod cluster;
 pub mod context;
 pub mod error;
@@ -15,6 +16,8 @@ pub mod metrics;
 pub mod openapi;
 pub mod qr;
 pub mod ratelimit;
+pub mod server;
+pub mod upgrade_guard;
 pub mod v1;
 pub mod v2;
 pub mod web;
@@ -47,44 +50,55 @@ pub struct AppState {
     pub cluster: live::Cluster,
     /// The time of event metadata.
     pub clock: Arc<dyn Clock>,
+    /// How much of the v1 API (REST and hub) is served.
+    pub v1: v1::V1Mode,
 }
 
 /// Options of the HTTP surface that come from configuration.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct HttpOptions {
-    /// Origins allowed by CORS; empty means any origin.
+    /// Origins allowed by CORS and for WebSocket upgrades; empty means any origin.
     pub cors_origins: Vec<String>,
     /// Per-client-IP limits on commands and new WebSocket connections.
     pub rate_limits: ratelimit::RateLimits,
-    /// Header carrying the client address when behind a proxy; unset uses the peer address.
-    pub client_ip_header: Option<String>,
+    /// Where the client address of a request comes from (the peer, or a trusted proxy's header).
+    pub client_ip: client_ip::ClientIpSource,
+    /// Timeouts and connection caps.
+    pub server: server::ServerOptions,
 }
 
-/// The whole application as one router, paths matched case-insensitively.
-pub fn app(
-    state: AppState,
-    options: &HttpOptions,
-) -> axum::extract::connect_info::IntoMakeServiceWithConnectInfo<LowercasePaths, std::net::SocketAddr> {
-    let limiter = ratelimit::RateLimiter::new(options.rate_limits, options.client_ip_header.clone());
+/// The whole application as one service, paths matched case-insensitively. `limits` counts
+/// live connections per client behind proxies.
+pub fn app(state: AppState, options: &HttpOptions, limits: server::ConnectionLimits) -> LowercasePaths {
+    let limiter = ratelimit::RateLimiter::new(options.rate_limits, options.client_ip.clone());
+    let guard =
+        upgrade_guard::UpgradeGuard::new(&options.cors_origins, &state.public_url, limits, options.client_ip.clone());
+    let v1_and_hub = v1::routes()
+        .route("/hubs/actions", get(live::signalr::connect))
+        .route("/hubs/actions/negotiate", axum::routing::post(live::signalr::negotiate))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), v1::access));
     let router = Router::new()
-        .merge(v1::routes())
+        .merge(v1_and_hub)
         .merge(v2::routes())
         .merge(web::routes())
         .route("/liveness", get(health::liveness))
         .route("/readiness", get(health::readiness))
         .route("/metrics", get(metrics::metrics))
         .route("/cluster", get(cluster::cluster))
-        .route("/hubs/actions", get(live::signalr::connect))
-        .route("/hubs/actions/negotiate", axum::routing::post(live::signalr::negotiate))
         .merge(openapi::swagger())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(guard, upgrade_guard::guard))
         .layer(axum::middleware::from_fn_with_state(limiter, ratelimit::limit))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            options.server.request_timeout,
+        ))
         .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), context::request_context))
         .layer(cors(options))
         .with_state(state);
-    axum::ServiceExt::<Request>::into_make_service_with_connect_info::<std::net::SocketAddr>(lowercase_paths(router))
+    lowercase_paths(router)
 }
 
 /// The router behind path lowercasing.
@@ -128,20 +142,14 @@ fn cors(options: &HttpOptions) -> CorsLayer {
 }
 
 /// Serves the application on `listener` until `shutdown` resolves, then finishes in-flight
-/// requests.
+/// requests; connections are held to the timeouts and caps of `options.server`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     options: &HttpOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    // Every message is written whole and at once; Nagle's algorithm would hold a small write
-    // that follows another (a broadcast after a completion) until the client's delayed ACK.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY on a connection");
-        }
-    });
-    axum::serve(listener, app(state, options)).with_graceful_shutdown(shutdown).await
+    let limits = server::ConnectionLimits::new(&options.server, &options.client_ip);
+    let app = app(state, options, limits.clone());
+    server::serve(listener, app, &options.server, limits, shutdown).await
 }

@@ -3,12 +3,14 @@
 use crate::context;
 use crate::error::ApiError;
 use crate::extract::CiQuery;
-use crate::openapi::responses::v1;
+use crate::openapi::responses::{v1, v2};
+use crate::v2::problem::Problem;
 use crate::AppState;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use qrcode::{Color, QrCode};
+use uuid::Uuid;
 
 /// The image formats of the QR code.
 #[derive(utoipa::ToSchema)]
@@ -50,8 +52,32 @@ const QUIET_ZONE: usize = 4;
         (status = 503, response = v1::Unavailable)))]
 pub async fn tournament_qr(State(state): State<AppState>, query: CiQuery) -> Result<Response, ApiError> {
     let id = query.uuid("tournamentid", "tournamentId")?;
+    render(&state, id, query.get("format")).await
+}
+
+/// The same QR code under the v2 API (the web client's), served whatever `LCT_V1` says.
+#[utoipa::path(get, path = "/api/v2/tournaments/{id}/qr", tag = "v2", operation_id = "v2TournamentQr",
+    params(crate::v2::tournaments::TournamentPath,
+           ("format" = Option<QrFormat>, Query, description = "svg (the default) or png")),
+    responses(
+        (status = 200, description = "The QR code of the join link", content(
+            (QrImage = "image/svg+xml"),
+            (QrImage = "image/png"))),
+        (status = 400, response = v2::BadRequest),
+        (status = 404, response = v2::NotFound),
+        (status = 503, response = v2::Unavailable)))]
+pub async fn tournament_qr_v2(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    query: CiQuery,
+) -> Result<Response, Problem> {
+    let id = crate::extract::parse_uuid(&id, "The tournament id")?;
+    Ok(render(&state, id, query.get("format")).await?)
+}
+
+async fn render(state: &AppState, id: Uuid, format: Option<&str>) -> Result<Response, ApiError> {
     context::set_tournament(id);
-    let format = query.get("format").unwrap_or("svg").to_ascii_lowercase();
+    let format = format.unwrap_or("svg").to_ascii_lowercase();
     if format != "svg" && format != "png" {
         return Err(ApiError::bad_request("format must be svg or png."));
     }

@@ -1,6 +1,7 @@
 //! Per-client-IP rate limits on commands (POSTs) and on new WebSocket connections: token
 //! buckets answering 429 with `Retry-After` when empty.
 
+use crate::client_ip::ClientIpSource;
 use crate::error::ApiError;
 use axum::extract::{ConnectInfo, Request};
 use axum::http::{header, HeaderValue, Method, StatusCode};
@@ -67,27 +68,21 @@ impl Buckets {
 pub struct RateLimiter {
     commands: Arc<Buckets>,
     connections: Arc<Buckets>,
-    /// Header naming the client address when behind a proxy (e.g. `x-forwarded-for`).
-    client_ip_header: Option<Arc<str>>,
+    client_ip: ClientIpSource,
 }
 
 impl RateLimiter {
-    pub fn new(limits: RateLimits, client_ip_header: Option<String>) -> Self {
+    pub fn new(limits: RateLimits, client_ip: ClientIpSource) -> Self {
         Self {
             commands: Arc::new(Buckets::new(limits.commands_per_second)),
             connections: Arc::new(Buckets::new(limits.connections_per_second)),
-            client_ip_header: client_ip_header.map(|h| h.to_ascii_lowercase().into()),
+            client_ip,
         }
     }
 
     fn client_ip(&self, request: &Request) -> Option<IpAddr> {
-        if let Some(name) = &self.client_ip_header {
-            let forwarded = request.headers().get(name.as_ref()).and_then(|v| v.to_str().ok());
-            if let Some(ip) = forwarded.and_then(|v| v.split(',').next()).and_then(|v| v.trim().parse().ok()) {
-                return Some(ip);
-            }
-        }
-        request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
+        let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        self.client_ip.client_ip(request.headers(), peer)
     }
 }
 
@@ -97,9 +92,7 @@ pub async fn limit(
     request: Request,
     next: Next,
 ) -> Response {
-    let is_upgrade =
-        request.headers().get(header::UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
-    let buckets = if is_upgrade {
+    let buckets = if crate::upgrade_guard::is_upgrade(request.headers()) {
         Some(&limiter.connections)
     } else if request.method() == Method::POST {
         Some(&limiter.commands)

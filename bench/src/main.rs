@@ -2,6 +2,8 @@
 //! needed) on loopback, drive it, print figures and stop by themselves.
 //!
 //! `lct-bench idle-memory`: server memory per idle SignalR connection of one pod.
+//! `lct-bench stalled-readers`: server memory per SignalR connection that sends invocations
+//! with large invocation ids and never reads, and how long the server takes to cut them off.
 //! `lct-bench fanout`: lobby fan-out through two pods and Redis, against Socket.IO with the
 //! Redis adapter on the same machine in the same run (see `docs/benchmarks.md`).
 
@@ -37,6 +39,16 @@ enum Command {
         /// Tournaments they are spread over.
         #[arg(long, default_value_t = 500)]
         tournaments: usize,
+    },
+    /// Server memory (RSS) per SignalR connection that sends invocations with large ids and
+    /// never reads its completions, until the server cuts it off.
+    StalledReaders {
+        /// Such connections, all at once.
+        #[arg(long, default_value_t = 200)]
+        connections: usize,
+        /// Bytes of each invocation id (the server echoes it in the completion).
+        #[arg(long, default_value_t = 30_000)]
+        id_bytes: usize,
     },
     /// Delivered messages per second, latency, CPU and memory of lobby fan-out across two
     /// server processes and Redis, for lct and for Socket.IO.
@@ -99,11 +111,82 @@ async fn idle_memory(lct: &std::path::Path, connections: usize, tournaments: usi
     Ok(())
 }
 
+/// One client that sends invocations and never reads: how long until the server cut it off
+/// (`None` when it still held the connection after `give_up`).
+async fn stall(
+    addr: String,
+    tournament: String,
+    id_bytes: usize,
+    give_up: Duration,
+) -> anyhow::Result<Option<Duration>> {
+    let socket = signalr_connect(&addr, &tournament).await?;
+    let (mut sink, _unread) = socket.split();
+    let record = serde_json::json!({
+        "type": 1, "invocationId": "i".repeat(id_bytes), "target": "TeamClicked",
+        "arguments": [{"groupKey": tournament, "team": "PSG", "name": "Nobody", "surname": "Here"}],
+    });
+    let record = format!("{record}\u{1e}");
+    let started = tokio::time::Instant::now();
+    let deadline = started + give_up;
+    loop {
+        match tokio::time::timeout_at(deadline, sink.send(Message::text(record.clone()))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Ok(Some(started.elapsed())),
+            Err(_) => return Ok(None),
+        }
+    }
+}
+
+async fn stalled_readers(lct: &std::path::Path, connections: usize, id_bytes: usize) -> anyhow::Result<()> {
+    let data = TempDir::new("stalled");
+    let pod = Server::lct(lct, &data.0, "pod-a", &[]).await?;
+    let tournament = create_tournament(&reqwest::Client::new(), &pod.addr, "Stalled readers").await?;
+    // Warm up: one well-behaved connection, so the feed and its buffers are in the baseline.
+    let _watcher = signalr_connect(&pod.addr, &tournament).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = pod.usage()?.rss_bytes;
+    let give_up = Duration::from_secs(120);
+    let clients: Vec<_> = (0..connections)
+        .map(|_| tokio::spawn(stall(pod.addr.clone(), tournament.clone(), id_bytes, give_up)))
+        .collect();
+    let mut peak = before;
+    let mut done = Vec::new();
+    for client in clients {
+        let mut client = client;
+        loop {
+            tokio::select! {
+                outcome = &mut client => {
+                    done.push(outcome??);
+                    break;
+                }
+                () = tokio::time::sleep(Duration::from_millis(20)) => peak = peak.max(pod.usage()?.rss_bytes),
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = pod.usage()?.rss_bytes;
+    let cut: Vec<Duration> = done.iter().flatten().copied().collect();
+    let slowest = cut.iter().max().copied().unwrap_or_default();
+    let kib = |bytes: u64| bytes / 1024;
+    println!("stalled-readers: {connections} SignalR connections sending invocations with {id_bytes}-byte ids, never reading");
+    println!("  cut off by the server: {} of {connections}; the last after {:.1} s", cut.len(), slowest.as_secs_f64());
+    println!("  server RSS before: {} KiB, peak: {} KiB, after: {} KiB", kib(before), kib(peak), kib(after));
+    println!(
+        "  peak server memory per stalled connection: {:.1} KiB",
+        peak.saturating_sub(before) as f64 / 1024.0 / connections.max(1) as f64
+    );
+    if cut.len() < connections {
+        bail!("{} connections were still held after {give_up:?}", connections - cut.len());
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::IdleMemory { connections, tournaments } => idle_memory(&cli.lct, connections, tournaments).await,
+        Command::StalledReaders { connections, id_bytes } => stalled_readers(&cli.lct, connections, id_bytes).await,
         Command::Fanout(options) => fanout::run(&cli.lct, &options).await,
         Command::Worker => worker::run().await,
     }

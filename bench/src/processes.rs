@@ -69,6 +69,9 @@ impl Server {
             .env("LCT_LOG", "warn,lct=info")
             .env("LCT_RATE_LIMIT_COMMANDS", "0")
             .env("LCT_RATE_LIMIT_CONNECTIONS", "0")
+            // Every client of a harness comes from loopback: no connection caps.
+            .env("LCT_MAX_CONNECTIONS", "0")
+            .env("LCT_MAX_CONNECTIONS_PER_CLIENT", "0")
             .env("LCT_WS_INVOCATIONS_PER_SECOND", "100000")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
         Server::start(command, &format!("{} ({name})", binary.display())).await

@@ -1,11 +1,19 @@
-//! One WebSocket connection: a writer task draining the connection's bounded queue (plus
-//! pings and control records) and a reader loop, both ending on the connection's cancellation.
+//! One WebSocket connection: a writer task draining the connection's bounded queue (plus its
+//! own frames and pings) and a reader loop, both ending on the connection's cancellation.
+//!
+//! Nothing waits on a client that does not read. The feed's messages go through the bounded
+//! queue of the hub; the connection's own frames (completions, close records) through its
+//! [`Outbox`], bounded in frames and bytes: the reader never waits for the writer, and a full
+//! outbox closes the connection as too slow. Every write must finish within [`CLIENT_TIMEOUT`],
+//! or the connection is closed. What a stalled connection holds is thus bounded: the hub queue,
+//! [`OUTBOX_BYTES`] of own frames, the frame being written and the read buffers.
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use futures::stream::{SplitSink, SplitStream};
-use futures::{SinkExt, StreamExt};
+use futures::{Sink, SinkExt, StreamExt};
 use live::messages::RECORD_SEPARATOR;
 use live::{CloseReason, ConnectionControl, Protocol};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -20,6 +28,10 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MAX_MESSAGE_BYTES: usize = 32 * 1024;
 /// Read buffer per connection; library defaults are sized for bulk transfer, not density.
 pub const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// Own frames (completions, close records) a connection may have waiting to be written.
+pub const OUTBOX_FRAMES: usize = 64;
+/// Bytes of own frames a connection may have waiting to be written.
+pub const OUTBOX_BYTES: usize = 64 * 1024;
 
 /// Applies the buffer and size limits chosen for many small, mostly idle connections.
 pub fn configure(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
@@ -31,21 +43,91 @@ pub fn configure(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
         .max_frame_size(MAX_MESSAGE_BYTES)
 }
 
-pub type Sink = SplitSink<WebSocket, Message>;
+pub type WsSink = SplitSink<WebSocket, Message>;
 pub type Stream = SplitStream<WebSocket>;
 
-/// Sends one message unless `cancelled` completes first. The send is tried first: on a
-/// healthy connection it completes at once and the cancellation is not looked at.
-async fn send_or_cancel(
-    sink: &mut Sink,
+/// The outbox was full: the client does not read what it causes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxFull;
+
+/// The sending side of a connection's own frames; see the module documentation.
+#[derive(Clone)]
+pub struct Outbox {
+    frames: mpsc::Sender<Message>,
+    bytes: Arc<AtomicUsize>,
+    max_bytes: usize,
+}
+
+/// The writer's side of an [`Outbox`].
+pub struct OutboxReceiver {
+    frames: mpsc::Receiver<Message>,
+    bytes: Arc<AtomicUsize>,
+}
+
+/// An outbox of at most `max_frames` frames and `max_bytes` bytes waiting.
+pub fn outbox(max_frames: usize, max_bytes: usize) -> (Outbox, OutboxReceiver) {
+    let (frames, receiver) = mpsc::channel(max_frames.max(1));
+    let bytes = Arc::new(AtomicUsize::new(0));
+    (Outbox { frames, bytes: Arc::clone(&bytes), max_bytes }, OutboxReceiver { frames: receiver, bytes })
+}
+
+fn weight(message: &Message) -> usize {
+    match message {
+        Message::Text(text) => text.len(),
+        Message::Binary(bytes) | Message::Ping(bytes) | Message::Pong(bytes) => bytes.len(),
+        Message::Close(frame) => frame.as_ref().map_or(0, |f| f.reason.len()) + 2,
+    }
+}
+
+impl Outbox {
+    /// Queues `message` without waiting; `OutboxFull` when it does not fit.
+    pub fn push(&self, message: Message) -> Result<(), OutboxFull> {
+        let weight = weight(&message);
+        let before = self.bytes.fetch_add(weight, Ordering::AcqRel);
+        if before + weight > self.max_bytes {
+            self.bytes.fetch_sub(weight, Ordering::AcqRel);
+            return Err(OutboxFull);
+        }
+        self.frames.try_send(message).map_err(|_| {
+            self.bytes.fetch_sub(weight, Ordering::AcqRel);
+            OutboxFull
+        })
+    }
+}
+
+impl OutboxReceiver {
+    async fn recv(&mut self) -> Option<Message> {
+        let message = self.frames.recv().await?;
+        self.bytes.fetch_sub(weight(&message), Ordering::AcqRel);
+        Some(message)
+    }
+}
+
+/// Sends one message unless `cancelled` completes first or the send does not finish within
+/// [`CLIENT_TIMEOUT`]; `Err` says why it was not sent. The send is tried first: on a healthy
+/// connection it completes at once and the rest is not looked at.
+async fn send_or_cancel<S: Sink<Message> + Unpin>(
+    sink: &mut S,
     message: Message,
     cancelled: std::pin::Pin<&mut tokio_util::sync::WaitForCancellationFuture<'_>>,
-) -> bool {
+) -> Result<(), Unsent> {
     tokio::select! {
         biased;
-        result = sink.send(message) => result.is_ok(),
-        () = cancelled => false,
+        result = tokio::time::timeout(CLIENT_TIMEOUT, sink.send(message)) => match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Unsent::Broken),
+            Err(_) => Err(Unsent::TimedOut),
+        },
+        () = cancelled => Err(Unsent::Cancelled),
     }
+}
+
+/// Why a message was not sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unsent {
+    Broken,
+    TimedOut,
+    Cancelled,
 }
 
 pub fn signalr_record(json: &str) -> Message {
@@ -60,17 +142,18 @@ pub fn signalr_record(json: &str) -> Message {
 const COALESCE_MESSAGES: usize = 32;
 const COALESCE_BYTES: usize = 16 * 1024;
 
-/// Writes queued frames, control messages and pings until cancelled or the queue ends, then
-/// says goodbye in the connection's protocol.
+/// Writes queued frames, the connection's own frames and pings until cancelled or the queue
+/// ends, then says goodbye in the connection's protocol. A write that does not finish within
+/// [`CLIENT_TIMEOUT`] closes the connection as too slow.
 ///
 /// SignalR records that queued up while the connection was writing go out together in one
 /// frame (the protocol allows several records per frame); the v2 socket sends one message per
 /// frame. The ping is due when nothing was sent for [`PING_INTERVAL`]; its timer is moved only
 /// when it fires, not on every message.
-pub async fn write_loop(
-    mut sink: Sink,
+pub async fn write_loop<S: Sink<Message> + Unpin>(
+    mut sink: S,
     mut queue: mpsc::Receiver<Utf8Bytes>,
-    mut control_rx: mpsc::Receiver<Message>,
+    mut own: OutboxReceiver,
     control: Arc<ConnectionControl>,
     protocol: Protocol,
 ) {
@@ -84,7 +167,7 @@ pub async fn write_loop(
         let message = tokio::select! {
             biased;
             () = &mut cancelled => break,
-            message = control_rx.recv() => match message {
+            message = own.recv() => match message {
                 Some(message) => message,
                 None => break,
             },
@@ -106,10 +189,15 @@ pub async fn write_loop(
                 }
             }
         };
-        if !send_or_cancel(&mut sink, message, cancelled.as_mut()).await {
-            break;
+        match send_or_cancel(&mut sink, message, cancelled.as_mut()).await {
+            Ok(()) => last_sent = tokio::time::Instant::now(),
+            Err(Unsent::TimedOut) => {
+                tracing::warn!("live connection did not take a write in time; disconnecting it");
+                control.close(CloseReason::TooSlow);
+                break;
+            }
+            Err(Unsent::Broken | Unsent::Cancelled) => break,
         }
-        last_sent = tokio::time::Instant::now();
     }
     control.cancel.cancel();
     let goodbye = match (protocol, control.reason()) {
@@ -167,13 +255,9 @@ pub async fn next_message(stream: &mut Stream, control: &ConnectionControl) -> O
     }
 }
 
-/// Ends a connection: queued control records (a final close) go out, then the writer stops.
-pub async fn finish(
-    mut writer: tokio::task::JoinHandle<()>,
-    control_tx: mpsc::Sender<Message>,
-    control: &ConnectionControl,
-) {
-    drop(control_tx);
+/// Ends a connection: its queued own frames (a final close) go out, then the writer stops.
+pub async fn finish(mut writer: tokio::task::JoinHandle<()>, outbox: Outbox, control: &ConnectionControl) {
+    drop(outbox);
     if tokio::time::timeout(Duration::from_secs(2), &mut writer).await.is_err() {
         control.cancel.cancel();
         let _ = writer.await;
@@ -183,6 +267,75 @@ pub async fn finish(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// A client that stopped reading with every buffer full: nothing it is sent goes out.
+    struct Stalled;
+
+    impl Sink<Message> for Stalled {
+        type Error = std::io::Error;
+        fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Pending
+        }
+        fn start_send(self: Pin<&mut Self>, _: Message) -> Result<(), Self::Error> {
+            Ok(())
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Pending
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Pending
+        }
+    }
+
+    async fn hub() -> (super::super::Hub, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(infrastructure::EmbeddedEventStore::open(dir.path()).unwrap());
+        let bus = Arc::new(infrastructure::live::LocalBus);
+        let hub = super::super::Hub::new(store, bus, Arc::new(live::SystemClock), Default::default());
+        (hub, dir)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_that_does_not_finish_within_the_client_timeout_closes_the_connection() {
+        let (hub, _dir) = hub().await;
+        let (membership, queue) = hub.subscribe(uuid::Uuid::new_v4(), Protocol::SignalR, None).await;
+        let (outbox, own) = outbox(OUTBOX_FRAMES, OUTBOX_BYTES);
+        let started = tokio::time::Instant::now();
+        let writer = tokio::spawn(write_loop(Stalled, queue, own, membership.control.clone(), Protocol::SignalR));
+        outbox.push(signalr_record(r#"{"type":3,"invocationId":"1"}"#)).unwrap();
+        writer.await.unwrap();
+        assert_eq!(membership.control.reason(), CloseReason::TooSlow);
+        assert!(membership.control.cancel.is_cancelled());
+        // The write was given the whole client timeout (and the goodbye its second), no more.
+        let took = started.elapsed();
+        assert!(took >= CLIENT_TIMEOUT && took <= CLIENT_TIMEOUT + Duration::from_secs(2), "{took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pings_that_cannot_be_written_close_an_idle_connection_too() {
+        let (hub, _dir) = hub().await;
+        let (membership, queue) = hub.subscribe(uuid::Uuid::new_v4(), Protocol::V2, None).await;
+        let (_outbox, own) = outbox(OUTBOX_FRAMES, OUTBOX_BYTES);
+        // The Subscribed marker is the first write; it never goes out.
+        write_loop(Stalled, queue, own, membership.control.clone(), Protocol::V2).await;
+        assert_eq!(membership.control.reason(), CloseReason::TooSlow);
+    }
+
+    #[test]
+    fn the_outbox_is_bounded_in_bytes_and_frames_and_frees_what_the_writer_takes() {
+        let (outbox, mut own) = outbox(3, 100);
+        let frame = |n: usize| Message::Text("x".repeat(n).into());
+        outbox.push(frame(60)).unwrap();
+        assert_eq!(outbox.push(frame(50)), Err(OutboxFull), "over the bytes");
+        outbox.push(frame(30)).unwrap();
+        outbox.push(frame(10)).unwrap();
+        assert_eq!(outbox.push(frame(0)), Err(OutboxFull), "over the frames");
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        runtime.block_on(async { own.recv().await.unwrap() });
+        outbox.push(frame(50)).unwrap();
+    }
 
     fn text(message: Message) -> String {
         match message {

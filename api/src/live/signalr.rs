@@ -6,20 +6,20 @@ use super::session::{self, next_message, signalr_record, write_loop, HANDSHAKE_T
 use crate::context;
 use crate::error::ApiError;
 use crate::extract::CiQuery;
+use crate::upgrade_guard::LiveSlot;
 use crate::AppState;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 use domain::{PlayerName, PlayerSurname, Team};
 use futures::StreamExt;
 use live::messages::RECORD_SEPARATOR;
-use live::{ClickError, Protocol};
+use live::{ClickError, CloseReason, Protocol};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 use uuid::Uuid;
 
 /// How long a negotiated connection token stays valid.
@@ -53,6 +53,7 @@ pub async fn negotiate(State(state): State<AppState>, query: CiQuery) -> Result<
 pub async fn connect(
     State(state): State<AppState>,
     query: CiQuery,
+    slot: Option<Extension<LiveSlot>>,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let tournament = query.uuid("tournamentid", "tournamentId")?;
@@ -70,7 +71,12 @@ pub async fn connect(
     }
     state.service.get(tournament).await?;
     let tracker = state.live.hub.tracker().clone();
-    Ok(session::configure(upgrade).on_upgrade(move |socket| tracker.track_future(run(state, tournament, socket))))
+    Ok(session::configure(upgrade).on_upgrade(move |socket| {
+        tracker.track_future(async move {
+            run(state, tournament, socket).await;
+            drop(slot);
+        })
+    }))
 }
 
 async fn run(state: AppState, tournament: Uuid, socket: WebSocket) {
@@ -79,49 +85,54 @@ async fn run(state: AppState, tournament: Uuid, socket: WebSocket) {
     let rest = match read_handshake(&mut stream).await {
         Ok(rest) => rest,
         Err(error) => {
-            let _ = sink.send(signalr_record(&json!({"error": error}).to_string())).await;
-            let _ = sink.send(Message::Close(None)).await;
+            let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+                sink.send(signalr_record(&json!({"error": error}).to_string())).await?;
+                sink.send(Message::Close(None)).await
+            })
+            .await;
             return;
         }
     };
     // Join the feed before answering, so every event committed after the client sees the
     // answer reaches it.
     let (membership, queue) = state.live.hub.subscribe(tournament, Protocol::SignalR, None).await;
-    if sink.send(signalr_record("{}")).await.is_err() {
+    let answered = tokio::time::timeout(HANDSHAKE_TIMEOUT, sink.send(signalr_record("{}"))).await;
+    if !matches!(answered, Ok(Ok(()))) {
         return;
     }
     let control = &membership.control;
-    let (control_tx, control_rx) = mpsc::channel(16);
-    let writer = tokio::spawn(write_loop(sink, queue, control_rx, control.clone(), Protocol::SignalR));
+    let (outbox, own) = session::outbox(session::OUTBOX_FRAMES, session::OUTBOX_BYTES);
+    let writer = tokio::spawn(write_loop(sink, queue, own, control.clone(), Protocol::SignalR));
     let mut limiter = Limiter::new(state.live.invocations_per_second);
     let mut pending = rest;
     'connection: loop {
         for record in pending.split(RECORD_SEPARATOR).filter(|r| !r.trim().is_empty()) {
-            match handle_record(&state, tournament, record, &mut limiter).await {
-                Reply::None => {}
-                Reply::Send(message) => {
-                    if control_tx.send(message).await.is_err() {
-                        break 'connection;
-                    }
-                }
-                Reply::Close(message) => {
-                    let _ = control_tx.send(message).await;
-                    break 'connection;
-                }
+            let (message, last) = match handle_record(&state, tournament, record, &mut limiter).await {
+                Reply::None => continue,
+                Reply::Send(message) => (message, false),
+                Reply::Close(message) => (message, true),
+            };
+            if outbox.push(message).is_err() {
+                // The client does not read its completions: it cannot keep up.
+                tracing::warn!("live connection does not read its own answers; disconnecting it");
+                control.close(CloseReason::TooSlow);
+                break 'connection;
+            }
+            if last {
+                break 'connection;
             }
         }
         pending = match next_message(&mut stream, control).await {
             Some(Message::Text(text)) => text.as_str().to_owned(),
             Some(Message::Binary(_)) => {
-                let _ =
-                    control_tx.send(close_with_error("Binary records are not supported by the JSON protocol.")).await;
+                let _ = outbox.push(close_with_error("Binary records are not supported by the JSON protocol."));
                 break;
             }
             Some(Message::Close(_)) | None => break,
             Some(_) => String::new(),
         };
     }
-    session::finish(writer, control_tx, control).await;
+    session::finish(writer, outbox, control).await;
 }
 
 /// Reads `{"protocol":"json","version":1}␞` within the handshake timeout; returns what followed
@@ -174,7 +185,9 @@ async fn handle_record(state: &AppState, tournament: Uuid, record: &str, limiter
     match value["type"].as_u64() {
         Some(1) => {
             let invocation_id = value["invocationId"].as_str();
-            let result = if !limiter.allow() {
+            let result = if !state.v1.allows_writes() {
+                Err(state.v1.write_refusal().message)
+            } else if !limiter.allow() {
                 Err("Too many invocations; slow down.".to_owned())
             } else if value["target"].as_str().is_some_and(|t| t.eq_ignore_ascii_case("TeamClicked")) {
                 team_clicked(state, tournament, &value["arguments"]).await

@@ -6,20 +6,21 @@ use super::session::{self, next_message, write_loop};
 use crate::context;
 use crate::error::ApiError;
 use crate::extract::{parse_uuid, CiQuery};
+use crate::upgrade_guard::LiveSlot;
 use crate::AppState;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::response::Response;
 use futures::StreamExt;
 use live::ports::PresenceEntry;
 use live::Protocol;
-use tokio::sync::mpsc;
 use uuid::Uuid;
 
 pub async fn live(
     State(state): State<AppState>,
     Path(id): Path<String>,
     query: CiQuery,
+    slot: Option<Extension<LiveSlot>>,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let tournament = parse_uuid(&id, "The tournament id")?;
@@ -35,7 +36,7 @@ pub async fn live(
     // With a player token the player counts as online while connected.
     let online_as = match query.get("token") {
         Some(token) => {
-            let player = state.tokens.player_of(tournament, token).ok_or_else(|| {
+            let player = state.tokens.player_of(tournament, token)?.ok_or_else(|| {
                 ApiError::new(axum::http::StatusCode::FORBIDDEN, "This token is not a player token of this tournament.")
             })?;
             let t = current.tournament.as_ref();
@@ -52,8 +53,12 @@ pub async fn live(
         None => None,
     };
     let tracker = state.live.hub.tracker().clone();
-    Ok(session::configure(upgrade)
-        .on_upgrade(move |socket| tracker.track_future(run(state, tournament, since, online_as, socket))))
+    Ok(session::configure(upgrade).on_upgrade(move |socket| {
+        tracker.track_future(async move {
+            run(state, tournament, since, online_as, socket).await;
+            drop(slot);
+        })
+    }))
 }
 
 async fn run(
@@ -70,13 +75,13 @@ async fn run(
         None => None,
     };
     let control = &membership.control;
-    let (control_tx, control_rx) = mpsc::channel(4);
-    let writer = tokio::spawn(write_loop(sink, queue, control_rx, control.clone(), Protocol::V2));
+    let (outbox, own) = session::outbox(4, 1024);
+    let writer = tokio::spawn(write_loop(sink, queue, own, control.clone(), Protocol::V2));
     // Clients send nothing but pongs and close; reading keeps the timeout honest.
     while let Some(message) = next_message(&mut stream, control).await {
         if matches!(message, Message::Close(_)) {
             break;
         }
     }
-    session::finish(writer, control_tx, control).await;
+    session::finish(writer, outbox, control).await;
 }

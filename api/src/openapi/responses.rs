@@ -49,7 +49,13 @@ pub mod v1 {
         BadRequest => "v1BadRequest",
             "Malformed JSON, a missing or ill-typed property, a value that breaks its rule (name, \
              player limit, team), an id that is not a UUID, or an api-version other than 1 or 1.0.";
-        NotFound => "v1NotFound", "The tournament does not exist.";
+        Forbidden => "v1Forbidden",
+            "v1 is read-only on this server (`LCT_V1=read-only`): changes go through the v2 API.";
+        NotFound => "v1NotFound",
+            "The tournament does not exist, or the v1 API is turned off on this server (`LCT_V1=off`).";
+        RequestTimeout => "v1RequestTimeout",
+            "The request body stopped arriving (`LCT_BODY_READ_TIMEOUT_MS`), or the request took longer than \
+             `LCT_REQUEST_TIMEOUT_MS` (then without a body).";
         Conflict => "v1Conflict", "A rule of the tournament refused the command; the message names it.";
         PayloadTooLarge => "v1PayloadTooLarge", "The request body is larger than 16 KiB.";
         TooManyRequests => "v1TooManyRequests",
@@ -70,6 +76,9 @@ pub mod v2 {
         Unauthorized => "v2Unauthorized", "No bearer token was sent.";
         Forbidden => "v2Forbidden", "The bearer token is not the one this operation needs for this tournament.";
         NotFound => "v2NotFound", "The tournament does not exist.";
+        RequestTimeout => "v2RequestTimeout",
+            "The request body stopped arriving (`LCT_BODY_READ_TIMEOUT_MS`), or the request took longer than \
+             `LCT_REQUEST_TIMEOUT_MS` (then without a body).";
         Conflict => "v2Conflict",
             "A rule of the tournament refused the command (its kind is in `type`), or a request with \
              the same Idempotency-Key is still running.";
@@ -77,6 +86,8 @@ pub mod v2 {
         KeyReused => "v2IdempotencyKeyReused", "This Idempotency-Key was used with a different request body.";
         TooManyRequests => "v2TooManyRequests",
             "Too many commands from this client address; retry after `Retry-After` seconds.", with_retry_after;
-        Unavailable => "v2Unavailable", "A dependency (the event store, Redis) is unavailable; retry shortly.";
+        Unavailable => "v2Unavailable",
+            "A dependency (the event store, Redis) is unavailable, or this pod has not agreed on the token key \
+             yet; retry shortly.";
     }
 }

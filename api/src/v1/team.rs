@@ -64,8 +64,10 @@ pub async fn list(State(state): State<AppState>, query: CiQuery) -> Result<Json<
     responses(
         (status = 200, description = "Selected; empty body"),
         (status = 400, response = v1::BadRequest),
+        (status = 403, response = v1::Forbidden),
         (status = 404, response = v1::NotFound),
         (status = 409, description = "Not in the tournament, already selected, or the team is taken", body = ErrorBody),
+        (status = 408, response = v1::RequestTimeout),
         (status = 413, response = v1::PayloadTooLarge),
         (status = 429, response = v1::TooManyRequests),
         (status = 503, response = v1::Unavailable)))]

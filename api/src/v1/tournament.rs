@@ -102,7 +102,9 @@ impl TournamentDto {
     responses(
         (status = 200, description = "The id of the new tournament", body = Uuid, content_type = "application/json"),
         (status = 400, response = v1::BadRequest),
+        (status = 403, response = v1::Forbidden),
         (status = 409, description = "The name is taken", body = ErrorBody),
+        (status = 408, response = v1::RequestTimeout),
         (status = 413, response = v1::PayloadTooLarge),
         (status = 429, response = v1::TooManyRequests),
         (status = 503, response = v1::Unavailable)))]
@@ -141,8 +143,10 @@ pub async fn get(State(state): State<AppState>, query: CiQuery) -> Result<Json<T
     responses(
         (status = 200, description = "Joined; empty body"),
         (status = 400, response = v1::BadRequest),
+        (status = 403, response = v1::Forbidden),
         (status = 404, response = v1::NotFound),
         (status = 409, description = "Already joined, or the tournament is full", body = ErrorBody),
+        (status = 408, response = v1::RequestTimeout),
         (status = 413, response = v1::PayloadTooLarge),
         (status = 429, response = v1::TooManyRequests),
         (status = 503, response = v1::Unavailable)))]
@@ -164,13 +168,23 @@ pub async fn assign_player(
     responses(
         (status = 200, description = "Who got which team", body = [DrawnTeamDto]),
         (status = 400, response = v1::BadRequest),
+        (status = 403, response = v1::Forbidden),
         (status = 404, response = v1::NotFound),
         (status = 409, description = "Seats left or players without a team", body = ErrorBody),
         (status = 503, response = v1::Unavailable)))]
 pub async fn draw(State(state): State<AppState>, query: CiQuery) -> Result<Json<Vec<DrawnTeamDto>>, ApiError> {
     let id = query.uuid("tournamentid", "tournamentId")?;
     context::set_tournament(id);
-    let assignments = state.service.draw(metadata(&state), id, rand::random()).await?;
+    let assignments = if state.v1.allows_writes() {
+        state.service.draw(metadata(&state), id, rand::random()).await?
+    } else {
+        // Read-only: a draw already made is answered, a new one is refused.
+        let current = state.service.get(id).await?;
+        let t = current
+            .tournament
+            .ok_or_else(|| ApiError::from(domain::service::AppError::Rule(domain::DomainError::TournamentNotFound)))?;
+        t.draw.ok_or_else(|| state.v1.write_refusal())?
+    };
     Ok(Json(
         assignments
             .into_iter()
@@ -190,6 +204,7 @@ pub async fn draw(State(state): State<AppState>, query: CiQuery) -> Result<Json<
     responses(
         (status = 200, description = "Who got which team", body = [DrawnTeamDto]),
         (status = 400, response = v1::BadRequest),
+        (status = 403, response = v1::Forbidden),
         (status = 404, response = v1::NotFound),
         (status = 409, description = "Seats left or players without a team", body = ErrorBody),
         (status = 429, response = v1::TooManyRequests),

@@ -1,22 +1,75 @@
 //! `Idempotency-Key` on v2 POSTs: the first request with a key runs and its response is kept
 //! for a day; a retry with the same key gets that response and changes nothing. A key reused
-//! with another body is refused (422); a retry while the first is still running gets 409.
+//! with another body is refused (422); a retry while the first still runs gets 409.
+//!
+//! A keyed command runs to its end even when its client goes away mid-request (it is detached
+//! from the connection), and stores its response: the retry of a client that lost the answer
+//! gets it. Its claim is a short lease ([`LEASE`]), so a command whose pod died before storing
+//! the response holds its key for a minute at most; a retry after that runs again (and meets the
+//! domain rules, e.g. "name taken", rather than acting twice).
+//!
+//! A stored response is replayed to whoever sends the same key and body. On routes whose
+//! response carries a token, the key is therefore a bearer secret: it must be at least
+//! [`MIN_UNGUESSABLE_CHARS`] characters of the URL-safe alphabet (room for 128 random bits), and
+//! clients must draw it from at least 128 random bits.
 
 use super::problem::Problem;
+use crate::context;
 use crate::AppState;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use live::ports::IdempotencyClaim;
+use live::ports::{IdempotencyClaim, IdempotencyStore};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a finished request's response is kept for retries.
 const KEEP: Duration = Duration::from_secs(24 * 60 * 60);
+/// How long a running request holds its key: longer than any command takes (store operations
+/// time out within seconds), short enough that a pod's death does not block a retry for long.
+pub const LEASE: Duration = Duration::from_secs(60);
 /// Longest accepted key.
 const MAX_KEY_CHARS: usize = 200;
+/// Shortest key on routes whose response carries a token: 22 characters of a 64-letter alphabet
+/// hold 132 bits.
+pub const MIN_UNGUESSABLE_CHARS: usize = 22;
+
+/// Which keys a route takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRule {
+    /// Any key of 1 to 200 visible characters.
+    Any,
+    /// The response carries a token: keys of at least [`MIN_UNGUESSABLE_CHARS`] characters from
+    /// `A–Z a–z 0–9 - _`, at most 200.
+    Unguessable,
+}
+
+impl KeyRule {
+    fn check(self, key: &str) -> Result<(), Problem> {
+        let length = key.chars().count();
+        let valid = match self {
+            KeyRule::Any => (1..=MAX_KEY_CHARS).contains(&length),
+            KeyRule::Unguessable => {
+                (MIN_UNGUESSABLE_CHARS..=MAX_KEY_CHARS).contains(&length)
+                    && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            }
+        };
+        if valid {
+            return Ok(());
+        }
+        let detail = match self {
+            KeyRule::Any => "Idempotency-Key must be 1 to 200 visible characters.".to_owned(),
+            KeyRule::Unguessable => format!(
+                "This response carries a token, so its Idempotency-Key must not be guessable: at least \
+                 {MIN_UNGUESSABLE_CHARS} characters of A-Z, a-z, 0-9, '-' and '_' (e.g. 16 random bytes in hex)."
+            ),
+        };
+        Err(Problem::new(StatusCode::BAD_REQUEST, "invalid-idempotency-key", detail))
+    }
+}
 
 /// The `Idempotency-Key` header's schema: 1 to 200 visible ASCII characters, spaces and tabs
 /// allowed between them (HTTP drops blanks around a header value).
@@ -36,6 +89,23 @@ impl utoipa::PartialSchema for IdempotencyKey {
 }
 
 impl utoipa::ToSchema for IdempotencyKey {}
+
+/// The `Idempotency-Key` header's schema on the routes answered with a token: at least
+/// [`MIN_UNGUESSABLE_CHARS`] characters of the URL-safe alphabet, at most 200.
+pub struct UnguessableIdempotencyKey;
+
+impl utoipa::PartialSchema for UnguessableIdempotencyKey {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .min_length(Some(MIN_UNGUESSABLE_CHARS))
+            .max_length(Some(MAX_KEY_CHARS))
+            .pattern(Some(format!("^[A-Za-z0-9_-]{{{MIN_UNGUESSABLE_CHARS},{MAX_KEY_CHARS}}}$")))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for UnguessableIdempotencyKey {}
 
 #[derive(Serialize, Deserialize)]
 struct Stored {
@@ -64,53 +134,92 @@ fn unavailable(error: live::ports::LiveError) -> Problem {
     )
 }
 
-/// Runs `run` at most once per `Idempotency-Key` of this route (each call when there is no
-/// key). `fingerprint` identifies the request body.
-pub async fn once<F, Fut>(
+fn hex_digest(parts: &[&[u8]]) -> String {
+    let mut digest = Sha256::new();
+    for part in parts {
+        digest.update(part);
+        digest.update([0x1f]);
+    }
+    digest.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Runs `command` at most once per `Idempotency-Key` of this route (each call when there is no
+/// key), under `rule`. `fingerprint` identifies the request body. With a key, the command runs
+/// detached from the request: it finishes and stores its response even if the request is
+/// dropped.
+pub async fn once<F>(
     state: &AppState,
     headers: &HeaderMap,
     route: &str,
+    rule: KeyRule,
     fingerprint: &[u8],
-    run: F,
+    command: F,
 ) -> Result<Response, Problem>
 where
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = Result<Answer, Problem>>,
+    F: Future<Output = Result<Answer, Problem>> + Send + 'static,
+{
+    once_in(state.idempotency.clone(), headers, route, rule, fingerprint, command).await
+}
+
+/// [`once`] with the idempotency store given.
+async fn once_in<F>(
+    store: Arc<dyn IdempotencyStore>,
+    headers: &HeaderMap,
+    route: &str,
+    rule: KeyRule,
+    fingerprint: &[u8],
+    command: F,
+) -> Result<Response, Problem>
+where
+    F: Future<Output = Result<Answer, Problem>> + Send + 'static,
 {
     let Some(key) = headers.get("idempotency-key") else {
-        return run().await.map(into_response);
+        return command.await.map(into_response);
     };
-    let key = key.to_str().ok().map(str::trim).filter(|k| !k.is_empty() && k.chars().count() <= MAX_KEY_CHARS);
-    let Some(key) = key else {
-        return Err(Problem::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-request",
-            "Idempotency-Key must be 1 to 200 visible characters.",
-        ));
-    };
-    let scoped = format!("{route}|{key}");
-    let fingerprint: String = Sha256::digest(fingerprint).iter().map(|b| format!("{b:02x}")).collect();
-    let store = &state.idempotency;
-    match store.claim(&scoped, KEEP).await.map_err(unavailable)? {
-        IdempotencyClaim::Claimed => match run().await {
-            Ok((status, body)) => {
-                let stored = Stored { fingerprint, status: status.as_u16(), body: body.clone() };
-                let text = serde_json::to_string(&stored).unwrap_or_default();
-                if let Err(error) = store.complete(&scoped, &text, KEEP).await {
-                    tracing::warn!(cause = %error, "could not keep an idempotent response");
+    let key = key.to_str().map(str::trim).unwrap_or_default();
+    rule.check(key)?;
+    // Stored under a digest: the store never holds a key that would replay someone's token.
+    let scoped = hex_digest(&[route.as_bytes(), key.as_bytes()]);
+    let fingerprint = hex_digest(&[fingerprint]);
+    match store.claim(&scoped, LEASE).await.map_err(unavailable)? {
+        IdempotencyClaim::Claimed => {
+            let detached = context::detached(async move {
+                let outcome = command.await;
+                match &outcome {
+                    Ok((status, body)) => {
+                        let stored = Stored { fingerprint, status: status.as_u16(), body: body.clone() };
+                        let text = serde_json::to_string(&stored).unwrap_or_default();
+                        if let Err(error) = store.complete(&scoped, &text, KEEP).await {
+                            tracing::warn!(cause = %error, "could not keep an idempotent response");
+                        }
+                    }
+                    Err(_) => {
+                        let _ = store.release(&scoped).await;
+                    }
                 }
-                Ok(into_response((status, body)))
+                outcome
+            });
+            match tokio::spawn(detached).await {
+                Ok(outcome) => outcome.map(into_response),
+                Err(error) => {
+                    tracing::error!(%error, "an idempotent command failed");
+                    Err(Problem::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal-error",
+                        "An internal error occurred.",
+                    ))
+                }
             }
-            Err(problem) => {
-                let _ = store.release(&scoped).await;
-                Err(problem)
-            }
-        },
-        IdempotencyClaim::Pending => Err(Problem::new(
-            StatusCode::CONFLICT,
-            "request-in-progress",
-            "A request with this Idempotency-Key is still running.",
-        )),
+        }
+        IdempotencyClaim::Pending => {
+            let mut problem = Problem::new(
+                StatusCode::CONFLICT,
+                "request-in-progress",
+                "A request with this Idempotency-Key is still running; retry shortly.",
+            );
+            problem.retry_after = Some(1);
+            Err(problem)
+        }
         IdempotencyClaim::Done(text) => {
             let stored: Stored = serde_json::from_str(&text).map_err(|_| {
                 Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal-error", "An internal error occurred.")
@@ -124,8 +233,114 @@ where
             }
             let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
             let mut response = into_response((status, stored.body));
-            response.headers_mut().insert("idempotent-replayed", axum::http::HeaderValue::from_static("true"));
+            response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
             Ok(response)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const KEY: &str = "0f8e2c4a9b7d41c6a3e5f7091b2d4c6e";
+
+    fn keyed() -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("idempotency-key", HeaderValue::from_static(KEY));
+        headers
+    }
+
+    async fn body(response: Response) -> Value {
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_command_whose_request_was_dropped_finishes_and_a_retry_gets_its_answer() {
+        let store: Arc<dyn IdempotencyStore> = Arc::new(infrastructure::live::MemorySharedState::default());
+        let runs = Arc::new(AtomicUsize::new(0));
+        let (release, gate) = tokio::sync::oneshot::channel::<()>();
+        let (started, running) = tokio::sync::oneshot::channel::<()>();
+        let command = {
+            let runs = Arc::clone(&runs);
+            async move {
+                let _ = started.send(());
+                let _ = gate.await;
+                runs.fetch_add(1, Ordering::SeqCst);
+                Ok((StatusCode::CREATED, serde_json::json!({"organiserToken": "o.1234"})))
+            }
+        };
+        let request = tokio::spawn({
+            let store = Arc::clone(&store);
+            async move { once_in(store, &keyed(), "create", KeyRule::Unguessable, b"{}", command).await }
+        });
+        let never = || async { panic!("a retry must not run the command again") };
+        running.await.unwrap();
+        // While it runs, a retry is told so.
+        let retried = once_in(Arc::clone(&store), &keyed(), "create", KeyRule::Unguessable, b"{}", never()).await;
+        assert_eq!(retried.unwrap_err().kind, "request-in-progress");
+        // The client goes away: its request is dropped mid-command.
+        request.abort();
+        assert!(request.await.unwrap_err().is_cancelled());
+        release.send(()).unwrap();
+        // The command still finishes and its answer is what the retry gets.
+        let retry = async {
+            loop {
+                match once_in(Arc::clone(&store), &keyed(), "create", KeyRule::Unguessable, b"{}", never()).await {
+                    Ok(answer) => break answer,
+                    Err(problem) => {
+                        assert_eq!(problem.kind, "request-in-progress");
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+            }
+        };
+        let answer = tokio::time::timeout(Duration::from_secs(10), retry).await.expect("the retry gets the answer");
+        assert_eq!(answer.status(), StatusCode::CREATED);
+        assert_eq!(answer.headers()["idempotent-replayed"], "true");
+        assert_eq!(body(answer).await, serde_json::json!({"organiserToken": "o.1234"}));
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_running_command_holds_its_key_for_a_short_lease_only() {
+        // A store that records the time-to-live of each claim.
+        #[derive(Default)]
+        struct Recording(std::sync::Mutex<Vec<Duration>>);
+        #[async_trait::async_trait]
+        impl IdempotencyStore for Recording {
+            async fn claim(&self, _: &str, ttl: Duration) -> Result<IdempotencyClaim, live::ports::LiveError> {
+                self.0.lock().unwrap().push(ttl);
+                Ok(IdempotencyClaim::Claimed)
+            }
+            async fn complete(&self, _: &str, _: &str, ttl: Duration) -> Result<(), live::ports::LiveError> {
+                self.0.lock().unwrap().push(ttl);
+                Ok(())
+            }
+            async fn release(&self, _: &str) -> Result<(), live::ports::LiveError> {
+                Ok(())
+            }
+        }
+        let store = Arc::new(Recording::default());
+        let done = async { Ok((StatusCode::OK, Value::Null)) };
+        once_in(store.clone(), &keyed(), "rename", KeyRule::Any, b"", done).await.unwrap();
+        assert_eq!(*store.0.lock().unwrap(), vec![LEASE, KEEP], "claimed for the lease, kept for a day once done");
+        assert!(LEASE <= Duration::from_secs(60));
+    }
+
+    #[test]
+    fn keys_of_token_routes_must_be_long_and_of_the_url_safe_alphabet() {
+        assert!(KeyRule::Any.check("k").is_ok());
+        assert!(KeyRule::Any.check("").is_err());
+        assert!(KeyRule::Any.check(&"k".repeat(201)).is_err());
+        assert!(KeyRule::Unguessable.check("0f8e2c4a9b7d41c6a3e5f7091b2d4c6e").is_ok());
+        assert!(KeyRule::Unguessable.check("Q2xhcmEncyBuaWdodCBvdXQ").is_ok());
+        assert!(KeyRule::Unguessable.check("6f1c1a2e-4b7d-4c6a-9e5f-7091b2d4c6e0").is_ok());
+        assert!(KeyRule::Unguessable.check("abcdefghijklmnopqrstu").is_err(), "21 characters");
+        assert!(KeyRule::Unguessable.check("abcdefghijklmnopqrstu!").is_err());
+        assert!(KeyRule::Unguessable.check("abcdefghij klmnopqrstuv").is_err());
+        assert!(KeyRule::Unguessable.check(&"a".repeat(201)).is_err());
     }
 }

@@ -22,4 +22,5 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v2/tournaments/{id}/events", get(tournaments::events))
         .route("/api/v2/tournaments/{id}/presence", get(tournaments::presence))
         .route("/api/v2/tournaments/{id}/live", get(crate::live::v2::live))
+        .route("/api/v2/tournaments/{id}/qr", get(crate::qr::tournament_qr_v2))
 }

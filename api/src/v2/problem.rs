@@ -82,6 +82,12 @@ impl From<live::ClickError> for Problem {
     }
 }
 
+impl From<super::tokens::KeyPending> for Problem {
+    fn from(_: super::tokens::KeyPending) -> Self {
+        ApiError::from(super::tokens::KeyPending).into()
+    }
+}
+
 impl From<ApiError> for Problem {
     fn from(error: ApiError) -> Self {
         let kind = match error.status {
@@ -90,6 +96,8 @@ impl From<ApiError> for Problem {
             StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
             StatusCode::CONFLICT => "conflict",
             StatusCode::PAYLOAD_TOO_LARGE => "body-too-large",
+            StatusCode::REQUEST_TIMEOUT => "request-timeout",
+            StatusCode::FORBIDDEN => "forbidden",
             StatusCode::TOO_MANY_REQUESTS => "rate-limited",
             StatusCode::SERVICE_UNAVAILABLE => "dependency-unavailable",
             _ => "internal-error",

@@ -1,8 +1,8 @@
 //! `/api/v2/tournaments`: the clean API. Organiser and player tokens stop one caller from
 //! acting for another; POSTs take an `Idempotency-Key`; errors are problem details.
 
-use super::idempotency::IdempotencyKey;
-use super::idempotency::{once, Answer};
+use super::idempotency::{once, Answer, KeyRule};
+use super::idempotency::{IdempotencyKey, UnguessableIdempotencyKey};
 use super::problem::Problem;
 use super::tokens::player_id;
 use crate::context;
@@ -30,9 +30,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = Problem;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Problem> {
-        let bytes = Bytes::from_request(request, state).await.map_err(|_| {
-            Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", "The request body is too large.")
-        })?;
+        let bytes =
+            Bytes::from_request(request, state).await.map_err(|r| Problem::from(crate::extract::body_error(r)))?;
         let request = Request::new(axum::body::Body::from(bytes.clone()));
         let CiJson(value) = CiJson::<T>::from_request(request, state).await.map_err(Problem::from)?;
         Ok(Body(value, bytes))
@@ -154,6 +153,18 @@ pub struct IdempotencyKeyHeader {
     pub idempotency_key: Option<String>,
 }
 
+/// The optional `Idempotency-Key` of the v2 commands answered with a token (create, join):
+/// the stored answer is replayed to whoever sends the key, so it must not be guessable.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct TokenIdempotencyKeyHeader {
+    /// Makes retries safe: a retry with the same key and body gets the first answer again (its
+    /// token included) and changes nothing; kept for a day. Draw it from at least 128 random
+    /// bits (e.g. 16 random bytes in hex); at least 22 characters of `A-Z a-z 0-9 - _`.
+    #[param(rename = "Idempotency-Key", value_type = Option<UnguessableIdempotencyKey>, nullable = false)]
+    pub idempotency_key: Option<String>,
+}
+
 /// A stored event as `GET /api/v2/tournaments/{id}/events` lists it.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -237,7 +248,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 fn require_organiser(state: &AppState, id: Uuid, headers: &HeaderMap) -> Result<(), Problem> {
     let token = bearer(headers)
         .ok_or_else(|| Problem::unauthorized("The organiser token is required (Authorization: Bearer)."))?;
-    if state.tokens.is_organiser(id, token) {
+    if state.tokens.is_organiser(id, token)? {
         Ok(())
     } else {
         Err(Problem::forbidden("This token is not the organiser token of this tournament."))
@@ -254,7 +265,7 @@ async fn require_player(
         bearer(headers).ok_or_else(|| Problem::unauthorized("A player token is required (Authorization: Bearer)."))?;
     let player = state
         .tokens
-        .player_of(id, token)
+        .player_of(id, token)?
         .ok_or_else(|| Problem::forbidden("This token is not a player token of this tournament."))?;
     let current = state.service.get(id).await?;
     let t = current.tournament.as_ref().ok_or_else(|| Problem::forbidden("Unknown player."))?;
@@ -271,10 +282,11 @@ fn json_of<T: Serialize>(value: &T) -> Value {
 
 /// Creates a tournament; the answer carries the organiser token.
 #[utoipa::path(post, path = "/api/v2/tournaments", tag = "v2", operation_id = "v2CreateTournament",
-    request_body = CreateBody, params(IdempotencyKeyHeader),
+    request_body = CreateBody, params(TokenIdempotencyKeyHeader),
     responses(
         (status = 201, description = "Created; the organiser token is shown only here", body = Created),
         (status = 400, response = v2::BadRequest),
+        (status = 408, response = v2::RequestTimeout),
         (status = 409, response = v2::Conflict),
         (status = 413, response = v2::PayloadTooLarge),
         (status = 422, response = v2::KeyReused),
@@ -285,23 +297,28 @@ pub async fn create(
     headers: HeaderMap,
     Body(body, raw): Body<CreateBody>,
 ) -> Result<Response, Problem> {
-    once(&state, &headers, "create", &raw, || async {
-        let name = TournamentName::parse(&body.name).map_err(crate::error::ApiError::from)?;
-        let limit = PlayerLimit::new(body.player_limit).map_err(crate::error::ApiError::from)?;
-        let id = Uuid::new_v4();
-        context::set_tournament(id);
-        let created = state.service.create(metadata(&state), id, name, limit).await?;
-        let t = created.tournament.as_ref().expect("a created tournament exists");
-        let answer = Created {
-            id,
-            name: t.name.to_string(),
-            player_limit: t.player_limit.into(),
-            version: created.version,
-            organiser_token: state.tokens.organiser(id),
-        };
-        Ok::<Answer, Problem>((StatusCode::CREATED, json_of(&answer)))
-    })
-    .await
+    let id = Uuid::new_v4();
+    context::set_tournament(id);
+    let command = {
+        let state = state.clone();
+        async move {
+            let name = TournamentName::parse(&body.name).map_err(crate::error::ApiError::from)?;
+            let limit = PlayerLimit::new(body.player_limit).map_err(crate::error::ApiError::from)?;
+            // Issued before the command runs: a pod without the key yet changes nothing.
+            let organiser_token = state.tokens.organiser(id)?;
+            let created = state.service.create(metadata(&state), id, name, limit).await?;
+            let t = created.tournament.as_ref().expect("a created tournament exists");
+            let answer = Created {
+                id,
+                name: t.name.to_string(),
+                player_limit: t.player_limit.into(),
+                version: created.version,
+                organiser_token,
+            };
+            Ok::<Answer, Problem>((StatusCode::CREATED, json_of(&answer)))
+        }
+    };
+    once(&state, &headers, "create", KeyRule::Unguessable, &raw, command).await
 }
 
 /// A tournament with its players (with their ids) and the draw.
@@ -325,6 +342,7 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
         (status = 401, response = v2::Unauthorized),
         (status = 403, response = v2::Forbidden),
         (status = 404, response = v2::NotFound),
+        (status = 408, response = v2::RequestTimeout),
         (status = 409, response = v2::Conflict),
         (status = 413, response = v2::PayloadTooLarge),
         (status = 422, response = v2::KeyReused),
@@ -338,21 +356,25 @@ pub async fn rename(
 ) -> Result<Response, Problem> {
     let id = tournament_id(&id)?;
     require_organiser(&state, id, &headers)?;
-    once(&state, &headers, &format!("rename|{id}"), &raw, || async {
-        let name = TournamentName::parse(&body.name).map_err(crate::error::ApiError::from)?;
-        let renamed = state.service.rename(metadata(&state), id, name).await?;
-        Ok((StatusCode::OK, json_of(&view(id, &renamed)?)))
-    })
-    .await
+    let command = {
+        let state = state.clone();
+        async move {
+            let name = TournamentName::parse(&body.name).map_err(crate::error::ApiError::from)?;
+            let renamed = state.service.rename(metadata(&state), id, name).await?;
+            Ok((StatusCode::OK, json_of(&view(id, &renamed)?)))
+        }
+    };
+    once(&state, &headers, &format!("rename|{id}"), KeyRule::Any, &raw, command).await
 }
 
 /// Joins a player; the answer carries the player's id and token.
 #[utoipa::path(post, path = "/api/v2/tournaments/{id}/players", tag = "v2", operation_id = "v2JoinTournament",
-    params(TournamentPath, IdempotencyKeyHeader), request_body = JoinBody,
+    params(TournamentPath, TokenIdempotencyKeyHeader), request_body = JoinBody,
     responses(
         (status = 201, description = "Joined; the player token is shown only here", body = Joined),
         (status = 400, response = v2::BadRequest),
         (status = 404, response = v2::NotFound),
+        (status = 408, response = v2::RequestTimeout),
         (status = 409, response = v2::Conflict),
         (status = 413, response = v2::PayloadTooLarge),
         (status = 422, response = v2::KeyReused),
@@ -365,16 +387,19 @@ pub async fn join(
     Body(body, raw): Body<JoinBody>,
 ) -> Result<Response, Problem> {
     let id = tournament_id(&id)?;
-    once(&state, &headers, &format!("join|{id}"), &raw, || async {
-        let name = PlayerName::parse(&body.name).map_err(crate::error::ApiError::from)?;
-        let surname = PlayerSurname::parse(&body.surname).map_err(crate::error::ApiError::from)?;
-        let player = player_id(id, name.as_str(), surname.as_str());
-        let joined = state.service.join(metadata(&state), id, name, surname).await?;
-        let answer =
-            Joined { player_id: player, player_token: state.tokens.player(id, player), version: joined.version };
-        Ok((StatusCode::CREATED, json_of(&answer)))
-    })
-    .await
+    let command = {
+        let state = state.clone();
+        async move {
+            let name = PlayerName::parse(&body.name).map_err(crate::error::ApiError::from)?;
+            let surname = PlayerSurname::parse(&body.surname).map_err(crate::error::ApiError::from)?;
+            let player = player_id(id, name.as_str(), surname.as_str());
+            let player_token = state.tokens.player(id, player)?;
+            let joined = state.service.join(metadata(&state), id, name, surname).await?;
+            let answer = Joined { player_id: player, player_token, version: joined.version };
+            Ok((StatusCode::CREATED, json_of(&answer)))
+        }
+    };
+    once(&state, &headers, &format!("join|{id}"), KeyRule::Unguessable, &raw, command).await
 }
 
 /// The token's player picks a team (final).
@@ -386,6 +411,7 @@ pub async fn join(
         (status = 401, response = v2::Unauthorized),
         (status = 403, response = v2::Forbidden),
         (status = 404, response = v2::NotFound),
+        (status = 408, response = v2::RequestTimeout),
         (status = 409, response = v2::Conflict),
         (status = 413, response = v2::PayloadTooLarge),
         (status = 422, response = v2::KeyReused),
@@ -399,12 +425,16 @@ pub async fn select(
 ) -> Result<Response, Problem> {
     let id = tournament_id(&id)?;
     let (name, surname) = require_player(&state, id, &headers).await?;
-    once(&state, &headers, &format!("select|{id}|{name}|{surname}"), &raw, || async {
-        let team = Team::parse(&body.team).map_err(crate::error::ApiError::from)?;
-        let selected = state.service.select_team(metadata(&state), id, name, surname, team).await?;
-        Ok((StatusCode::OK, json_of(&view(id, &selected)?)))
-    })
-    .await
+    let route = format!("select|{id}|{name}|{surname}");
+    let command = {
+        let state = state.clone();
+        async move {
+            let team = Team::parse(&body.team).map_err(crate::error::ApiError::from)?;
+            let selected = state.service.select_team(metadata(&state), id, name, surname, team).await?;
+            Ok((StatusCode::OK, json_of(&view(id, &selected)?)))
+        }
+    };
+    once(&state, &headers, &route, KeyRule::Any, &raw, command).await
 }
 
 /// The token's player hovers over a team: everyone sees it live.
@@ -416,6 +446,7 @@ pub async fn select(
         (status = 401, response = v2::Unauthorized),
         (status = 403, response = v2::Forbidden),
         (status = 404, response = v2::NotFound),
+        (status = 408, response = v2::RequestTimeout),
         (status = 409, response = v2::Conflict),
         (status = 413, response = v2::PayloadTooLarge),
         (status = 429, response = v2::TooManyRequests),
@@ -452,12 +483,15 @@ pub async fn draw(
 ) -> Result<Response, Problem> {
     let id = tournament_id(&id)?;
     require_organiser(&state, id, &headers)?;
-    once(&state, &headers, &format!("draw|{id}"), b"", || async {
-        let lines = state.service.draw(metadata(&state), id, rand::random()).await?;
-        let lines: Vec<DrawLine> = lines.iter().map(|a| draw_line(id, a)).collect();
-        Ok((StatusCode::OK, json_of(&lines)))
-    })
-    .await
+    let command = {
+        let state = state.clone();
+        async move {
+            let lines = state.service.draw(metadata(&state), id, rand::random()).await?;
+            let lines: Vec<DrawLine> = lines.iter().map(|a| draw_line(id, a)).collect();
+            Ok((StatusCode::OK, json_of(&lines)))
+        }
+    };
+    once(&state, &headers, &format!("draw|{id}"), KeyRule::Any, b"", command).await
 }
 
 /// The ten teams, each with the player holding it.

@@ -1,0 +1,215 @@
+//! Connections that cannot be held open: the real binary against raw sockets that send nothing,
+//! half a request, a body that never ends, or open more connections than they may; and a live
+//! client that sends invocations but never reads.
+
+mod common;
+
+use common::*;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+/// How long a test waits for the server to act before it fails.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Short timeouts so that the tests see them act; the caps are left at their defaults unless a
+/// test sets them.
+const FAST_TIMEOUTS: [(&str, &str); 3] =
+    [("LCT_HEADER_READ_TIMEOUT_MS", "1000"), ("LCT_BODY_READ_TIMEOUT_MS", "1000"), ("LCT_REQUEST_TIMEOUT_MS", "3000")];
+
+/// Lets idle sockets stay while a test counts them against a cap.
+const HOLD_IDLE: (&str, &str) = ("LCT_HEADER_READ_TIMEOUT_MS", "600000");
+
+/// A TCP connection to `server` from the loopback address `from` (any 127.x.y.z on Linux).
+async fn connect_from(server: &Server, from: &str) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(from.parse::<IpAddr>().unwrap(), 0)).unwrap();
+    socket.connect(server.addr).await.unwrap()
+}
+
+/// Reads until the server closes the connection (end of file or reset) and returns what came,
+/// failing the test when the connection is still open at the deadline.
+async fn read_until_closed(stream: &mut TcpStream) -> String {
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let read_all = async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(DEADLINE, read_all).await.expect("the server closes the connection");
+    String::from_utf8_lossy(&received).into_owned()
+}
+
+/// One `GET /liveness` on a fresh connection from `from`: the status line's code, or `None` when
+/// the server closed the connection without an answer.
+async fn liveness_from(server: &Server, from: &str) -> Option<u16> {
+    let mut stream = connect_from(server, from).await;
+    let request = "GET /liveness HTTP/1.1\r\nHost: lct\r\nConnection: close\r\n\r\n";
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return None;
+    }
+    let answer = read_until_closed(&mut stream).await;
+    answer.strip_prefix("HTTP/1.1 ").and_then(|rest| rest.get(..3)).and_then(|code| code.parse().ok())
+}
+
+#[tokio::test]
+async fn a_connection_that_sends_nothing_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &FAST_TIMEOUTS).await;
+    let mut silent = connect_from(&server, "127.0.0.1").await;
+    let answer = read_until_closed(&mut silent).await;
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "{answer}");
+}
+
+#[tokio::test]
+async fn half_a_request_line_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &FAST_TIMEOUTS).await;
+    let mut slow = connect_from(&server, "127.0.0.1").await;
+    slow.write_all(b"GET /liven").await.unwrap();
+    let answer = read_until_closed(&mut slow).await;
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "{answer}");
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_its_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &FAST_TIMEOUTS).await;
+    let mut idle = connect_from(&server, "127.0.0.1").await;
+    idle.write_all(b"GET /liveness HTTP/1.1\r\nHost: lct\r\n\r\n").await.unwrap();
+    let answer = read_until_closed(&mut idle).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "the request is answered before the idle close: {answer}");
+}
+
+#[tokio::test]
+async fn a_body_that_stops_arriving_is_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &FAST_TIMEOUTS).await;
+    let mut stalled = connect_from(&server, "127.0.0.1").await;
+    let head = "POST /api/Tournament/create HTTP/1.1\r\nHost: lct\r\nContent-Type: application/json\r\n\
+                Content-Length: 100\r\n\r\n{\"name\":";
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    let answer = read_until_closed(&mut stalled).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("The request body did not arrive in time."), "{answer}");
+}
+
+#[tokio::test]
+async fn a_body_dripped_a_byte_at_a_time_is_cut_off_by_the_request_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &FAST_TIMEOUTS).await;
+    let mut drip = connect_from(&server, "127.0.0.1").await;
+    let head = "POST /api/Tournament/create HTTP/1.1\r\nHost: lct\r\nContent-Type: application/json\r\n\
+                Content-Length: 10000\r\n\r\n";
+    drip.write_all(head.as_bytes()).await.unwrap();
+    // The client's own pace: one byte every 200 ms, well inside the body-read timeout, so only
+    // the whole-request timeout can end it. It stops when the server closes the connection.
+    let (mut reader, mut writer) = drip.into_split();
+    let dripping = tokio::spawn(async move {
+        for _ in 0..10_000 {
+            if writer.write_all(b" ").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let mut received = Vec::new();
+    let closed = tokio::time::timeout(DEADLINE, reader.read_to_end(&mut received)).await;
+    dripping.abort();
+    assert!(closed.is_ok(), "the server ends a request whose body never completes");
+    let answer = String::from_utf8_lossy(&received);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+}
+
+#[tokio::test]
+async fn idle_sockets_over_the_per_client_cap_are_refused_while_other_clients_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[("LCT_MAX_CONNECTIONS_PER_CLIENT", "20"), HOLD_IDLE]).await;
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        held.push(connect_from(&server, "127.0.0.1").await);
+    }
+    // One more from the same address is refused at once with 503, not left hanging.
+    assert_eq!(liveness_from(&server, "127.0.0.1").await, Some(503));
+    // Another address still gets its answer.
+    assert_eq!(liveness_from(&server, "127.0.0.2").await, Some(200));
+    // Once the idle sockets go, the address is served again.
+    drop(held);
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while liveness_from(&server, "127.0.0.1").await != Some(200) {
+        assert!(tokio::time::Instant::now() < deadline, "the freed slots are never given back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn connections_over_the_global_cap_are_refused_and_served_again_once_below_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server =
+        Server::start(dir.path(), &[("LCT_MAX_CONNECTIONS", "30"), ("LCT_MAX_CONNECTIONS_PER_CLIENT", "0"), HOLD_IDLE])
+            .await;
+    let mut held = Vec::new();
+    for i in 0..30 {
+        held.push(connect_from(&server, &format!("127.0.1.{}", i + 1)).await);
+    }
+    assert_eq!(liveness_from(&server, "127.0.2.1").await, Some(503));
+    held.truncate(10);
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while liveness_from(&server, "127.0.2.1").await != Some(200) {
+        assert!(tokio::time::Instant::now() < deadline, "the freed slots are never given back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The open live connections the server reports on `/metrics`.
+async fn live_connections(server: &Server) -> u64 {
+    let text = client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix("lct_ws_connections "))
+        .and_then(|value| value.trim().parse::<f64>().ok())
+        .map(|value| value as u64)
+        .expect("lct_ws_connections on /metrics")
+}
+
+#[tokio::test]
+async fn a_live_client_that_sends_invocations_but_never_reads_is_disconnected() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]).await;
+    let id = create(&client(), &server, "Stalled night", 2).await;
+    let url = format!("{}/hubs/actions?tournamentId={id}", server.base.replace("http://", "ws://"));
+    let (socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    // The client never reads: everything the server sends piles up in the socket buffers.
+    let (mut sink, _unread) = socket.split();
+    sink.send(Message::text("{\"protocol\":\"json\",\"version\":1}\u{1e}")).await.unwrap();
+    assert_eq!(live_connections(&server).await, 1);
+    // Invocations with ~30 KB invocation ids, each answered by a completion carrying its id,
+    // until the server cuts the connection off (the send fails) or the deadline passes.
+    let invocation_id = "i".repeat(30_000);
+    let record = serde_json::json!({
+        "type": 1, "invocationId": invocation_id, "target": "TeamClicked",
+        "arguments": [{"groupKey": id, "team": "PSG", "name": "Nobody", "surname": "Here"}],
+    });
+    let record = format!("{record}\u{1e}");
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let mut sent = 0usize;
+    loop {
+        match tokio::time::timeout_at(deadline, sink.send(Message::text(record.clone()))).await {
+            Ok(Ok(())) => sent += 1,
+            Ok(Err(_)) => break,
+            Err(_) => panic!("the connection is still held after {sent} invocations"),
+        }
+    }
+    while live_connections(&server).await != 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the server still counts the connection");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The server is fine and serves the next client.
+    assert_eq!(liveness_from(&server, "127.0.0.1").await, Some(200));
+}
