@@ -129,6 +129,15 @@ def check_compose(config_json: str, env_file: str) -> int:
         p.check(e.get("LCT_PUBLIC_URL") == "http://localhost:8080",
                 f"{name}: LCT_PUBLIC_URL should be http://localhost:8080")
         p.check(e.get("LCT_POD_NAME") == name, f"{name}: LCT_POD_NAME should be {name}")
+        # Replicas behind one balancer: one token key, and the client address nginx appended.
+        secret = e.get("LCT_TOKEN_SECRET", "")
+        p.check(secret == env.get("LCT_TOKEN_SECRET") and len(secret) >= 16,
+                f"{name}: LCT_TOKEN_SECRET must be the env file's LCT_TOKEN_SECRET (at least 16 characters)")
+        p.check(e.get("LCT_CLIENT_IP_HEADER", "").lower() == "x-forwarded-for",
+                f"{name}: LCT_CLIENT_IP_HEADER must be x-forwarded-for (nginx appends the client address)")
+        p.check(str(e.get("LCT_TRUSTED_PROXY_HOPS")) == "1",
+                f"{name}: LCT_TRUSTED_PROXY_HOPS must be 1 (nginx is the one proxy in front)")
+        p.check(e.get("LCT_V1", "open") in ("open", "read-only", "off"), f"{name}: LCT_V1 must be open, read-only or off")
         grace = float(e.get("LCT_SHUTDOWN_GRACE", 20))
         p.check(seconds(svc.get("stop_grace_period", "10s")) > grace,
                 f"{name}: stop_grace_period must exceed LCT_SHUTDOWN_GRACE ({grace}s)")
@@ -189,6 +198,8 @@ def check_nginx(crossplane_json: str) -> int:
     p.check(["1.1"] in inner.get("proxy_http_version", []), "nginx: proxy_http_version 1.1 is required for WebSockets")
     p.check(headers.get("upgrade") == "$http_upgrade", "nginx: must forward the Upgrade header")
     p.check(headers.get("connection") == "$connection_upgrade", "nginx: must set Connection from $connection_upgrade")
+    p.check(headers.get("x-forwarded-for") == "$proxy_add_x_forwarded_for",
+            "nginx: X-Forwarded-For must append the client address ($proxy_add_x_forwarded_for): lct reads its right-most entry")
     for t in ("proxy_read_timeout", "proxy_send_timeout"):
         values = inner.get(t, [])
         p.check(bool(values) and seconds(values[0][0]) >= 3600, f"nginx: {t} must be at least 3600s")
@@ -343,7 +354,7 @@ def check_k8s(rendered: str, secret_template: str) -> int:
     p.check(("Namespace", "lct") in index, "Namespace lct is missing")
     p.check(("Secret", "lct-secrets") not in index, "the base must not contain the Secret (template only)")
     for key, value in (secret.get("stringData") or {}).items():
-        if "password" in key:
+        if "password" in key or "secret" in key:
             p.check("change-me" in value, f"secret template: {key} must be a placeholder (change-me)")
 
     dep = index.get(("Deployment", "lct"))
@@ -379,6 +390,13 @@ def check_k8s(rendered: str, secret_template: str) -> int:
                 if ref:
                     p.check(ref["key"] in secret_keys,
                             f"{d['kind']}/{d['metadata']['name']}: secret key {ref['key']} not in the secret template")
+    p.check(env.get("LCT_TOKEN_SECRET", {}).get("valueFrom", {}).get("secretKeyRef", {}).get("key") == "token-secret",
+            "Deployment lct: LCT_TOKEN_SECRET must come from the Secret's token-secret (one key for every replica)")
+    p.check(config.get("LCT_CLIENT_IP_HEADER", "").lower() == "x-forwarded-for",
+            "ConfigMap lct-config: LCT_CLIENT_IP_HEADER must be x-forwarded-for (set by the Ingress controller)")
+    hops = str(config.get("LCT_TRUSTED_PROXY_HOPS", ""))
+    p.check(hops.isdigit() and int(hops) >= 1, "ConfigMap lct-config: LCT_TRUSTED_PROXY_HOPS must be a number of at least 1")
+    p.check(config.get("LCT_V1", "open") in ("open", "read-only", "off"), "ConfigMap lct-config: LCT_V1 must be open, read-only or off")
     redis_url = env.get("LCT_REDIS_URL", {}).get("value", "")
     p.check("$(REDIS_PASSWORD)" in redis_url and list(env).index("REDIS_PASSWORD") < list(env).index("LCT_REDIS_URL"),
             "Deployment lct: LCT_REDIS_URL must expand $(REDIS_PASSWORD) defined before it")

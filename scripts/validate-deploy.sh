@@ -176,13 +176,27 @@ compose_config() {
 compose_requires_secrets() {
   # Without an env file the required secrets must stop compose with a clear message.
   local out
-  if out="$(env -u REDIS_PASSWORD -u GRAFANA_ADMIN_PASSWORD -u KIBANA_ENCRYPTION_KEY \
+  if out="$(env -u REDIS_PASSWORD -u LCT_TOKEN_SECRET -u GRAFANA_ADMIN_PASSWORD -u KIBANA_ENCRYPTION_KEY \
     "$(bin docker-compose)" --project-directory . -f docker-compose.yml --env-file /dev/null config --quiet 2>&1)"; then
     echo "docker compose config succeeded without REDIS_PASSWORD; the :? guard is missing" >&2
     return 1
   fi
   echo "${out}"
   grep -q "REDIS_PASSWORD is not set" <<<"${out}"
+}
+
+compose_requires_token_secret() {
+  # Replicas without one shared token key would refuse each other's tokens: compose must stop.
+  local env_file out
+  env_file="${work}/env-without-token-secret"
+  grep -v '^LCT_TOKEN_SECRET=' .env.example >"${env_file}"
+  if out="$(env -u LCT_TOKEN_SECRET \
+    "$(bin docker-compose)" --project-directory . -f docker-compose.yml --env-file "${env_file}" config --quiet 2>&1)"; then
+    echo "docker compose config succeeded without LCT_TOKEN_SECRET; the :? guard is missing" >&2
+    return 1
+  fi
+  echo "${out}"
+  grep -q "LCT_TOKEN_SECRET is not set" <<<"${out}"
 }
 
 compose_consistency() {
@@ -318,6 +332,7 @@ main() {
   run_check "dockerfile: image contract and .dockerignore" dockerfile_contract
   run_check "compose: docker compose config --quiet (--env-file .env.example)" compose_config
   run_check "compose: refuses to start without the secrets of .env" compose_requires_secrets
+  run_check "compose: refuses to start the replicas without a shared token secret" compose_requires_token_secret
   run_check "compose: services, env, nginx upstreams and Prometheus targets agree" compose_consistency
   run_check "k8s: kustomize build k8s/" k8s_render
   for version in "${K8S_VERSIONS[@]}"; do
