@@ -27,16 +27,16 @@ pub enum NameError {
 }
 
 /// The Unicode `Bidi_Control` characters: the Arabic letter mark, the left-to-right and
-/// right-to-left marks, the embeddings and overrides, and the isolates.
-fn is_bidi_control(c: char) -> bool {
+/// right-to-left marks, the embeddings and overrides, and the isolates. Refused in names.
+pub fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Whether `c` shows as something: a letter, number, punctuation mark or symbol. Separators,
 /// controls, format characters (zero-width space, joiners, BOM), marks (combining accents,
 /// variation selectors) and unassigned code points do not, nor do the letters and symbols that
-/// render blank (the Hangul fillers, the blank Braille pattern).
-fn is_visible(c: char) -> bool {
+/// render blank (the Hangul fillers, the blank Braille pattern). A name needs one.
+pub fn is_visible(c: char) -> bool {
     let shows = matches!(
         c.general_category_group(),
         GeneralCategoryGroup::Letter

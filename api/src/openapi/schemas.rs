@@ -1,13 +1,14 @@
 //! Schemas of the values the domain parses at the edge. The domain derives no OpenAPI schema,
 //! so these state its rules in JSON Schema terms: a name is trimmed of the whitespace Rust's
-//! `char::is_whitespace` knows, must then hold 1 to 50 characters and no control character; a
-//! player limit is 2 to 10 as a number or a numeric string; a team is one of the ten. The unit
-//! tests hold each schema to the parser it describes.
+//! `char::is_whitespace` knows, must then hold 1 to 50 characters, no control or bidirectional
+//! control character, and at least one visible character; a player limit is 2 to 10 as a number
+//! or a numeric string; a team is one of the ten. The unit tests hold each schema to the parser
+//! it describes.
 
-use domain::names::MAX_NAME_CHARS;
+use domain::names::{is_visible, MAX_NAME_CHARS};
 use domain::{PlayerLimit, Team};
 use std::borrow::Cow;
-use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Schema, SchemaFormat, Type};
+use utoipa::openapi::schema::{AllOfBuilder, AnyOfBuilder, ObjectBuilder, Schema, SchemaFormat, Type};
 use utoipa::openapi::RefOr;
 use utoipa::{PartialSchema, ToSchema};
 
@@ -28,6 +29,10 @@ const WHITESPACE: &[(char, char)] = &[
 /// The characters `char::is_control` accepts, refused inside a name.
 const CONTROL: &[(char, char)] = &[('\u{0}', '\u{1f}'), ('\u{7f}', '\u{9f}')];
 
+/// The Unicode `Bidi_Control` characters, refused inside a name.
+const BIDI_CONTROL: &[(char, char)] =
+    &[('\u{61c}', '\u{61c}'), ('\u{200e}', '\u{200f}'), ('\u{202a}', '\u{202e}'), ('\u{2066}', '\u{2069}')];
+
 /// A regular expression character class of `ranges` (negated with `not`), in the syntax
 /// ECMA-262 and Python share: `\uXXXX` escapes only, so no engine reads it differently.
 fn class(not: bool, ranges: &[&[(char, char)]]) -> String {
@@ -42,14 +47,55 @@ fn class(not: bool, ranges: &[&[(char, char)]]) -> String {
     out
 }
 
-/// The whole rule of a name as one pattern: optional whitespace, then 1 to 50 characters
-/// without a control character that neither start nor end with whitespace, then optional
-/// whitespace.
+/// The rule of a name's length and characters as one pattern: optional whitespace, then 1 to
+/// 50 characters without a control or bidirectional control character that neither start nor
+/// end with whitespace, then optional whitespace.
 pub fn name_pattern() -> String {
     let space = class(false, &[WHITESPACE]);
-    let edge = class(true, &[CONTROL, WHITESPACE]);
-    let inner = class(true, &[CONTROL]);
+    let edge = class(true, &[CONTROL, BIDI_CONTROL, WHITESPACE]);
+    let inner = class(true, &[CONTROL, BIDI_CONTROL]);
     format!("^{space}*{edge}(?:{inner}{{0,{between}}}{edge})?{space}*$", between = MAX_NAME_CHARS - 2)
+}
+
+/// The characters the domain counts as visible, as (first, last) ranges over every plane.
+fn visible_ranges() -> Vec<(char, char)> {
+    let mut ranges: Vec<(char, char)> = Vec::new();
+    for c in (0..=u32::from(char::MAX)).filter_map(char::from_u32).filter(|&c| is_visible(c)) {
+        match ranges.last_mut() {
+            Some((_, last)) if u32::from(*last) + 1 == u32::from(c) => *last = c,
+            _ => ranges.push((c, c)),
+        }
+    }
+    ranges
+}
+
+/// The other half of a name's rule, unanchored: it holds a visible character somewhere. Ranges
+/// of the basic plane are written `\uXXXX`; those beyond it as the characters themselves, which
+/// Python and ECMA-262 with the `u` flag (the one JSON Schema asks for) read alike.
+pub fn visible_pattern() -> String {
+    static PATTERN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATTERN
+        .get_or_init(|| {
+            let mut out = String::from("[");
+            for (first, last) in visible_ranges() {
+                for (i, c) in [first, last].into_iter().enumerate() {
+                    if i == 1 && last == first {
+                        break;
+                    }
+                    if i == 1 {
+                        out.push('-');
+                    }
+                    if u32::from(c) <= 0xFFFF {
+                        out.push_str(&format!("\\u{:04X}", u32::from(c)));
+                    } else {
+                        out.push(c);
+                    }
+                }
+            }
+            out.push(']');
+            out
+        })
+        .clone()
 }
 
 /// A tournament name, player name or surname.
@@ -57,16 +103,19 @@ pub struct Name;
 
 impl PartialSchema for Name {
     fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
+        let rule = ObjectBuilder::new()
             .schema_type(Type::String)
             .min_length(Some(1))
             .pattern(Some(name_pattern()))
             .description(Some(format!(
                 "1 to {MAX_NAME_CHARS} characters (Unicode scalar values) once surrounding whitespace is \
-                 trimmed; no control characters. Compared exactly after trimming."
+                 trimmed; no control or bidirectional control characters; at least one visible \
+                 character (a letter, number, punctuation mark or symbol: zero-width characters, \
+                 joiners and combining marks alone are no name). Compared exactly after trimming."
             )))
-            .examples(["Anna"])
-            .into()
+            .examples(["Anna"]);
+        let visible = ObjectBuilder::new().schema_type(Type::String).pattern(Some(visible_pattern()));
+        AllOfBuilder::new().item(rule).item(visible).into()
     }
 }
 
@@ -160,6 +209,7 @@ mod tests {
         for c in (0..=u32::from(char::MAX)).filter_map(char::from_u32) {
             assert_eq!(in_ranges(c, WHITESPACE), c.is_whitespace(), "whitespace {:?}", c);
             assert_eq!(in_ranges(c, CONTROL), c.is_control(), "control {:?}", c);
+            assert_eq!(in_ranges(c, BIDI_CONTROL), domain::names::is_bidi_control(c), "bidi {:?}", c);
         }
     }
 
@@ -174,6 +224,8 @@ mod tests {
         let pattern = regex(&name_pattern());
         let pieces = ["a", "Ż", " ", "\u{a0}", "\t", "\n", "\u{3000}", "\u{7}", "\u{85}", "\u{200b}", "🙂", "x y"];
         let mut corpus: Vec<String> = vec![String::new()];
+        let pieces = [&pieces[..], &["\u{202e}", "\u{301}", "\u{3164}", "\u{200d}", "\u{1f468}\u{200d}\u{1f469}"]].concat();
+        let visible = regex(&visible_pattern());
         for _ in 0..3 {
             let longer: Vec<String> =
                 corpus.iter().flat_map(|s| pieces.iter().map(move |p| format!("{s}{p}"))).collect();
@@ -186,8 +238,17 @@ mod tests {
             }
         }
         for text in &corpus {
-            assert_eq!(pattern.is_match(text), PlayerName::parse(text).is_ok(), "{text:?}");
-            assert_eq!(pattern.is_match(text), TournamentName::parse(text).is_ok(), "{text:?}");
+            let valid = pattern.is_match(text) && visible.is_match(text);
+            assert_eq!(valid, PlayerName::parse(text).is_ok(), "{text:?}");
+            assert_eq!(valid, TournamentName::parse(text).is_ok(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn the_visible_pattern_holds_exactly_the_visible_characters() {
+        let visible = regex(&format!("^{}$", visible_pattern()));
+        for c in (0..=u32::from(char::MAX)).filter_map(char::from_u32).step_by(7) {
+            assert_eq!(visible.is_match(&c.to_string()), is_visible(c), "{:?}", c);
         }
     }
 
