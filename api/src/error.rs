@@ -8,7 +8,7 @@ use axum::Json;
 use domain::names::NameError;
 use domain::ports::StoreError;
 use domain::service::AppError;
-use domain::{DomainError, UnknownTeam};
+use domain::{DomainError, FixtureError, FixtureInputError, UnknownTeam};
 use live::ClickError;
 use serde::Serialize;
 
@@ -51,6 +51,12 @@ impl From<AppError> for ApiError {
             AppError::Rule(DomainError::TournamentNotFound) => {
                 ApiError::new(StatusCode::NOT_FOUND, "The tournament does not exist.")
             }
+            AppError::Rule(rule @ DomainError::Fixtures(FixtureError::MatchNotFound)) => {
+                ApiError::new(StatusCode::NOT_FOUND, sentence(&rule.to_string()))
+            }
+            AppError::Rule(
+                rule @ DomainError::Fixtures(FixtureError::PlayersMayNotRecord | FixtureError::NotAPlayerOfTheMatch),
+            ) => ApiError::new(StatusCode::FORBIDDEN, sentence(&rule.to_string())),
             AppError::Rule(rule) => ApiError::new(StatusCode::CONFLICT, sentence(&rule.to_string())),
             AppError::Store(fault @ StoreError::Unavailable(_)) => {
                 tracing::error!(error = &fault as &dyn std::error::Error, "event store unavailable");
@@ -87,6 +93,12 @@ impl From<crate::v2::tokens::KeyPending> for ApiError {
     fn from(_: crate::v2::tokens::KeyPending) -> Self {
         tracing::warn!("a token was needed before the pods agreed on the token key");
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "A dependency is unavailable; try again shortly.")
+    }
+}
+
+impl From<FixtureInputError> for ApiError {
+    fn from(error: FixtureInputError) -> Self {
+        ApiError::bad_request(sentence(&error.to_string()))
     }
 }
 

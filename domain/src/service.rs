@@ -2,6 +2,7 @@
 //! A version conflict re-loads and decides again, so concurrent requests produce one winner
 //! and clean rule errors for the others.
 
+use crate::fixtures::{Format, MatchNumber, Recorder, Score};
 use crate::names::{PlayerLimit, PlayerName, PlayerSurname, TournamentName};
 use crate::ports::{
     AppendRequest, EventMetadata, EventPublisher, EventStore, RecordedEvent, Snapshot, StoreError, UniqueKey,
@@ -109,6 +110,35 @@ impl TournamentService {
     pub async fn draw(&self, meta: EventMetadata, id: Uuid, seed: u64) -> Result<Vec<Assignment>, AppError> {
         let (state, _) = self.execute(meta, id, || Command::DrawTeams { seed }).await?;
         Ok(state.tournament.and_then(|t| t.draw).unwrap_or_default())
+    }
+
+    /// Lays out the night's matches once, after the draw; `seed` orders the players.
+    pub async fn schedule_fixtures(
+        &self,
+        meta: EventMetadata,
+        id: Uuid,
+        format: Format,
+        players_may_record: bool,
+        seed: u64,
+    ) -> Result<TournamentState, AppError> {
+        self.execute(meta, id, || Command::ScheduleFixtures { format, players_may_record, seed }).await.map(|(s, _)| s)
+    }
+
+    /// Records or corrects the result of a match; the same result again appends nothing.
+    pub async fn record_result(
+        &self,
+        meta: EventMetadata,
+        id: Uuid,
+        number: MatchNumber,
+        score: Score,
+        by: Recorder,
+    ) -> Result<TournamentState, AppError> {
+        self.execute(meta, id, || Command::RecordResult { number, score, by: by.clone() }).await.map(|(s, _)| s)
+    }
+
+    /// Marks the night finished once every match is played; again, it appends nothing.
+    pub async fn finish_night(&self, meta: EventMetadata, id: Uuid) -> Result<TournamentState, AppError> {
+        self.execute(meta, id, || Command::FinishNight).await.map(|(s, _)| s)
     }
 
     /// Loads from the latest snapshot, then the events after it.

@@ -1,6 +1,9 @@
 //! The Tournament aggregate: `decide` turns a command into events or refuses it by a rule,
 //! `evolve` folds an event into the state. Both are pure and synchronous.
 
+use crate::fixtures::{
+    self, Fixture, FixtureError, Format, Goals, MatchNumber, Night, PlayerRef, Recorder, Score, Side,
+};
 use crate::names::{PlayerLimit, PlayerName, PlayerSurname, TournamentName};
 use crate::team::Team;
 use serde::{Deserialize, Serialize};
@@ -28,6 +31,21 @@ pub enum Command {
     DrawTeams {
         seed: u64,
     },
+    /// After the draw: lay out the night's matches. `seed` orders the players (the seeds of a
+    /// knockout, the seats of a league).
+    ScheduleFixtures {
+        format: Format,
+        players_may_record: bool,
+        seed: u64,
+    },
+    /// A result for a match, or a correction of it by the organiser.
+    RecordResult {
+        number: MatchNumber,
+        score: Score,
+        by: Recorder,
+    },
+    /// Every match is played: the table is final.
+    FinishNight,
 }
 
 /// One team handed to one player by the draw.
@@ -43,11 +61,52 @@ pub struct Assignment {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all_fields = "camelCase")]
 pub enum TournamentEvent {
-    TournamentCreated { name: TournamentName, player_limit: PlayerLimit },
-    TournamentRenamed { name: TournamentName },
-    PlayerJoined { name: PlayerName, surname: PlayerSurname },
-    TeamSelected { name: PlayerName, surname: PlayerSurname, team: Team },
-    TeamsDrawn { assignments: Vec<Assignment> },
+    TournamentCreated {
+        name: TournamentName,
+        player_limit: PlayerLimit,
+    },
+    TournamentRenamed {
+        name: TournamentName,
+    },
+    PlayerJoined {
+        name: PlayerName,
+        surname: PlayerSurname,
+    },
+    TeamSelected {
+        name: PlayerName,
+        surname: PlayerSurname,
+        team: Team,
+    },
+    TeamsDrawn {
+        assignments: Vec<Assignment>,
+    },
+    /// The whole schedule, fixed once: the players in seed order and every match.
+    FixturesScheduled {
+        format: Format,
+        players_may_record: bool,
+        players: Vec<PlayerRef>,
+        fixtures: Vec<Fixture>,
+    },
+    /// The first result of a match, with its two players as they were when it was played.
+    ResultRecorded {
+        number: MatchNumber,
+        home: PlayerRef,
+        away: PlayerRef,
+        home_goals: Goals,
+        away_goals: Goals,
+        penalty_winner: Option<Side>,
+        recorded_by: Recorder,
+    },
+    /// The organiser replaced the result of a match.
+    ResultCorrected {
+        number: MatchNumber,
+        home: PlayerRef,
+        away: PlayerRef,
+        home_goals: Goals,
+        away_goals: Goals,
+        penalty_winner: Option<Side>,
+    },
+    NightFinished,
 }
 
 impl TournamentEvent {
@@ -59,6 +118,10 @@ impl TournamentEvent {
             TournamentEvent::PlayerJoined { .. } => "PlayerJoined",
             TournamentEvent::TeamSelected { .. } => "TeamSelected",
             TournamentEvent::TeamsDrawn { .. } => "TeamsDrawn",
+            TournamentEvent::FixturesScheduled { .. } => "FixturesScheduled",
+            TournamentEvent::ResultRecorded { .. } => "ResultRecorded",
+            TournamentEvent::ResultCorrected { .. } => "ResultCorrected",
+            TournamentEvent::NightFinished => "NightFinished",
         }
     }
 }
@@ -88,6 +151,9 @@ pub enum DomainError {
     NotAllSeatsTaken,
     #[error("the draw needs every player to have selected a team")]
     NotAllPlayersSelected,
+    /// A rule of the matches after the draw.
+    #[error(transparent)]
+    Fixtures(#[from] FixtureError),
 }
 
 /// A player as the tournament knows them.
@@ -110,6 +176,9 @@ pub struct Tournament {
     pub players: Vec<Player>,
     /// The result of the draw, once drawn.
     pub draw: Option<Vec<Assignment>>,
+    /// The matches after the draw, once scheduled.
+    #[serde(default)]
+    pub night: Option<Night>,
 }
 
 impl Tournament {
@@ -154,6 +223,7 @@ impl TournamentState {
                     player_limit: *player_limit,
                     players: Vec::new(),
                     draw: None,
+                    night: None,
                 });
             }
             (TournamentEvent::TournamentRenamed { name }, Some(t)) => t.name = name.clone(),
@@ -176,6 +246,13 @@ impl TournamentState {
                 }
                 t.draw = Some(assignments.clone());
             }
+            (
+                TournamentEvent::FixturesScheduled { .. }
+                | TournamentEvent::ResultRecorded { .. }
+                | TournamentEvent::ResultCorrected { .. }
+                | TournamentEvent::NightFinished,
+                Some(t),
+            ) => fixtures::evolve(t, event),
             // An event for a tournament that was never created cannot come from `decide`.
             (_, None) => {}
         }
@@ -239,6 +316,11 @@ impl TournamentState {
                     .collect();
                 Ok(vec![TournamentEvent::TeamsDrawn { assignments }])
             }
+            (t, Command::ScheduleFixtures { format, players_may_record, seed }) => {
+                Ok(fixtures::schedule(t, format, players_may_record, seed)?)
+            }
+            (t, Command::RecordResult { number, score, by }) => Ok(fixtures::record(t, number, score, by)?),
+            (t, Command::FinishNight) => Ok(fixtures::finish(t)?),
             (_, Command::CreateTournament { .. }) => unreachable!("handled above"),
         }
     }
@@ -246,7 +328,7 @@ impl TournamentState {
 
 /// Fisher–Yates driven by SplitMix64 from `seed`, with unbiased bounded draws, so every
 /// permutation is equally likely for a uniformly random seed.
-fn shuffle<T>(items: &mut [T], seed: u64) {
+pub(crate) fn shuffle<T>(items: &mut [T], seed: u64) {
     let mut state = seed;
     let mut next = move || {
         state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);

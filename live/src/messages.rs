@@ -7,8 +7,9 @@
 
 use crate::ports::{Click, PresenceEntry};
 use crate::Frame;
+use domain::fixtures::Slot;
 use domain::ports::RecordedEvent;
-use domain::TournamentEvent;
+use domain::{Format, Goals, PlayerRef, TournamentEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -93,6 +94,52 @@ fn v1_payload(tournament: Uuid, event: &TournamentEvent) -> Option<Value> {
             json!({"type": "TournamentRenamed", "tournamentId": tournament, "tournamentName": name})
         }
         TournamentEvent::TournamentCreated { .. } => return None,
+        TournamentEvent::FixturesScheduled { .. }
+        | TournamentEvent::ResultRecorded { .. }
+        | TournamentEvent::ResultCorrected { .. }
+        | TournamentEvent::NightFinished => return fixtures_payload(tournament, event),
+    })
+}
+
+/// The payloads of the matches after the draw, new to v1 clients (the original front end
+/// ignores types it does not know). Players are named as everywhere in v1: name and surname.
+fn fixtures_payload(tournament: Uuid, event: &TournamentEvent) -> Option<Value> {
+    let side = |slot: &Slot| match slot {
+        Slot::Player { name, surname } => (json!({"name": name, "surname": surname}), Value::Null),
+        Slot::WinnerOf { number } => (Value::Null, json!(number)),
+    };
+    let score = |kind: &str, number: &u16, home: &PlayerRef, away: &PlayerRef, goals: (Goals, Goals), penalties| {
+        json!({
+            "type": kind, "tournamentId": tournament, "matchNumber": number,
+            "home": {"name": home.name, "surname": home.surname},
+            "away": {"name": away.name, "surname": away.surname},
+            "homeGoals": goals.0, "awayGoals": goals.1, "penaltyWinner": penalties,
+        })
+    };
+    Some(match event {
+        TournamentEvent::FixturesScheduled { format, fixtures, .. } => {
+            let (kind, legs) = match format {
+                Format::League { legs } => ("league", json!(legs)),
+                Format::Knockout => ("knockout", Value::Null),
+            };
+            let matches: Vec<Value> = fixtures
+                .iter()
+                .map(|f| {
+                    let ((home, home_from), (away, away_from)) = (side(&f.home), side(&f.away));
+                    json!({"number": f.number, "round": f.round, "leg": f.leg, "home": home, "away": away,
+                           "homeFrom": home_from, "awayFrom": away_from})
+                })
+                .collect();
+            json!({"type": "FixturesScheduled", "tournamentId": tournament, "format": kind, "legs": legs, "matches": matches})
+        }
+        TournamentEvent::ResultRecorded { number, home, away, home_goals, away_goals, penalty_winner, .. } => {
+            score("ResultRecorded", number, home, away, (*home_goals, *away_goals), penalty_winner)
+        }
+        TournamentEvent::ResultCorrected { number, home, away, home_goals, away_goals, penalty_winner } => {
+            score("ResultCorrected", number, home, away, (*home_goals, *away_goals), penalty_winner)
+        }
+        TournamentEvent::NightFinished => json!({"type": "NightFinished", "tournamentId": tournament}),
+        _ => return None,
     })
 }
 
@@ -161,6 +208,49 @@ mod tests {
         let v2: Value = serde_json::from_str(encoded.v2.as_str()).unwrap();
         assert_eq!(v2["version"], 2);
         assert_eq!(v2["type"], "PlayerJoined");
+    }
+
+    #[test]
+    fn a_result_reaches_v1_clients_as_result_recorded_with_its_players_and_v2_clients_with_its_version() {
+        let id = Uuid::new_v4();
+        let player = |name: &str| PlayerRef {
+            name: PlayerName::parse(name).unwrap(),
+            surname: PlayerSurname::parse("Nowak").unwrap(),
+        };
+        let event = RecordedEvent {
+            stream_id: id,
+            version: 12,
+            schema_version: 1,
+            recorded_at_ms: 0,
+            request_id: None,
+            event: TournamentEvent::ResultRecorded {
+                number: 3,
+                home: player("Anna"),
+                away: player("Ben"),
+                home_goals: Goals::new(1).unwrap(),
+                away_goals: Goals::new(1).unwrap(),
+                penalty_winner: Some(domain::Side::Away),
+                recorded_by: domain::Recorder::Organiser,
+            },
+        };
+        let encoded: Encoded<String> = encode_event(&event);
+        let record = encoded.signalr.unwrap();
+        let frame: Value = serde_json::from_str(record.as_str().trim_end_matches('\u{1e}')).unwrap();
+        let payload: Value = serde_json::from_str(frame["arguments"][0].as_str().unwrap()).unwrap();
+        assert_eq!(
+            payload,
+            json!({"type": "ResultRecorded", "tournamentId": id, "matchNumber": 3,
+                   "home": {"name": "Anna", "surname": "Nowak"}, "away": {"name": "Ben", "surname": "Nowak"},
+                   "homeGoals": 1, "awayGoals": 1, "penaltyWinner": "away"})
+        );
+        let v2: Value = serde_json::from_str(encoded.v2.as_str()).unwrap();
+        assert_eq!((v2["type"].as_str(), v2["version"].as_u64()), (Some("ResultRecorded"), Some(12)));
+        assert_eq!(v2["event"]["recordedBy"], json!({"kind": "organiser"}));
+        let finished = RecordedEvent { version: 13, event: TournamentEvent::NightFinished, ..event };
+        let record = encode_event::<String>(&finished).signalr.unwrap();
+        let frame: Value = serde_json::from_str(record.as_str().trim_end_matches('\u{1e}')).unwrap();
+        let payload: Value = serde_json::from_str(frame["arguments"][0].as_str().unwrap()).unwrap();
+        assert_eq!(payload, json!({"type": "NightFinished", "tournamentId": id}));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod redis_server;
+pub mod v2;
 pub mod ws;
 
 use serde_json::Value;

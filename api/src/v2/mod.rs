@@ -1,5 +1,6 @@
 //! The v2 API: resources under `/api/v2/tournaments`, tokens, idempotency keys, problem details.
 
+pub mod fixtures;
 pub mod idempotency;
 pub mod problem;
 pub mod tokens;
@@ -23,4 +24,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v2/tournaments/{id}/presence", get(tournaments::presence))
         .route("/api/v2/tournaments/{id}/live", get(crate::live::v2::live))
         .route("/api/v2/tournaments/{id}/qr", get(crate::qr::tournament_qr_v2))
+        .route("/api/v2/tournaments/{id}/fixtures", get(fixtures::fixtures).post(fixtures::schedule))
+        .route("/api/v2/tournaments/{id}/matches/{number}/result", post(fixtures::record))
+        .route("/api/v2/tournaments/{id}/finish", post(fixtures::finish))
+        .route("/api/v2/tournaments/{id}/standings", get(fixtures::table))
 }

@@ -5,7 +5,7 @@ use crate::error::ApiError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use domain::service::AppError;
-use domain::DomainError;
+use domain::{DomainError, FixtureError};
 use serde::Serialize;
 
 /// An error of the v2 API.
@@ -58,6 +58,25 @@ fn rule_kind(rule: &DomainError) -> &'static str {
         DomainError::TeamAlreadySelected => "team-already-selected",
         DomainError::NotAllSeatsTaken => "not-all-seats-taken",
         DomainError::NotAllPlayersSelected => "not-all-players-selected",
+        DomainError::Fixtures(rule) => fixture_rule_kind(rule),
+    }
+}
+
+fn fixture_rule_kind(rule: &FixtureError) -> &'static str {
+    match rule {
+        FixtureError::NotDrawnYet => "not-drawn-yet",
+        FixtureError::FixturesAlreadyScheduled => "fixtures-already-scheduled",
+        FixtureError::FixturesNotScheduled => "fixtures-not-scheduled",
+        FixtureError::MatchNotFound => "match-not-found",
+        FixtureError::MatchNotReady => "match-not-ready",
+        FixtureError::PlayersMayNotRecord => "players-may-not-record",
+        FixtureError::NotAPlayerOfTheMatch => "not-a-player-of-the-match",
+        FixtureError::ResultAlreadyRecorded => "result-already-recorded",
+        FixtureError::PenaltyWinnerRequired => "penalty-winner-required",
+        FixtureError::UnexpectedPenaltyWinner => "unexpected-penalty-winner",
+        FixtureError::NextRoundAlreadyPlayed => "next-round-already-played",
+        FixtureError::NightAlreadyFinished => "night-already-finished",
+        FixtureError::MatchesStillToPlay => "matches-still-to-play",
     }
 }
 

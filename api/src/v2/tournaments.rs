@@ -233,19 +233,19 @@ fn draw_line(id: Uuid, a: &domain::Assignment) -> DrawLine {
     }
 }
 
-fn tournament_id(raw: &str) -> Result<Uuid, Problem> {
+pub(super) fn tournament_id(raw: &str) -> Result<Uuid, Problem> {
     let id = crate::extract::parse_uuid(raw, "The tournament id").map_err(Problem::from)?;
     context::set_tournament(id);
     Ok(id)
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-fn require_organiser(state: &AppState, id: Uuid, headers: &HeaderMap) -> Result<(), Problem> {
+pub(super) fn require_organiser(state: &AppState, id: Uuid, headers: &HeaderMap) -> Result<(), Problem> {
     let token = bearer(headers)
         .ok_or_else(|| Problem::unauthorized("The organiser token is required (Authorization: Bearer)."))?;
     if state.tokens.is_organiser(id, token)? {
@@ -256,7 +256,7 @@ fn require_organiser(state: &AppState, id: Uuid, headers: &HeaderMap) -> Result<
 }
 
 /// The player a player token stands for, looked up in the tournament.
-async fn require_player(
+pub(super) async fn require_player(
     state: &AppState,
     id: Uuid,
     headers: &HeaderMap,
@@ -276,7 +276,7 @@ async fn require_player(
         .ok_or_else(|| Problem::forbidden("This token's player is not in the tournament."))
 }
 
-fn json_of<T: Serialize>(value: &T) -> Value {
+pub(super) fn json_of<T: Serialize>(value: &T) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Null)
 }
 
