@@ -81,6 +81,18 @@ export const api = {
   select: (id, token, team) => request('POST', at(id, '/selection'), { body: { team }, token }),
   click: (id, token, team) => request('POST', at(id, '/clicks'), { body: { team }, token }),
   draw: (id, token) => request('POST', at(id, '/draw'), { token }),
+  fixtures: (id) => request('GET', at(id, '/fixtures')),
+  standings: (id) => request('GET', at(id, '/standings')),
+  /** `format`: 'league' (with `legs` 1 or 2) or 'knockout'. */
+  schedule: (id, token, { format, legs, playersMayRecord }) => request('POST', at(id, '/fixtures'), {
+    body: { format, legs: format === 'league' ? legs : undefined, playersMayRecord }, token,
+  }),
+  /** Records a result, or corrects it with the organiser token. */
+  recordResult: (id, token, number, { homeGoals, awayGoals, penaltyWinner = null }) =>
+    request('POST', at(id, `/matches/${encodeURIComponent(number)}/result`), {
+      body: { homeGoals, awayGoals, penaltyWinner }, token,
+    }),
+  finish: (id, token) => request('POST', at(id, '/finish'), { token }),
 };
 
 /** The QR code of the join link, as the server renders it. */

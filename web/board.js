@@ -1,10 +1,13 @@
 // `/t/{id}`: the organiser's screen, made to be shown on a TV. The QR code of the join link,
 // the players with who is online, what each is looking at or picked, the teams, and the Draw
-// button, which only the device that created the tournament (holding its token) can use.
+// button, which only the device that created the tournament (holding its token) can use. After
+// the draw that device schedules the matches, enters and corrects results and finishes the
+// night; every screen shows the next matches, the results and the table as they change.
 
 import { api, device, pageTournamentId, qrUrl } from './api.js';
 import { TournamentModel, follow, playerKey } from './model.js';
-import { $, el, errorLine, statusPill, teamGrid, renderOnline, renderDraw, crest, busy } from './ui.js';
+import { $, el, errorLine, statusPill, teamGrid, renderOnline, renderDraw, crest, busy, fullName } from './ui.js';
+import { matchItem, unplayed, played, renderTable, scoreSheet, roundName } from './night.js';
 
 export async function board() {
   const id = pageTournamentId();
@@ -17,6 +20,9 @@ export async function board() {
   const model = new TournamentModel(id);
   const grid = teamGrid($('#teams'));
   const drawButton = $('#draw-button');
+  const scheduleForm = $('#schedule-form');
+  const finishButton = $('#finish-button');
+  const sheet = organiserToken ? scoreSheet() : null;
 
   const joinUrl = `${location.origin}/player/register/${id}`;
   $('#qr').src = qrUrl(id);
@@ -51,6 +57,65 @@ export async function board() {
         : model.everyonePicked
           ? 'Everyone has picked. Ready when you are.'
           : `The draw opens when all ${view.playerLimit} players have joined and picked (${picked} picked so far).`;
+    renderNight();
+  };
+
+  // Enters or corrects a result with the organiser token; the answer is the new fixtures.
+  const enterResult = (match) => sheet.open(model.night, match, async (homeGoals, awayGoals, penaltyWinner) => {
+    const fixtures = await api.recordResult(id, organiserToken, match.number, { homeGoals, awayGoals, penaltyWinner });
+    if (fixtures.version > model.fixtures.version) model.fixtures = fixtures;
+    model.changed();
+    model.readNight().catch((err) => error.show(err));
+  });
+
+  const renderNight = () => {
+    const night = model.night;
+    const drawn = Boolean(model.draw);
+    $('#schedule-card').hidden = !drawn || Boolean(night);
+    scheduleForm.hidden = !organiserToken;
+    $('#schedule-hint').textContent = organiserToken
+      ? 'Everyone has a team. Now choose how the night is played.'
+      : 'Everyone has a team. The organiser chooses how the night is played.';
+    for (const card of ['#next-card', '#results-card', '#table-card']) $(card).hidden = !night;
+    $('#teams-card').hidden = Boolean(night);
+    $('#draw-card').hidden = Boolean(night);
+    document.body.classList.toggle('is-night', Boolean(night));
+    if (!night) return;
+
+    const open = !night.finished && Boolean(organiserToken);
+    const toPlay = unplayed(night);
+    // The organiser can enter any match; the TV shows what comes next.
+    const next = open ? toPlay : toPlay.slice(0, 4);
+    $('#next-matches').replaceChildren(...next.map((m) => matchItem(night, m, {
+      action: open && m.status === 'ready' ? { label: 'Enter result', onClick: enterResult } : null,
+    })));
+    // Who sits out the round being played: a bye in a knockout, the rest in an odd league.
+    const current = toPlay.length ? night.rounds.find((r) => r.round === toPlay[0].round) : null;
+    const byes = current ? current.byes.map(fullName) : [];
+    $('#byes').hidden = byes.length === 0;
+    $('#byes').textContent = !byes.length ? ''
+      : night.format === 'knockout'
+        ? `Through to the next round on a bye: ${byes.join(', ')}`
+        : `Resting in ${roundName(night, current.round).toLowerCase()}: ${byes.join(', ')}`;
+    $('#no-next').hidden = toPlay.length > 0;
+    $('#no-next').textContent = night.finished ? 'The night is over.' : 'Every match is played.';
+    finishButton.hidden = !open || toPlay.length > 0;
+
+    const done = played(night);
+    $('#results-card').hidden = done.length === 0;
+    $('#results').replaceChildren(...done.map((m) => matchItem(night, m, {
+      action: open ? { label: 'Correct', onClick: enterResult } : null,
+    })));
+
+    $('#table-title').textContent = night.finished ? 'Final table' : 'Table';
+    if (model.standings && model.standings.scheduled) {
+      renderTable($('#standings'), { fixtures: night, standings: model.standings });
+    }
+    const champion = night.champion;
+    $('#champion').hidden = !champion;
+    $('#champion').textContent = champion
+      ? `Champion: ${fullName(champion)}${champion.team ? ` with ${champion.team}` : ''}`
+      : '';
   };
   const isOnline = (p) => model.online.has(playerKey(p));
 
@@ -66,6 +131,35 @@ export async function board() {
           if (player) player.drawnTeam = a.team;
         }
       }
+    } catch (err) {
+      error.show(err);
+    }
+    render();
+  });
+
+  scheduleForm.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    error.clear();
+    const choice = scheduleForm.elements.format.value;
+    const format = choice === 'knockout' ? 'knockout' : 'league';
+    const legs = choice === 'league-2' ? 2 : 1;
+    const playersMayRecord = scheduleForm.elements.playersMayRecord.checked;
+    try {
+      const fixtures = await busy($('#schedule-button'),
+        () => api.schedule(id, organiserToken, { format, legs, playersMayRecord }));
+      if (!model.fixtures || fixtures.version > model.fixtures.version) model.fixtures = fixtures;
+      await model.readNight();
+    } catch (err) {
+      error.show(err);
+    }
+    render();
+  });
+
+  finishButton.addEventListener('click', async () => {
+    error.clear();
+    try {
+      await busy(finishButton, () => api.finish(id, organiserToken));
+      await model.readNight();
     } catch (err) {
       error.show(err);
     }

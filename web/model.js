@@ -1,7 +1,9 @@
 // What a page knows about one tournament: the view read from the API, kept current by the live
 // messages. Domain messages are applied in version order; a gap (or anything unexpected) makes
 // the page read the whole view again. Clicks and presence are not versioned: each message is
-// the whole current list and replaces the previous one.
+// the whole current list and replaces the previous one. After the draw the page also holds the
+// night's fixtures and table, read again whenever a fixtures event arrives (the table is the
+// server's to compute).
 
 import { api } from './api.js';
 import { connectLive } from './live.js';
@@ -18,12 +20,18 @@ export class TournamentModel {
     this.clicks = [];        // [{team, name, surname}], the latest click of each player
     this.listeners = new Set();
     this.reloading = null;
+    this.fixtures = null;    // GET …/fixtures, once drawn
+    this.standings = null;   // GET …/standings, once drawn
+    this.nightReading = null;
+    this.nightStale = false;
   }
 
   get version() { return this.view ? this.view.version : 0; }
   get players() { return this.view ? this.view.players : []; }
   get draw() { return this.view && this.view.draw && this.view.draw.length ? this.view.draw : null; }
   get seatsLeft() { return this.view ? Math.max(0, this.view.playerLimit - this.players.length) : 0; }
+  /** The night's fixtures once scheduled, else null. */
+  get night() { return this.fixtures && this.fixtures.scheduled ? this.fixtures : null; }
   get everyonePicked() {
     return this.view !== null && this.seatsLeft === 0 && this.players.every((p) => p.selectedTeam);
   }
@@ -75,7 +83,29 @@ export class TournamentModel {
     this.view = view;
     this.teams = teams.map((t) => t.name);
     if (presence) this.online = new Set(presence.players.map(playerKey));
+    if (this.draw) await this.readNight();
     this.changed();
+  }
+
+  /**
+   * Reads the fixtures and the table. A call while a read runs makes that read go round once
+   * more, so the last event seen is always followed by a read that started after it.
+   */
+  readNight() {
+    if (this.nightReading) {
+      this.nightStale = true;
+      return this.nightReading;
+    }
+    this.nightReading = (async () => {
+      do {
+        this.nightStale = false;
+        const [fixtures, standings] = await Promise.all([api.fixtures(this.id), api.standings(this.id)]);
+        if (!this.fixtures || fixtures.version >= this.fixtures.version) this.fixtures = fixtures;
+        if (!this.standings || standings.version >= this.standings.version) this.standings = standings;
+        this.changed();
+      } while (this.nightStale);
+    })().finally(() => { this.nightReading = null; });
+    return this.nightReading;
   }
 
   /** Who is online, or null: not knowing it (say, while the presence store is down) is no reason to fail. */
@@ -91,6 +121,7 @@ export class TournamentModel {
           this.view = view;
           if (presence) this.online = new Set(presence.players.map(playerKey));
           this.changed();
+          return this.draw ? this.readNight() : null;
         })
         .finally(() => { this.reloading = null; });
     }
@@ -147,6 +178,13 @@ export class TournamentModel {
           if (player) player.drawnTeam = a.team;
         }
         break;
+      case 'FixturesScheduled':
+      case 'ResultRecorded':
+      case 'ResultCorrected':
+      case 'NightFinished':
+        view.version = message.version;
+        this.changed();
+        return this.readNight();
       default:
         // A kind of event this page does not know: read the view rather than guess.
         return this.reload();

@@ -1,10 +1,13 @@
 // `/p/{id}`: the player's phone. Tapping a tile shows everyone where the player is looking and
 // asks to confirm; the confirmed pick is final. Taken teams are disabled as soon as they are
 // taken, others' looks show as badges, and the draw result appears when the organiser draws.
+// Once the matches are scheduled the phone shows the player's own next match and position, the
+// table and every match, live; when the organiser allows it the player enters their results.
 
 import { api, device, pageTournamentId } from './api.js';
 import { TournamentModel, follow, playerKey } from './model.js';
 import { $, el, errorLine, statusPill, teamGrid, renderOnline, renderDraw, fullName, busy } from './ui.js';
+import { matchItem, renderTable, scoreSheet, roundName, sideText, ordinal, stageText } from './night.js';
 
 export async function player() {
   const id = pageTournamentId();
@@ -40,6 +43,9 @@ export async function player() {
     api.click(id, token, team).catch((err) => error.show(err));
   };
   const grid = teamGrid($('#teams'), { onTap: tap });
+  const sheet = scoreSheet();
+  const enterButton = $('#enter-result');
+  let nextMatch = null; // the player's next match, when they may enter its result
 
   const render = () => {
     const view = model.view;
@@ -98,7 +104,59 @@ export async function player() {
         $('#result-card').scrollIntoView({ block: 'start' });
       }
     }
+    renderNight(self, selfKey);
   };
+
+  const renderNight = (self, selfKey) => {
+    const night = model.night;
+    for (const card of ['#night-card', '#table-card', '#matches-card']) $(card).hidden = !night;
+    $('#teams-card').hidden = Boolean(night);
+    nextMatch = null;
+    if (!night) return;
+    const rows = model.standings && model.standings.scheduled ? model.standings.rows : [];
+    const row = self ? rows.find((r) => playerKey(r) === selfKey) : null;
+    const next = row && row.nextMatch ? night.matches.find((m) => m.number === row.nextMatch) : null;
+    $('#night-title').textContent = next ? 'Your next match' : 'Your night';
+    if (next) {
+      const atHome = Boolean(next.home) && playerKey(next.home) === selfKey;
+      const opponent = next[atHome ? 'away' : 'home'];
+      $('#my-next').textContent = `You v ${sideText(next, atHome ? 'away' : 'home')}`;
+      $('#my-next-detail').textContent = [`Match ${next.number}`, roundName(night, next.round),
+        atHome ? 'at home' : 'away', opponent && opponent.team ? `they play with ${opponent.team}` : null]
+        .filter(Boolean).join(' · ');
+      if (next.status === 'ready' && night.playersMayRecord && !night.finished) nextMatch = next;
+    } else {
+      $('#my-next').textContent = !row ? ''
+        : row.champion ? 'Champion!'
+          : row.eliminated ? 'You are out of the knockout.'
+            : night.finished ? 'The night is over.' : 'All your matches are played.';
+      $('#my-next-detail').textContent = night.finished ? 'Thanks for playing.' : '';
+    }
+    enterButton.hidden = !nextMatch;
+    $('#my-position').textContent = !row ? ''
+      : `${ordinal(row.position)} of ${rows.length} · ${night.format === 'knockout'
+        ? stageText(night, row)
+        : `${row.points} ${row.points === 1 ? 'point' : 'points'}`}`;
+
+    $('#table-title').textContent = night.finished ? 'Final table' : 'Table';
+    if (rows.length) renderTable($('#standings'), { fixtures: night, standings: model.standings, selfKey });
+    const champion = night.champion;
+    $('#champion').hidden = !champion;
+    $('#champion').textContent = champion ? `Champion: ${fullName(champion)}` : '';
+    $('#matches').replaceChildren(...night.matches.map((m) => matchItem(night, m, { selfKey })));
+  };
+
+  enterButton.addEventListener('click', () => {
+    const match = nextMatch;
+    if (!match) return;
+    error.clear();
+    sheet.open(model.night, match, async (homeGoals, awayGoals, penaltyWinner) => {
+      const fixtures = await api.recordResult(id, token, match.number, { homeGoals, awayGoals, penaltyWinner });
+      if (fixtures.version > model.fixtures.version) model.fixtures = fixtures;
+      model.changed();
+      model.readNight().catch((err) => error.show(err));
+    });
+  });
 
   confirmButton.addEventListener('click', async () => {
     const team = candidate;

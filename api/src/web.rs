@@ -3,7 +3,8 @@
 //! fetched from elsewhere.
 //!
 //! - `/`: create a tournament;
-//! - `/t/{id}`: the organiser's screen (QR code, players, live clicks, draw);
+//! - `/t/{id}`: the organiser's screen (QR code, players, live clicks, draw, then the night's
+//!   matches, results and table);
 //! - `/player/register/{id}`: the join link in the QR code;
 //! - `/p/{id}`: a player's phone;
 //! - `/assets/{file}`: the stylesheet, the JavaScript modules and the icon.
@@ -58,6 +59,7 @@ const ASSETS: &[Asset] = &[
     embed!("live.js", JS),
     embed!("model.js", JS),
     embed!("ui.js", JS),
+    embed!("night.js", JS),
     embed!("home.js", JS),
     embed!("board.js", JS),
     embed!("register.js", JS),

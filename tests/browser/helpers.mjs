@@ -99,3 +99,26 @@ export async function screenshot(page, name, { fullPage = true } = {}) {
   await page.screenshot({ path: file, fullPage });
   return file;
 }
+
+/** Calls the v2 API from the test and returns the parsed answer; a refusal fails the test. */
+export async function callV2(server, method, path, { body, token } = {}) {
+  const headers = body === undefined ? {} : { 'content-type': 'application/json' };
+  if (token) headers.authorization = `Bearer ${token}`;
+  const response = await fetch(`${server.baseUrl}/api/v2${path}`, {
+    method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  if (!response.ok) throw new Error(`${method} ${path} answered ${response.status}: ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
+/**
+ * Gives `person`'s browser what a device keeps for tournament `id` (its tokens, as the pages
+ * store them after creating or joining), then opens `path`.
+ */
+export async function openAsDevice(person, id, stored, path) {
+  await person.page.goto('/'); // any page of the origin, to reach its storage
+  await person.page.evaluate(([key, value]) => localStorage.setItem(key, value),
+    [`lct:tournament:${id}`, JSON.stringify(stored)]);
+  await person.page.goto(path);
+}
