@@ -86,7 +86,7 @@ async fn a_league_night_is_scheduled_played_corrected_and_finished() {
     for bad in [
         json!({"format": "cup"}),
         json!({"format": "league", "legs": 3}),
-        json!({"format": "knockout", "legs": 2}),
+        json!({"format": "league", "legs": "2"}),
         json!({}),
     ] {
         assert_eq!(refused(schedule(&d.id, &d.organiser, bad.clone()), 400).await, "invalid-request", "{bad}");
@@ -141,6 +141,8 @@ async fn a_league_night_is_scheduled_played_corrected_and_finished() {
     assert_eq!(refused(record(1, json!({"homeGoals": -1, "awayGoals": 0})), 400).await, "invalid-request");
     assert_eq!(refused(record(1, json!({"homeGoals": 1.5, "awayGoals": 0})), 400).await, "invalid-request");
     assert_eq!(refused(record(99, score(1, 0)), 404).await, "match-not-found");
+    assert_eq!(refused(record(0, score(1, 0)), 400).await, "invalid-request");
+    assert_eq!(refused(record(65536, score(1, 0)), 400).await, "invalid-request");
     let not_a_number = v2.post(&path(&d, "/matches/first/result"), Some(&d.organiser), score(1, 0));
     assert_eq!(refused(not_a_number, 400).await, "invalid-request");
     let penalties = json!({"homeGoals": 1, "awayGoals": 1, "penaltyWinner": "home"});
@@ -387,4 +389,34 @@ async fn the_openapi_document_describes_the_fixtures_routes() {
     let body = &doc["components"]["schemas"]["ResultBody"]["properties"];
     assert_eq!((body["homeGoals"]["minimum"].as_u64(), body["homeGoals"]["maximum"].as_u64()), (Some(0), Some(99)));
     assert_eq!(doc["components"]["schemas"]["FormatName"]["enum"], json!(["league", "knockout"]));
+}
+
+/// Commands racing on one tournament: a double tap on "schedule" makes one schedule, and
+/// results sent at once by both players make one result; the others are clean refusals.
+#[tokio::test]
+async fn racing_schedules_and_results_make_one_of_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[("LCT_RATE_LIMIT_COMMANDS", "0")]).await;
+    let v2 = V2::new(&server);
+    let d = v2.drawn("Races", &FOUR[..2]).await;
+    let schedule = |format: &str| {
+        v2.post(&path(&d, "/fixtures"), Some(&d.organiser), json!({"format": format, "playersMayRecord": true})).send()
+    };
+    let (league, knockout) = tokio::join!(schedule("league"), schedule("knockout"));
+    let mut statuses = [league.unwrap().status().as_u16(), knockout.unwrap().status().as_u16()];
+    statuses.sort();
+    assert_eq!(statuses, [201, 409]);
+    let count = |events: &[Value], kind: &str| events.iter().filter(|e| e["type"] == kind).count();
+    assert_eq!(count(&v2.events(&d.id).await, "FixturesScheduled"), 1);
+
+    let sends = (1..=4u8).flat_map(|goals| {
+        [(&d.seats[0].token, score(goals, 0)), (&d.seats[1].token, score(0, goals))]
+            .map(|(token, body)| v2.post(&result_path(&d, 1), Some(token), body).send())
+    });
+    let answers = futures::future::join_all(sends).await;
+    let mut outcomes: Vec<u16> = answers.into_iter().map(|r| r.unwrap().status().as_u16()).collect();
+    outcomes.sort();
+    assert_eq!(outcomes, [200, 409, 409, 409, 409, 409, 409, 409], "one result; the others result-already-recorded");
+    assert_eq!(count(&v2.events(&d.id).await, "ResultRecorded"), 1);
+    assert_eq!(count(&v2.events(&d.id).await, "ResultCorrected"), 0);
 }

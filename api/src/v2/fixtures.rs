@@ -52,7 +52,7 @@ pub enum StatusName {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ScheduleBody {
     pub format: FormatName,
-    /// League only: 1 (each pair once) or 2 (home and away). Default 1.
+    /// League only: 1 (each pair once) or 2 (home and away). Default 1; a knockout ignores it.
     #[serde(default)]
     #[schema(value_type = Option<i64>, minimum = 1, maximum = 2)]
     pub legs: Option<i64>,
@@ -342,10 +342,9 @@ pub fn standings_view(id: Uuid, state: &TournamentState) -> Result<StandingsView
 }
 
 fn format_of(body: &ScheduleBody) -> Result<Format, ApiError> {
-    match (body.format, body.legs) {
-        (FormatName::League, legs) => Ok(Format::League { legs: Legs::new(legs.unwrap_or(1))? }),
-        (FormatName::Knockout, None | Some(1)) => Ok(Format::Knockout),
-        (FormatName::Knockout, Some(_)) => Err(ApiError::bad_request("A knockout is played in one leg.")),
+    match body.format {
+        FormatName::League => Ok(Format::League { legs: Legs::new(body.legs.unwrap_or(1))? }),
+        FormatName::Knockout => Ok(Format::Knockout),
     }
 }
 
@@ -361,8 +360,12 @@ fn score_of(body: &ResultBody) -> Result<Score, ApiError> {
 }
 
 fn match_number(raw: &str) -> Result<u16, Problem> {
-    raw.trim().parse::<u16>().map_err(|_| {
-        Problem::new(StatusCode::BAD_REQUEST, "invalid-request", "The match number must be a whole number from 1.")
+    raw.trim().parse::<u16>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-request",
+            "The match number must be a whole number from 1 to 65535.",
+        )
     })
 }
 
@@ -414,7 +417,7 @@ pub async fn fixtures(State(state): State<AppState>, Path(id): Path<String>) -> 
 /// player's own matches, and only when the organiser allowed it; the same result again changes
 /// nothing.
 #[utoipa::path(post, path = "/api/v2/tournaments/{id}/matches/{number}/result", tag = "v2",
-    params(("id" = Uuid, Path), ("number" = u16, Path, minimum = 1),
+    params(("id" = Uuid, Path), ("number" = u16, Path, minimum = 1, maximum = 65535),
         ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
     request_body = ResultBody, security(("organiser" = []), ("player" = [])),
     responses((status = 200, body = FixturesView), (status = 400, body = ProblemBody), (status = 401, body = ProblemBody),

@@ -225,6 +225,59 @@ mod tests {
         assert_eq!(snapshot_from_document(&snapshot_document(&empty).unwrap()).unwrap(), empty);
     }
 
+    /// A knockout of three played to the end through the aggregate: a schedule with a bye and a
+    /// later match fed by a winner, a result on penalties by a player, a correction, the finish.
+    fn a_night_after_the_draw() -> Vec<TournamentEvent> {
+        use domain::{Command, Format, Goals, Recorder, Score, Side};
+        let names = ["Anna", "Ben", "Cleo"];
+        let mut events = vec![TournamentEvent::TournamentCreated {
+            name: TournamentName::parse("Knockout night").unwrap(),
+            player_limit: PlayerLimit::new(3).unwrap(),
+        }];
+        for (i, name) in names.iter().enumerate() {
+            let (name, surname) = player(name);
+            events.push(TournamentEvent::PlayerJoined { name: name.clone(), surname: surname.clone() });
+            events.push(TournamentEvent::TeamSelected { name, surname, team: Team::ALL[i] });
+        }
+        let then = |events: &mut Vec<TournamentEvent>, command: Command| {
+            let decided = TournamentState::default().replay(events.iter()).decide(command).unwrap();
+            events.extend(decided);
+        };
+        then(&mut events, Command::DrawTeams { seed: 5 });
+        then(&mut events, Command::ScheduleFixtures { format: Format::Knockout, players_may_record: true, seed: 3 });
+        let goals = |n| Goals::new(n).unwrap();
+        let level = Score { home: goals(2), away: goals(2), penalty_winner: Some(Side::Away) };
+        let night = TournamentState::default().replay(&events).tournament.unwrap().night.unwrap();
+        let home = night.sides(1).0.unwrap();
+        let by = Recorder::Player { name: home.name, surname: home.surname };
+        then(&mut events, Command::RecordResult { number: 1, score: level, by });
+        let won = Score { home: goals(3), away: goals(0), penalty_winner: None };
+        then(&mut events, Command::RecordResult { number: 1, score: won, by: Recorder::Organiser });
+        then(&mut events, Command::RecordResult { number: 2, score: won, by: Recorder::Organiser });
+        then(&mut events, Command::FinishNight);
+        events
+    }
+
+    #[test]
+    fn the_matches_after_the_draw_round_trip_through_documents_and_snapshots() {
+        let events = a_night_after_the_draw();
+        let kinds: Vec<_> = events.iter().skip(8).map(TournamentEvent::event_type).collect();
+        assert_eq!(
+            kinds,
+            ["FixturesScheduled", "ResultRecorded", "ResultCorrected", "ResultRecorded", "NightFinished"]
+        );
+        for (i, event) in events.iter().enumerate() {
+            let original = recorded(i as u64 + 1, event.clone(), None);
+            assert_eq!(recorded_event(&event_document(&original).unwrap()).unwrap(), original);
+        }
+        let finished = recorded(13, events.last().unwrap().clone(), None);
+        assert_eq!(event_document(&finished).unwrap().get_document("data").unwrap(), &Document::new());
+        let state = TournamentState::default().replay(&events);
+        assert!(state.tournament.as_ref().unwrap().night.as_ref().unwrap().finished);
+        let snapshot = Snapshot { stream_id: Uuid::new_v4(), state };
+        assert_eq!(snapshot_from_document(&snapshot_document(&snapshot).unwrap()).unwrap(), snapshot);
+    }
+
     #[test]
     fn claims_name_their_scope_value_and_owner() {
         let key = UniqueKey::tournament_name("Friday night");
