@@ -87,6 +87,7 @@ async fn a_league_night_is_scheduled_played_corrected_and_finished() {
         json!({"format": "cup"}),
         json!({"format": "league", "legs": 3}),
         json!({"format": "league", "legs": "2"}),
+        json!({"format": "knockout", "legs": 3}),
         json!({}),
     ] {
         assert_eq!(refused(schedule(&d.id, &d.organiser, bad.clone()), 400).await, "invalid-request", "{bad}");

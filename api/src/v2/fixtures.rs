@@ -342,8 +342,10 @@ pub fn standings_view(id: Uuid, state: &TournamentState) -> Result<StandingsView
 }
 
 fn format_of(body: &ScheduleBody) -> Result<Format, ApiError> {
+    // Checked whatever the format, so a value out of range is never silently taken.
+    let legs = Legs::new(body.legs.unwrap_or(1))?;
     match body.format {
-        FormatName::League => Ok(Format::League { legs: Legs::new(body.legs.unwrap_or(1))? }),
+        FormatName::League => Ok(Format::League { legs }),
         FormatName::Knockout => Ok(Format::Knockout),
     }
 }
@@ -449,9 +451,9 @@ pub async fn record(
 #[utoipa::path(post, path = "/api/v2/tournaments/{id}/finish", tag = "v2", params(("id" = Uuid, Path),
         ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
     security(("organiser" = [])),
-    responses((status = 200, body = StandingsView), (status = 401, body = ProblemBody), (status = 403, body = ProblemBody),
-              (status = 404, body = ProblemBody), (status = 409, body = ProblemBody), (status = 422, body = ProblemBody),
-              (status = 503, body = ProblemBody)))]
+    responses((status = 200, body = StandingsView), (status = 400, body = ProblemBody), (status = 401, body = ProblemBody),
+              (status = 403, body = ProblemBody), (status = 404, body = ProblemBody), (status = 409, body = ProblemBody),
+              (status = 422, body = ProblemBody), (status = 503, body = ProblemBody)))]
 pub async fn finish(
     State(state): State<AppState>,
     Path(id): Path<String>,
