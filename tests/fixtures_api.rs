@@ -421,3 +421,42 @@ async fn racing_schedules_and_results_make_one_of_each() {
     assert_eq!(count(&v2.events(&d.id).await, "ResultRecorded"), 1);
     assert_eq!(count(&v2.events(&d.id).await, "ResultCorrected"), 0);
 }
+
+/// The night on two pods behind Redis: results sent to one pod reach the live clients of the
+/// other, each once and in version order, on both sockets.
+#[tokio::test]
+async fn results_sent_to_one_pod_reach_the_live_clients_of_another() {
+    let redis = common::redis_server::RedisServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("LCT_REDIS_URL", redis.url.as_str())];
+    let (a, b) = (Server::start(dir.path(), &env).await, Server::start(dir.path(), &env).await);
+    let on_a = V2::new(&a);
+    let d = on_a.drawn("Two pods", &FOUR[..3]).await;
+    let mut live = Live::connect(&b.base, &d.id, None).await;
+    let mut signalr = SignalR::connect(&b.base, &d.id).await;
+    let from = live.live_from;
+
+    let fixtures =
+        on_a.expect(&path(&d, "/fixtures"), Some(&d.organiser), json!({"format": "league", "legs": 2}), 201).await;
+    let numbers: Vec<u64> =
+        fixtures["matches"].as_array().unwrap().iter().map(|m| m["number"].as_u64().unwrap()).collect();
+    assert_eq!(numbers.len(), 6, "three players, home and away");
+    for &number in &numbers {
+        on_a.expect(&result_path(&d, number), Some(&d.organiser), score(1, 0), 200).await;
+    }
+    on_a.expect(&path(&d, "/finish"), Some(&d.organiser), json!({}), 200).await;
+
+    let mut kinds = Vec::new();
+    for version in from + 1..=from + 8 {
+        let message = next_event(&mut live).await;
+        assert_eq!(message["version"].as_u64(), Some(version), "every version once, in order");
+        kinds.push(message["type"].as_str().unwrap().to_owned());
+        assert_eq!(signalr.next_payload(&d.id).await["type"], message["type"]);
+    }
+    assert_eq!(kinds.first().map(String::as_str), Some("FixturesScheduled"));
+    assert_eq!(kinds.iter().filter(|k| *k == "ResultRecorded").count(), 6);
+    assert_eq!(kinds.last().map(String::as_str), Some("NightFinished"));
+    // Pod B answers the same table as pod A.
+    let on_b = V2::new(&b);
+    assert_eq!(on_b.get(&path(&d, "/standings")).await, on_a.get(&path(&d, "/standings")).await);
+}

@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::v2::problem;
 use common::ws::{expect_refused, Live, SignalR};
 use common::*;
 use serde_json::{json, Value};
@@ -44,19 +45,6 @@ impl V2<'_> {
         let body: Value = json_of(self.http.get(self.server.url(&format!("/api/v2/tournaments/{id}")))).await;
         body["version"].as_u64().unwrap()
     }
-}
-
-/// Checks the RFC 9457 shape and returns the problem.
-async fn problem(response: reqwest::Response, status: u16) -> Value {
-    assert_eq!(response.status(), status);
-    assert_eq!(response.headers()["content-type"], "application/problem+json");
-    let request_id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["status"], status);
-    assert_eq!(body["requestId"], request_id.as_str());
-    assert!(body["type"].as_str().unwrap().starts_with("urn:lct:problem:"));
-    assert!(body["detail"].is_string() && body["title"].is_string());
-    body
 }
 
 #[tokio::test]
