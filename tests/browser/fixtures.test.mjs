@@ -30,8 +30,8 @@ async function tournamentOf(server, name, players) {
 }
 
 /** Opens a phone already holding this player's token, on the player's page. */
-async function playerPhone(browser, server, t, seat) {
-  const phone = await openPerson(browser, server.baseUrl, `phone-${seat.name.toLowerCase()}`, PHONE);
+async function playerPhone(browser, server, t, seat, { colorScheme = 'light' } = {}) {
+  const phone = await openPerson(browser, server.baseUrl, `phone-${seat.name.toLowerCase()}`, { ...PHONE, colorScheme });
   await openAsDevice(phone, t.id, { playerId: seat.playerId, playerToken: seat.playerToken, name: seat.name, surname: seat.surname },
     `/p/${t.id}`);
   await phone.page.locator('#live[data-status="live"]').waitFor();
@@ -110,7 +110,11 @@ describe('after the draw: a league night and a knockout', () => {
     const tv = keep(await openPerson(browser, server.baseUrl, 'tv', TV));
     await tv.page.goto(`/t/${t.id}`);
     const phones = [];
-    for (const seat of t.seats) phones.push(keep(await playerPhone(browser, server, t, seat)));
+    // The last phone is in dark mode, so both colour schemes get exercised.
+    for (const [i, seat] of t.seats.entries()) {
+      const colorScheme = i === t.seats.length - 1 ? 'dark' : 'light';
+      phones.push(keep(await playerPhone(browser, server, t, seat, { colorScheme })));
+    }
     await organiser.page.getByRole('button', { name: 'Draw teams' }).click();
     await tv.page.getByText('The organiser chooses how the night is played.').waitFor();
 
@@ -181,6 +185,7 @@ describe('after the draw: a league night and a knockout', () => {
     assert.deepEqual(await tableOf(tv.page), [
       ['Anna Nowak', '9'], ['Ben Okafor', '6'], ['Chloé Durand', '3'], ['Dev Patel', '0'],
     ]);
+    await fitsTheScreen(organiser.page);
     await screenshot(organiser.page, 'league-organiser-results');
 
     // The organiser corrects Anna v Ben: Ben won 2-0.
@@ -210,6 +215,7 @@ describe('after the draw: a league night and a knockout', () => {
     assert.equal(await organiser.page.locator('#results button').count(), 0, 'results are final');
     await screenshot(tv.page, 'league-tv-final-table');
     await screenshot(phones[1].page, 'league-player-final', { fullPage: false });
+    await screenshot(phones[3].page, 'league-player-final-dark', { fullPage: false });
   });
 
   night('a knockout of five: byes, penalties, the bracket filling in live and a champion', async (keep) => {
