@@ -141,6 +141,7 @@ async fn a_league_night_is_scheduled_played_corrected_and_finished() {
     assert_eq!(refused(record(1, score(100, 0)), 400).await, "invalid-request");
     assert_eq!(refused(record(1, json!({"homeGoals": -1, "awayGoals": 0})), 400).await, "invalid-request");
     assert_eq!(refused(record(1, json!({"homeGoals": 1.5, "awayGoals": 0})), 400).await, "invalid-request");
+    assert_eq!(refused(record(1, json!({"homeGoals": "1", "awayGoals": 0})), 400).await, "invalid-request");
     assert_eq!(refused(record(99, score(1, 0)), 404).await, "match-not-found");
     assert_eq!(refused(record(0, score(1, 0)), 400).await, "invalid-request");
     assert_eq!(refused(record(65536, score(1, 0)), 400).await, "invalid-request");

@@ -149,15 +149,31 @@ pub fn number_or_numeric_string<'de, D: Deserializer<'de>>(deserializer: D) -> R
         Number(serde_json::Number),
         Text(String),
     }
-    /// Beyond 2^53 a float no longer tells whole numbers apart.
-    const EXACT: f64 = 9_007_199_254_740_992.0;
     let whole = match Raw::deserialize(deserializer)? {
-        Raw::Number(n) => {
-            n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() <= EXACT).map(|f| f as i64))
-        }
+        Raw::Number(n) => whole(&n),
         Raw::Text(text) => text.trim().parse().ok(),
     };
     whole.ok_or_else(|| serde::de::Error::custom("playerLimit must be a whole number"))
+}
+
+/// A JSON number that is whole: `2`, `2.0` and `2e0` are 2, as JSON Schema's `integer` says.
+pub fn whole_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    let number = serde_json::Number::deserialize(deserializer)?;
+    whole(&number).ok_or_else(|| serde::de::Error::custom("expected a whole number"))
+}
+
+/// [`whole_number`], or null or absent (with `#[serde(default)]`).
+pub fn optional_whole_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    match Option::<serde_json::Number>::deserialize(deserializer)? {
+        Some(number) => whole(&number).map(Some).ok_or_else(|| serde::de::Error::custom("expected a whole number")),
+        None => Ok(None),
+    }
+}
+
+fn whole(number: &serde_json::Number) -> Option<i64> {
+    /// Beyond 2^53 a float no longer tells whole numbers apart.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    number.as_i64().or_else(|| number.as_f64().filter(|f| f.fract() == 0.0 && f.abs() <= EXACT).map(|f| f as i64))
 }
 
 /// Refuses an `api-version` header other than `1` or `1.0`.
@@ -204,6 +220,35 @@ mod tests {
         assert_eq!(limit(serde_json::from_str("1e300").unwrap()), None);
         assert_eq!(limit(json!("4.0")), None);
         assert_eq!(limit(json!(null)), None);
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Goals {
+        #[serde(deserialize_with = "whole_number")]
+        home_goals: i64,
+        #[serde(default, deserialize_with = "optional_whole_number")]
+        legs: Option<i64>,
+    }
+
+    fn goals(home: serde_json::Value, legs: Option<serde_json::Value>) -> Option<(i64, Option<i64>)> {
+        let mut body = json!({"homeGoals": home});
+        if let Some(legs) = legs {
+            body["legs"] = legs;
+        }
+        serde_json::from_value::<Goals>(body).ok().map(|g| (g.home_goals, g.legs))
+    }
+
+    /// Goals and legs are whole JSON numbers too, but never strings.
+    #[test]
+    fn goals_and_legs_are_any_whole_json_number() {
+        assert_eq!(goals(json!(2), None), Some((2, None)));
+        assert_eq!(goals(serde_json::from_str("15.0").unwrap(), Some(json!(null))), Some((15, None)));
+        assert_eq!(goals(json!(0), Some(serde_json::from_str("2e0").unwrap())), Some((0, Some(2))));
+        assert_eq!(goals(json!(2.5), None), None);
+        assert_eq!(goals(json!("2"), None), None);
+        assert_eq!(goals(json!(1), Some(json!(1.5))), None);
+        assert_eq!(goals(json!(1), Some(json!("2"))), None);
     }
 
     async fn ci_json<T: DeserializeOwned>(body: serde_json::Value) -> Result<T, ApiError> {

@@ -31,6 +31,10 @@ const JOINED_ID: &[(&str, &str)] = &[("path.id", "$request.path.id")];
 const JOINED_PLAYER: &[(&str, &str)] =
     &[("path.id", "$request.path.id"), ("header.Authorization", "Bearer {$response.body#/playerToken}")];
 const V1_ID: &[(&str, &str)] = &[("query.id", "$response.body")];
+const SAME_TOURNAMENT: &[(&str, &str)] = &[("path.id", "$request.path.id")];
+const FIRST_MATCH: &[(&str, &str)] =
+    &[("path.id", "$request.path.id"), ("path.number", "$response.body#/matches/0/number")];
+const SAME_MATCH: &[(&str, &str)] = &[("path.id", "$request.path.id"), ("path.number", "$request.path.number")];
 const V1_TOURNAMENT_ID: &[(&str, &str)] = &[("query.tournamentId", "$response.body")];
 
 const LINKS: &[Link] = &[
@@ -41,6 +45,15 @@ const LINKS: &[Link] = &[
     link("v2CreateTournament", "201", "v2ListTeams", CREATED_ID),
     link("v2CreateTournament", "201", "v2ListEvents", CREATED_ID),
     link("v2CreateTournament", "201", "v2Presence", CREATED_ID),
+    link("v2CreateTournament", "201", "v2GetFixtures", CREATED_ID),
+    link("v2CreateTournament", "201", "v2GetStandings", CREATED_ID),
+    link("v2Draw", "200", "v2ScheduleFixtures", SAME_TOURNAMENT),
+    link("v2ScheduleFixtures", "201", "v2RecordResult", FIRST_MATCH),
+    link("v2ScheduleFixtures", "201", "v2GetFixtures", SAME_TOURNAMENT),
+    link("v2ScheduleFixtures", "201", "v2GetStandings", SAME_TOURNAMENT),
+    link("v2RecordResult", "200", "v2RecordResult", SAME_MATCH),
+    link("v2RecordResult", "200", "v2FinishNight", SAME_TOURNAMENT),
+    link("v2RecordResult", "200", "v2GetStandings", SAME_TOURNAMENT),
     link("v2JoinTournament", "201", "v2SelectTeam", JOINED_PLAYER),
     link("v2JoinTournament", "201", "v2ClickTeam", JOINED_PLAYER),
     link("v2JoinTournament", "201", "v2GetTournament", JOINED_ID),

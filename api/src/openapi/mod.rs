@@ -17,7 +17,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "lct", description = "Tournament lobby: players join, pick teams, the organiser draws.\n\n\
+    info(title = "lct", description = "Tournament lobby: players join, pick teams, the organiser draws; then the night's matches, results and table.\n\n\
         Paths of v1 match case-insensitively, and so do the property names of request bodies and \
         query parameters of v1 and v2. The live WebSocket protocols (`/hubs/actions`, SignalR JSON \
         hub protocol; `/api/v2/tournaments/{id}/live`) are described in the README."),

@@ -3,10 +3,14 @@
 //! when the organiser allowed it, from a player of the match. POSTs take an `Idempotency-Key`.
 
 use super::idempotency::once;
-use super::problem::{Problem, ProblemBody};
+use super::problem::Problem;
 use super::tokens::player_id;
-use super::tournaments::{bearer, json_of, require_organiser, require_player, tournament_id, Body};
+use super::tournaments::{
+    bearer, json_of, require_organiser, require_player, tournament_id, Body, IdempotencyKeyHeader, TournamentPath,
+};
 use crate::error::ApiError;
+use crate::extract::{optional_whole_number, whole_number};
+use crate::openapi::responses::v2;
 use crate::v1::metadata;
 use crate::AppState;
 use axum::extract::{Path, State};
@@ -45,34 +49,42 @@ pub enum StatusName {
     Played,
 }
 
-// Bodies are read with their property names lowered (`CiJson`): each camelCase name has its
-// lowercase alias.
-
-/// Body of `POST …/fixtures`.
+/// Body of `POST …/fixtures`. Property names match case-insensitively.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct ScheduleBody {
     pub format: FormatName,
     /// League only: 1 (each pair once) or 2 (home and away). Default 1; a knockout ignores it.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_whole_number")]
     #[schema(value_type = Option<i64>, minimum = 1, maximum = 2)]
     pub legs: Option<i64>,
     /// Whether a player may record the result of a match they play in. Default false.
-    #[serde(rename = "playersMayRecord", alias = "playersmayrecord", default)]
+    #[serde(default)]
     pub players_may_record: bool,
 }
 
-/// Body of `POST …/matches/{number}/result`.
+/// Body of `POST …/matches/{number}/result`. Property names match case-insensitively.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct ResultBody {
-    #[serde(rename = "homeGoals", alias = "homegoals")]
+    #[serde(deserialize_with = "whole_number")]
     #[schema(minimum = 0, maximum = 99)]
     pub home_goals: i64,
-    #[serde(rename = "awayGoals", alias = "awaygoals")]
+    #[serde(deserialize_with = "whole_number")]
     #[schema(minimum = 0, maximum = 99)]
     pub away_goals: i64,
     /// Knockout only, and only when the score is level: who won the shoot-out.
-    #[serde(rename = "penaltyWinner", alias = "penaltywinner", default)]
+    #[serde(default)]
     pub penalty_winner: Option<SideName>,
+}
+
+/// A match of a v2 path.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct MatchPath {
+    /// The match number, from 1 in the order of the schedule.
+    #[param(minimum = 1, maximum = 65535)]
+    pub number: u16,
 }
 
 /// A player of the night, with the team the draw gave them.
@@ -384,12 +396,19 @@ async fn recorder(state: &AppState, id: Uuid, headers: &HeaderMap) -> Result<Rec
 }
 
 /// Schedules the night's matches once, after the draw (organiser).
-#[utoipa::path(post, path = "/api/v2/tournaments/{id}/fixtures", tag = "v2", params(("id" = Uuid, Path),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
-    request_body = ScheduleBody, security(("organiser" = [])),
-    responses((status = 201, body = FixturesView), (status = 400, body = ProblemBody), (status = 401, body = ProblemBody),
-              (status = 403, body = ProblemBody), (status = 404, body = ProblemBody), (status = 409, body = ProblemBody),
-              (status = 422, body = ProblemBody), (status = 503, body = ProblemBody)))]
+#[utoipa::path(post, path = "/api/v2/tournaments/{id}/fixtures", tag = "v2", operation_id = "v2ScheduleFixtures",
+    params(TournamentPath, IdempotencyKeyHeader), request_body = ScheduleBody, security(("organiser" = [])),
+    responses(
+        (status = 201, description = "Scheduled: every match of the night", body = FixturesView),
+        (status = 400, response = v2::BadRequest),
+        (status = 401, response = v2::Unauthorized),
+        (status = 403, response = v2::Forbidden),
+        (status = 404, response = v2::NotFound),
+        (status = 409, response = v2::Conflict),
+        (status = 413, response = v2::PayloadTooLarge),
+        (status = 422, response = v2::KeyReused),
+        (status = 429, response = v2::TooManyRequests),
+        (status = 503, response = v2::Unavailable)))]
 pub async fn schedule(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -400,16 +419,23 @@ pub async fn schedule(
     require_organiser(&state, id, &headers)?;
     once(&state, &headers, &format!("fixtures|{id}"), &raw, || async {
         let format = format_of(&body)?;
-        let scheduled =
-            state.service.schedule_fixtures(metadata(&state), id, format, body.players_may_record, rand::random()).await?;
+        let scheduled = state
+            .service
+            .schedule_fixtures(metadata(&state), id, format, body.players_may_record, rand::random())
+            .await?;
         Ok((StatusCode::CREATED, json_of(&fixtures_view(id, &scheduled)?)))
     })
     .await
 }
 
 /// The schedule with every match's players, status and result.
-#[utoipa::path(get, path = "/api/v2/tournaments/{id}/fixtures", tag = "v2", params(("id" = Uuid, Path)),
-    responses((status = 200, body = FixturesView), (status = 400, body = ProblemBody), (status = 404, body = ProblemBody)))]
+#[utoipa::path(get, path = "/api/v2/tournaments/{id}/fixtures", tag = "v2", operation_id = "v2GetFixtures",
+    params(TournamentPath),
+    responses(
+        (status = 200, description = "The fixtures (`scheduled` is false before the organiser schedules)", body = FixturesView),
+        (status = 400, response = v2::BadRequest),
+        (status = 404, response = v2::NotFound),
+        (status = 503, response = v2::Unavailable)))]
 pub async fn fixtures(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<FixturesView>, Problem> {
     let id = tournament_id(&id)?;
     Ok(Json(fixtures_view(id, &state.service.get(id).await?)?))
@@ -418,13 +444,20 @@ pub async fn fixtures(State(state): State<AppState>, Path(id): Path<String>) -> 
 /// Records the result of a match, or corrects it (organiser). A player token records only the
 /// player's own matches, and only when the organiser allowed it; the same result again changes
 /// nothing.
-#[utoipa::path(post, path = "/api/v2/tournaments/{id}/matches/{number}/result", tag = "v2",
-    params(("id" = Uuid, Path), ("number" = u16, Path, minimum = 1, maximum = 65535),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
-    request_body = ResultBody, security(("organiser" = []), ("player" = [])),
-    responses((status = 200, body = FixturesView), (status = 400, body = ProblemBody), (status = 401, body = ProblemBody),
-              (status = 403, body = ProblemBody), (status = 404, body = ProblemBody), (status = 409, body = ProblemBody),
-              (status = 422, body = ProblemBody), (status = 503, body = ProblemBody)))]
+#[utoipa::path(post, path = "/api/v2/tournaments/{id}/matches/{number}/result", tag = "v2", operation_id = "v2RecordResult",
+    params(TournamentPath, MatchPath, IdempotencyKeyHeader), request_body = ResultBody,
+    security(("organiser" = []), ("player" = [])),
+    responses(
+        (status = 200, description = "Recorded, corrected, or already this result: the fixtures", body = FixturesView),
+        (status = 400, response = v2::BadRequest),
+        (status = 401, response = v2::Unauthorized),
+        (status = 403, response = v2::Forbidden),
+        (status = 404, response = v2::NotFound),
+        (status = 409, response = v2::Conflict),
+        (status = 413, response = v2::PayloadTooLarge),
+        (status = 422, response = v2::KeyReused),
+        (status = 429, response = v2::TooManyRequests),
+        (status = 503, response = v2::Unavailable)))]
 pub async fn record(
     State(state): State<AppState>,
     Path((id, number)): Path<(String, String)>,
@@ -448,12 +481,18 @@ pub async fn record(
 
 /// Marks the night finished once every match has a result (organiser); answers the final
 /// table. Repeatable.
-#[utoipa::path(post, path = "/api/v2/tournaments/{id}/finish", tag = "v2", params(("id" = Uuid, Path),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
-    security(("organiser" = [])),
-    responses((status = 200, body = StandingsView), (status = 400, body = ProblemBody), (status = 401, body = ProblemBody),
-              (status = 403, body = ProblemBody), (status = 404, body = ProblemBody), (status = 409, body = ProblemBody),
-              (status = 422, body = ProblemBody), (status = 503, body = ProblemBody)))]
+#[utoipa::path(post, path = "/api/v2/tournaments/{id}/finish", tag = "v2", operation_id = "v2FinishNight",
+    params(TournamentPath, IdempotencyKeyHeader), security(("organiser" = [])),
+    responses(
+        (status = 200, description = "Finished: the final table", body = StandingsView),
+        (status = 400, response = v2::BadRequest),
+        (status = 401, response = v2::Unauthorized),
+        (status = 403, response = v2::Forbidden),
+        (status = 404, response = v2::NotFound),
+        (status = 409, response = v2::Conflict),
+        (status = 422, response = v2::KeyReused),
+        (status = 429, response = v2::TooManyRequests),
+        (status = 503, response = v2::Unavailable)))]
 pub async fn finish(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -470,8 +509,13 @@ pub async fn finish(
 
 /// The table: league by points, goal difference, goals scored, head-to-head, name; knockout by
 /// how far each player got. Each line names the player's next match.
-#[utoipa::path(get, path = "/api/v2/tournaments/{id}/standings", tag = "v2", params(("id" = Uuid, Path)),
-    responses((status = 200, body = StandingsView), (status = 400, body = ProblemBody), (status = 404, body = ProblemBody)))]
+#[utoipa::path(get, path = "/api/v2/tournaments/{id}/standings", tag = "v2", operation_id = "v2GetStandings",
+    params(TournamentPath),
+    responses(
+        (status = 200, description = "The table (no rows before the organiser schedules)", body = StandingsView),
+        (status = 400, response = v2::BadRequest),
+        (status = 404, response = v2::NotFound),
+        (status = 503, response = v2::Unavailable)))]
 pub async fn table(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<StandingsView>, Problem> {
     let id = tournament_id(&id)?;
     Ok(Json(standings_view(id, &state.service.get(id).await?)?))

@@ -172,10 +172,12 @@ pub struct EventRecord {
     /// Versions count from 1 per tournament.
     pub version: u64,
     #[serde(rename = "type")]
-    #[schema(pattern = "^(TournamentCreated|TournamentRenamed|PlayerJoined|TeamSelected|TeamsDrawn)$")]
+    #[schema(
+        pattern = "^(TournamentCreated|TournamentRenamed|PlayerJoined|TeamSelected|TeamsDrawn|FixturesScheduled|ResultRecorded|ResultCorrected|NightFinished)$"
+    )]
     pub event_type: &'static str,
     /// The event: its `type` and its camelCase fields (`name`, `playerLimit`, `surname`, `team`,
-    /// `assignments`).
+    /// `assignments`; after the draw `format`, `fixtures`, `number`, `homeGoals`, …).
     #[schema(value_type = Object)]
     pub event: Value,
     /// When it was stored, in ms since the Unix epoch.
