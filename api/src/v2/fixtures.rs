@@ -2,7 +2,7 @@
 //! and `…/standings`. The organiser schedules and finishes; results come from the organiser or,
 //! when the organiser allowed it, from a player of the match. POSTs take an `Idempotency-Key`.
 
-use super::idempotency::once;
+use super::idempotency::{once, KeyRule};
 use super::problem::Problem;
 use super::tokens::player_id;
 use super::tournaments::{
@@ -388,7 +388,7 @@ async fn recorder(state: &AppState, id: Uuid, headers: &HeaderMap) -> Result<Rec
     let token = bearer(headers).ok_or_else(|| {
         Problem::unauthorized("The organiser token or a player token is required (Authorization: Bearer).")
     })?;
-    if state.tokens.is_organiser(id, token) {
+    if state.tokens.is_organiser(id, token)? {
         return Ok(Recorder::Organiser);
     }
     let (name, surname) = require_player(state, id, headers).await?;
@@ -417,15 +417,18 @@ pub async fn schedule(
 ) -> Result<Response, Problem> {
     let id = tournament_id(&id)?;
     require_organiser(&state, id, &headers)?;
-    once(&state, &headers, &format!("fixtures|{id}"), &raw, || async {
-        let format = format_of(&body)?;
-        let scheduled = state
-            .service
-            .schedule_fixtures(metadata(&state), id, format, body.players_may_record, rand::random())
-            .await?;
-        Ok((StatusCode::CREATED, json_of(&fixtures_view(id, &scheduled)?)))
-    })
-    .await
+    let command = {
+        let state = state.clone();
+        async move {
+            let format = format_of(&body)?;
+            let scheduled = state
+                .service
+                .schedule_fixtures(metadata(&state), id, format, body.players_may_record, rand::random())
+                .await?;
+            Ok((StatusCode::CREATED, json_of(&fixtures_view(id, &scheduled)?)))
+        }
+    };
+    once(&state, &headers, &format!("fixtures|{id}"), KeyRule::Any, &raw, command).await
 }
 
 /// The schedule with every match's players, status and result.
@@ -471,12 +474,15 @@ pub async fn record(
         Recorder::Organiser => "organiser".to_owned(),
         Recorder::Player { name, surname } => player_id(id, name.as_str(), surname.as_str()).to_string(),
     };
-    once(&state, &headers, &format!("result|{id}|{number}|{who}"), &raw, || async {
-        let score = score_of(&body)?;
-        let recorded = state.service.record_result(metadata(&state), id, number, score, by).await?;
-        Ok((StatusCode::OK, json_of(&fixtures_view(id, &recorded)?)))
-    })
-    .await
+    let command = {
+        let state = state.clone();
+        async move {
+            let score = score_of(&body)?;
+            let recorded = state.service.record_result(metadata(&state), id, number, score, by).await?;
+            Ok((StatusCode::OK, json_of(&fixtures_view(id, &recorded)?)))
+        }
+    };
+    once(&state, &headers, &format!("result|{id}|{number}|{who}"), KeyRule::Any, &raw, command).await
 }
 
 /// Marks the night finished once every match has a result (organiser); answers the final
@@ -500,11 +506,14 @@ pub async fn finish(
 ) -> Result<Response, Problem> {
     let id = tournament_id(&id)?;
     require_organiser(&state, id, &headers)?;
-    once(&state, &headers, &format!("finish|{id}"), b"", || async {
-        let finished = state.service.finish_night(metadata(&state), id).await?;
-        Ok((StatusCode::OK, json_of(&standings_view(id, &finished)?)))
-    })
-    .await
+    let command = {
+        let state = state.clone();
+        async move {
+            let finished = state.service.finish_night(metadata(&state), id).await?;
+            Ok((StatusCode::OK, json_of(&standings_view(id, &finished)?)))
+        }
+    };
+    once(&state, &headers, &format!("finish|{id}"), KeyRule::Any, b"", command).await
 }
 
 /// The table: league by points, goal difference, goals scored, head-to-head, name; knockout by
