@@ -224,7 +224,8 @@ mod tests {
         let pattern = regex(&name_pattern());
         let pieces = ["a", "Ż", " ", "\u{a0}", "\t", "\n", "\u{3000}", "\u{7}", "\u{85}", "\u{200b}", "🙂", "x y"];
         let mut corpus: Vec<String> = vec![String::new()];
-        let pieces = [&pieces[..], &["\u{202e}", "\u{301}", "\u{3164}", "\u{200d}", "\u{1f468}\u{200d}\u{1f469}"]].concat();
+        let pieces =
+            [&pieces[..], &["\u{202e}", "\u{301}", "\u{3164}", "\u{200d}", "\u{1f468}\u{200d}\u{1f469}"]].concat();
         let visible = regex(&visible_pattern());
         for _ in 0..3 {
             let longer: Vec<String> =
