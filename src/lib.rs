@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod settings;
+pub mod store_command;
 pub mod telemetry;
 pub mod token_key;
 

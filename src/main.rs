@@ -1,14 +1,20 @@
 //! `lct`: read settings, start telemetry, bind, serve until SIGINT or SIGTERM, flush telemetry.
+//! `lct store verify|repair` checks or repairs the embedded store instead.
 #![forbid(unsafe_code)]
 
 use anyhow::Context;
 use api::metrics::Metrics;
 use clap::Parser;
+use lct::settings::Command;
 use lct::Settings;
+use std::process::ExitCode;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     let settings = Settings::parse();
+    if let Some(Command::Store(command)) = settings.command {
+        return Ok(lct::store_command::run(&settings.data_dir, command, settings.mongodb_uri().is_some()));
+    }
     let metrics = Metrics::new();
     let telemetry = lct::telemetry::init(&settings, &metrics)?;
     let served = async {
@@ -22,5 +28,5 @@ async fn main() -> anyhow::Result<()> {
         tracing::error!(error = AsRef::<dyn std::error::Error>::as_ref(error), "lct stopped on an error");
     }
     telemetry.shutdown().await;
-    served
+    served.map(|()| ExitCode::SUCCESS)
 }

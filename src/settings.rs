@@ -1,7 +1,7 @@
 //! Configuration: every setting is an environment variable with a matching flag.
 
 use clap::builder::TypedValueParser;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ pub struct Settings {
     #[arg(long, env = "LCT_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: String,
     /// Directory of the embedded event store (used when no MongoDB is configured).
-    #[arg(long, env = "LCT_DATA_DIR", default_value = "./data")]
+    #[arg(long, env = "LCT_DATA_DIR", default_value = "./data", global = true)]
     pub data_dir: PathBuf,
     /// MongoDB connection string of a replica set; unset means the embedded store.
     #[arg(long, env = "LCT_MONGODB_URI", hide_env_values = true)]
@@ -151,6 +151,28 @@ pub struct Settings {
     /// pod; unset keeps a random key in the data directory.
     #[arg(long, env = "LCT_TOKEN_SECRET", hide_env_values = true)]
     pub token_secret: Option<String>,
+    /// Without a command, lct serves.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Checks or repairs the embedded event store of the data directory.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum StoreCommand {
+    /// Reads the whole event log, decoding every event, and reports what it holds and any
+    /// damage. Safe while lct runs. Exit status: 0 when lct can start on the directory, 1 when
+    /// it needs `lct store repair`, 2 when it cannot be read.
+    Verify,
+    /// Moves everything in the event log that is not a valid record to the `quarantine`
+    /// directory and keeps every valid record byte for byte. Refuses to run while an lct process
+    /// has the directory open. Exit status: 0 when the log is sound afterwards, 2 otherwise.
+    Repair,
 }
 
 fn non_empty(value: &Option<String>) -> Option<&str> {

@@ -1,6 +1,7 @@
 //! The contract every `EventStore` adapter must honour, written once. Each scenario takes a
 //! fresh store; `event_store_contract_tests!` turns them into one test per scenario for an
-//! adapter.
+//! adapter. Keeping snapshots is optional (a store may answer `None` to every
+//! `load_snapshot`); a store that keeps them passes the `snapshots` group too.
 
 use domain::ports::{AppendRequest, EventMetadata, EventStore, Snapshot, StoreError, UniqueKey};
 use domain::{
@@ -189,27 +190,47 @@ pub async fn a_reachable_store_passes_its_check(store: Arc<dyn EventStore>) {
     store.check().await.unwrap();
 }
 
-/// Expands to one `#[tokio::test]` per contract scenario. `$factory` is a block that yields
-/// `(Arc<dyn EventStore>, guard)`; the guard lives as long as the test. Attributes given first
-/// (e.g. `#[ignore = "why"]`) are put on every test. (A block, not any expression, so that a
-/// leading attribute cannot be read as part of it.)
+/// Expands to one `#[tokio::test]` per contract scenario of the groups named, in a module
+/// `event_store_contract::<group>`:
+/// - `basic`: appends, loads, conflicts and claims one at a time, and the readiness check;
+/// - `racing`: concurrent appends and claims, one winner each;
+/// - `snapshots`: for stores that keep snapshots, the newest is kept.
+///
+/// `$factory` is a block that yields `(Arc<dyn EventStore>, guard)`; the guard lives as long
+/// as the test. Attributes given before it (e.g. `#[ignore = "why"]`) are put on every test.
+/// (A block, not any expression, so that a leading attribute cannot be read as part of it.)
 #[macro_export]
 macro_rules! event_store_contract_tests {
-    ($(#[$attr:meta])* $factory:block) => {
-        $crate::event_store_contract_tests!(@each [$(#[$attr])*] $factory;
+    ($($group:ident),+ ; $(#[$attr:meta])* $factory:block) => {
+        $crate::event_store_contract_tests!(@groups [$($group),+] [$(#[$attr])*] $factory);
+    };
+    (@groups [$($group:ident),+] $attrs:tt $factory:expr) => {
+        mod event_store_contract {
+            #[allow(unused_imports)]
+            use super::*;
+            $( $crate::event_store_contract_tests!(@group $group $attrs $factory); )+
+        }
+    };
+    (@group basic $attrs:tt $factory:expr) => {
+        $crate::event_store_contract_tests!(@each basic $attrs $factory;
             an_unknown_stream_loads_empty,
             appended_events_load_back_in_order_with_their_envelope,
             load_after_a_version_returns_only_later_events,
             a_stale_expected_version_is_a_conflict_and_writes_nothing,
-            concurrent_appends_at_one_version_have_one_winner,
             a_claimed_value_is_refused_to_another_stream_and_nothing_is_written,
-            concurrent_claims_of_one_value_have_one_winner,
             a_released_value_can_be_claimed_by_another_stream,
-            snapshots_keep_the_newest_state,
             a_reachable_store_passes_its_check);
     };
-    (@each $attrs:tt $factory:expr; $($scenario:ident),*) => {
-        mod event_store_contract {
+    (@group racing $attrs:tt $factory:expr) => {
+        $crate::event_store_contract_tests!(@each racing $attrs $factory;
+            concurrent_appends_at_one_version_have_one_winner,
+            concurrent_claims_of_one_value_have_one_winner);
+    };
+    (@group snapshots $attrs:tt $factory:expr) => {
+        $crate::event_store_contract_tests!(@each snapshots $attrs $factory; snapshots_keep_the_newest_state);
+    };
+    (@each $group:ident $attrs:tt $factory:expr; $($scenario:ident),*) => {
+        mod $group {
             #[allow(unused_imports)]
             use super::*;
             $( $crate::event_store_contract_tests!(@one $attrs $factory; $scenario); )*
