@@ -1,17 +1,52 @@
-//! The end-to-end tournament tests against the real binary with a MongoDB replica set. They
-//! need `LCT_TEST_MONGODB_URI` and run with `--ignored`; without a replica set they are
-//! reported as ignored, never as passed (and fail if forced to run without one).
+//! The end-to-end tournament tests against the real binary on MongoDB: a real replica set
+//! (`LCT_TEST_MONGODB_URI`) or, when none is given, the wire-protocol stand-in
+//! (`LCT_TEST_MONGODB_STANDIN`, not MongoDB), one per test. They run with `--ignored`;
+//! without either variable they are reported as ignored, never as passed (and fail if forced
+//! to run). Tests with `real_replica_set` in their names race pods against each other and
+//! need a real replica set; the one that stops and restarts the server needs the stand-in.
 
 mod common;
 
+#[path = "../infrastructure/tests/mongo_support/standin.rs"]
+mod standin;
+
 use common::*;
 use futures::future::join_all;
+use standin::StandIn;
+use std::time::Duration;
 
-const NEEDS_MONGODB: &str = "set LCT_TEST_MONGODB_URI to a replica set and run with --ignored";
+/// The environment of an lct on MongoDB, and the stand-in serving it when there is no real
+/// replica set.
+fn mongo_env() -> (Vec<(&'static str, String)>, Option<StandIn>) {
+    let database = ("LCT_MONGODB_DATABASE", format!("lct_e2e_{}", uuid::Uuid::new_v4().simple()));
+    match std::env::var("LCT_TEST_MONGODB_URI").ok().filter(|u| !u.trim().is_empty()) {
+        Some(uri) => (vec![("LCT_MONGODB_URI", uri), database], None),
+        None => {
+            let standin = StandIn::start();
+            (vec![("LCT_MONGODB_URI", standin.uri.clone()), database], Some(standin))
+        }
+    }
+}
 
-fn mongo_env() -> Vec<(&'static str, String)> {
-    let uri = std::env::var("LCT_TEST_MONGODB_URI").expect(NEEDS_MONGODB);
+fn real_replica_set_env() -> Vec<(&'static str, String)> {
+    let uri = std::env::var("LCT_TEST_MONGODB_URI")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .expect("this test races pods and needs a real replica set in LCT_TEST_MONGODB_URI (the stand-in detects no write conflicts)");
     vec![("LCT_MONGODB_URI", uri), ("LCT_MONGODB_DATABASE", format!("lct_e2e_{}", uuid::Uuid::new_v4().simple()))]
+}
+
+/// Polls `/readiness` until it answers `status`.
+async fn wait_for_readiness(http: &reqwest::Client, server: &Server, status: u16) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = http.get(server.url("/readiness")).send().await.map(|r| r.status().as_u16());
+        if answer.as_ref().ok() == Some(&status) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "readiness never answered {status} (last {answer:?})");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn start(dir: &std::path::Path, env: &[(&'static str, String)]) -> Server {
@@ -20,10 +55,11 @@ async fn start(dir: &std::path::Path, env: &[(&'static str, String)]) -> Server 
 }
 
 #[tokio::test]
-#[ignore = "needs a MongoDB replica set: set LCT_TEST_MONGODB_URI and run with --ignored"]
+#[ignore = "needs MongoDB or its stand-in: LCT_TEST_MONGODB_URI or LCT_TEST_MONGODB_STANDIN, and --ignored"]
 async fn a_whole_tournament_night_on_mongodb() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), &mongo_env()).await;
+    let (env, _standin) = mongo_env();
+    let server = start(dir.path(), &env).await;
     let http = client();
     let id = create(&http, &server, "Mongo night", 2).await;
     assert_eq!(join(&http, &server.base, &id, "Anna", "Nowak").await.status(), 200);
@@ -42,9 +78,9 @@ async fn a_whole_tournament_night_on_mongodb() {
 }
 
 #[tokio::test]
-#[ignore = "needs a MongoDB replica set: set LCT_TEST_MONGODB_URI and run with --ignored"]
-async fn two_pods_on_mongodb_keep_every_rule_under_concurrency() {
-    let env = mongo_env();
+#[ignore = "races pods: needs a real replica set in LCT_TEST_MONGODB_URI, and --ignored"]
+async fn two_pods_on_mongodb_keep_every_rule_under_concurrency_on_a_real_replica_set() {
+    let env = real_replica_set_env();
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = start(dir_a.path(), &env).await;
     let b = start(dir_b.path(), &env).await;
@@ -73,4 +109,54 @@ async fn two_pods_on_mongodb_keep_every_rule_under_concurrency() {
     });
     let statuses = join_all(creates).await;
     assert_eq!(statuses.iter().filter(|&&s| s == 200).count(), 1, "{statuses:?}");
+}
+
+#[tokio::test]
+#[ignore = "stops and restarts the server: needs the stand-in in LCT_TEST_MONGODB_STANDIN, and --ignored"]
+async fn readiness_and_commands_follow_the_server_going_away_and_coming_back_without_restarting_lct() {
+    let mut standin = StandIn::start();
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("LCT_MONGODB_URI", standin.uri.clone()),
+        ("LCT_MONGODB_DATABASE", format!("lct_e2e_{}", uuid::Uuid::new_v4().simple())),
+        ("LCT_MONGODB_TIMEOUT_MS", "1000".to_owned()),
+        ("LCT_MONGODB_OPERATION_TIMEOUT_MS", "2000".to_owned()),
+    ];
+    let server = start(dir.path(), &env).await;
+    // Answers within this; a command that waits longer for an absent server fails the test.
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(8)).build().unwrap();
+    wait_for_readiness(&http, &server, 200).await;
+    let id = create(&http, &server, "Before the outage", 2).await;
+    assert_eq!(join(&http, &server.base, &id, "Anna", "Nowak").await.status(), 200);
+
+    standin.stop();
+    wait_for_readiness(&http, &server, 503).await;
+    let refused = http
+        .post(server.url("/api/Tournament/create"))
+        .json(&serde_json::json!({"name": "During the outage", "playerLimit": 2}))
+        .send()
+        .await
+        .expect("a command answers while the server is away");
+    assert_error(refused, 503).await;
+    assert_eq!(http.get(server.url("/liveness")).send().await.unwrap().status(), 200);
+
+    // The stand-in comes back on the same address, empty (it keeps nothing): lct finds it, puts
+    // its indexes back, and serves again without a restart.
+    standin.restart();
+    wait_for_readiness(&http, &server, 200).await;
+    let id = create(&http, &server, "After the outage", 2).await;
+    let database = mongodb::Client::with_uri_str(&standin.uri).await.unwrap().database(&env[1].1);
+    for (collection, index) in [("events", "stream_version_unique"), ("claims", "scope_value_unique")] {
+        let names = database.collection::<mongodb::bson::Document>(collection).list_index_names().await.unwrap();
+        assert!(names.iter().any(|n| n == index), "{collection} has its unique index again: {names:?}");
+    }
+    assert_eq!(join(&http, &server.base, &id, "Anna", "Nowak").await.status(), 200);
+    assert_error(join(&http, &server.base, &id, "Anna", "Nowak").await, 409).await;
+    let taken = http
+        .post(server.url("/api/Tournament/create"))
+        .json(&serde_json::json!({"name": "After the outage", "playerLimit": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(taken, 409).await;
 }

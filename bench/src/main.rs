@@ -6,9 +6,12 @@
 //! with large invocation ids and never reads, and how long the server takes to cut them off.
 //! `lct-bench fanout`: lobby fan-out through two pods and Redis, against Socket.IO with the
 //! Redis adapter on the same machine in the same run (see `docs/benchmarks.md`).
+//! `lct-bench store`: memory and start-up time on embedded stores of growing size, and load
+//! latency at the largest.
 
 mod fanout;
 mod processes;
+mod store;
 mod worker;
 
 use anyhow::bail;
@@ -53,6 +56,9 @@ enum Command {
     /// Delivered messages per second, latency, CPU and memory of lobby fan-out across two
     /// server processes and Redis, for lct and for Socket.IO.
     Fanout(fanout::FanoutOptions),
+    /// Memory and start-up time of lct on embedded stores of 10 000 to 1 000 000 events, and
+    /// load latency at the largest.
+    Store(store::StoreOptions),
     /// A load process started by `fanout` (reads its commands on stdin).
     #[command(hide = true)]
     Worker,
@@ -188,6 +194,7 @@ async fn main() -> anyhow::Result<()> {
         Command::IdleMemory { connections, tournaments } => idle_memory(&cli.lct, connections, tournaments).await,
         Command::StalledReaders { connections, id_bytes } => stalled_readers(&cli.lct, connections, id_bytes).await,
         Command::Fanout(options) => fanout::run(&cli.lct, &options).await,
+        Command::Store(options) => store::run(&cli.lct, &options).await,
         Command::Worker => worker::run().await,
     }
 }

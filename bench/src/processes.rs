@@ -94,6 +94,14 @@ impl Server {
     pub fn usage(&self) -> anyhow::Result<Usage> {
         Usage::of(self.pid()?)
     }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        let pid = self.pid()?;
+        std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status()?;
+        tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await.context("the server did not stop")??;
+        Ok(())
+    }
 }
 
 /// A `redis-server` on a free loopback port, without persistence.

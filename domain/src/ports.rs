@@ -10,6 +10,10 @@ use uuid::Uuid;
 /// Schema version written with every event of the current shape.
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// Schema version of a stored snapshot: the shape of [`TournamentState`]. Raise it whenever
+/// that shape changes; stores ignore snapshots of any other version (the stream is replayed).
+pub const SNAPSHOT_SCHEMA_VERSION: u32 = 1;
+
 /// Scope of tournament-name claims.
 pub const TOURNAMENT_NAME_SCOPE: &str = "tournament-name";
 
@@ -116,10 +120,14 @@ pub trait EventStore: Send + Sync {
     /// `UniqueTaken` when a claim is held by another stream, `Unavailable`.
     async fn append(&self, request: AppendRequest) -> Result<Vec<RecordedEvent>, StoreError>;
 
-    /// The latest snapshot of the stream, if any.
+    /// The latest snapshot of the stream, if any. A stored snapshot of another schema version,
+    /// or one that does not decode, is answered as `None` (with a warning), so that the stream
+    /// is replayed from its events. A store may keep no snapshots at all and always answer
+    /// `None`.
     async fn load_snapshot(&self, stream_id: Uuid) -> Result<Option<Snapshot>, StoreError>;
 
-    /// Stores a snapshot; a newer stored snapshot is kept.
+    /// Stores a snapshot; a newer stored snapshot of the current schema version is kept. A
+    /// store that keeps no snapshots accepts and drops it.
     async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError>;
 
     /// Succeeds when the store can serve requests now (readiness).

@@ -7,5 +7,5 @@ pub mod embedded;
 pub mod live;
 pub mod mongo;
 
-pub use embedded::EmbeddedEventStore;
+pub use embedded::{EmbeddedEventStore, EmbeddedOptions};
 pub use mongo::{MongoEventStore, MongoSettings};

@@ -1,12 +1,17 @@
 //! The event store contract, and what the MongoDB adapter adds to it (indexes, document
-//! layout, atomicity of claims and events), run against a real replica set:
+//! layout, atomicity of claims and events), against a real replica set or the wire-protocol
+//! stand-in:
 //!
 //! ```text
 //! LCT_TEST_MONGODB_URI='mongodb://localhost:27017/?replicaSet=rs0' \
 //!     cargo test -p infrastructure --test mongo_contract -- --ignored
+//! LCT_TEST_MONGODB_STANDIN=tests/mongo-standin/node_modules/@jongodb/memory-server-bin-linux-x64-gnu/bin/jongodb \
+//!     cargo test -p infrastructure --test mongo_contract -- --ignored --skip real_replica_set
 //! ```
 //!
-//! Without `--ignored` every test here is reported as ignored, with the reason.
+//! The tests with `real_replica_set` in their names race transactions against each other and
+//! need a real replica set: the stand-in does not detect write conflicts. Without `--ignored`
+//! every test here is reported as ignored, with the reason.
 
 mod mongo_support;
 
@@ -19,14 +24,28 @@ use mongodb::Collection;
 use std::sync::Arc;
 use uuid::Uuid;
 
-infrastructure::event_store_contract_tests!(
-    #[ignore = "needs a MongoDB replica set: set LCT_TEST_MONGODB_URI and run with --ignored"]
+infrastructure::event_store_contract_tests!(basic, snapshots;
+    #[ignore = "needs MongoDB or its stand-in: LCT_TEST_MONGODB_URI or LCT_TEST_MONGODB_STANDIN, and --ignored"]
     {
         let database = TestDatabase::new().await;
         let store = database.store().await;
         (Arc::new(store) as Arc<dyn EventStore>, database)
     }
 );
+
+/// Racing transactions: one winner each only where the server detects write conflicts.
+mod real_replica_set {
+    use super::*;
+
+    infrastructure::event_store_contract_tests!(racing;
+        #[ignore = "races transactions: needs a real replica set in LCT_TEST_MONGODB_URI, and --ignored"]
+        {
+            let database = TestDatabase::real_replica_set().await;
+            let store = database.store().await;
+            (Arc::new(store) as Arc<dyn EventStore>, database)
+        }
+    );
+}
 
 fn created(name: &str) -> TournamentEvent {
     TournamentEvent::TournamentCreated {
@@ -67,7 +86,7 @@ fn uuid(id: Uuid) -> Bson {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs a MongoDB replica set: set LCT_TEST_MONGODB_URI and run with --ignored"]
+#[ignore = "needs MongoDB or its stand-in: LCT_TEST_MONGODB_URI or LCT_TEST_MONGODB_STANDIN, and --ignored"]
 async fn indexes_are_created_idempotently_with_the_documented_specifications() {
     let database = TestDatabase::new().await;
     let store = database.store().await;
@@ -91,7 +110,7 @@ async fn indexes_are_created_idempotently_with_the_documented_specifications() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs a MongoDB replica set: set LCT_TEST_MONGODB_URI and run with --ignored"]
+#[ignore = "needs MongoDB or its stand-in: LCT_TEST_MONGODB_URI or LCT_TEST_MONGODB_STANDIN, and --ignored"]
 async fn events_and_claims_are_stored_as_documented() {
     let database = TestDatabase::new().await;
     let store = database.store().await;
@@ -126,7 +145,7 @@ async fn events_and_claims_are_stored_as_documented() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs a MongoDB replica set: set LCT_TEST_MONGODB_URI and run with --ignored"]
+#[ignore = "needs MongoDB or its stand-in: LCT_TEST_MONGODB_URI or LCT_TEST_MONGODB_STANDIN, and --ignored"]
 async fn a_refused_claim_leaves_neither_events_nor_the_other_claims_of_the_append() {
     let database = TestDatabase::new().await;
     let store = database.store().await;
@@ -147,7 +166,7 @@ async fn a_refused_claim_leaves_neither_events_nor_the_other_claims_of_the_appen
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs a MongoDB replica set: set LCT_TEST_MONGODB_URI and run with --ignored"]
+#[ignore = "needs MongoDB or its stand-in: LCT_TEST_MONGODB_URI or LCT_TEST_MONGODB_STANDIN, and --ignored"]
 async fn an_expected_version_below_the_current_one_is_a_conflict_with_the_actual_version() {
     let database = TestDatabase::new().await;
     let store = database.store().await;
@@ -171,10 +190,10 @@ async fn an_expected_version_below_the_current_one_is_a_conflict_with_the_actual
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs a MongoDB replica set: set LCT_TEST_MONGODB_URI and run with --ignored"]
-async fn two_clients_racing_on_one_stream_have_one_winner() {
+#[ignore = "races transactions: needs a real replica set in LCT_TEST_MONGODB_URI, and --ignored"]
+async fn two_clients_racing_on_one_stream_have_one_winner_on_a_real_replica_set() {
     // Two stores with their own clients stand for two pods.
-    let database = TestDatabase::new().await;
+    let database = TestDatabase::real_replica_set().await;
     let pods = [database.store().await, database.store().await];
     let id = Uuid::new_v4();
     pods[0].append(request(id, 0, vec![created(&format!("Pods {}", Uuid::new_v4().simple()))])).await.unwrap();

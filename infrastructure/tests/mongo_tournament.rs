@@ -1,19 +1,25 @@
 //! Whole tournament nights through the application service on the MongoDB event store, with
-//! two stores (two clients) standing for two pods racing on one replica set:
+//! two stores (two clients) standing for two pods on one replica set:
 //!
 //! ```text
 //! LCT_TEST_MONGODB_URI='mongodb://localhost:27017/?replicaSet=rs0' \
 //!     cargo test -p infrastructure --test mongo_tournament -- --ignored
+//! LCT_TEST_MONGODB_STANDIN=tests/mongo-standin/node_modules/@jongodb/memory-server-bin-linux-x64-gnu/bin/jongodb \
+//!     cargo test -p infrastructure --test mongo_tournament -- --ignored --skip real_replica_set
 //! ```
 //!
-//! Without `--ignored` every test here is reported as ignored, with the reason.
+//! The tests with `real_replica_set` in their names race the pods against each other and need a
+//! real replica set: the wire-protocol stand-in does not detect write conflicts. Without
+//! `--ignored` every test here is reported as ignored, with the reason.
 
 mod mongo_support;
 
-use domain::ports::{EventMetadata, EventStore, NoPublisher};
+use domain::ports::{EventMetadata, EventStore, NoPublisher, Snapshot};
 use domain::service::{AppError, TournamentService};
 use domain::{DomainError, PlayerLimit, PlayerName, PlayerSurname, Team, TournamentName};
+use infrastructure::mongo::SNAPSHOTS;
 use mongo_support::TestDatabase;
+use mongodb::bson::{doc, spec::BinarySubtype, Binary};
 use std::collections::HashSet;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -41,7 +47,7 @@ async fn two_pods(database: &TestDatabase) -> [TournamentService; 2] {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs a MongoDB replica set: set LCT_TEST_MONGODB_URI and run with --ignored"]
+#[ignore = "needs MongoDB or its stand-in: LCT_TEST_MONGODB_URI or LCT_TEST_MONGODB_STANDIN, and --ignored"]
 async fn a_tournament_night_from_creation_to_a_repeatable_draw() {
     let database = TestDatabase::new().await;
     let [pod_a, pod_b] = two_pods(&database).await;
@@ -67,9 +73,9 @@ async fn a_tournament_night_from_creation_to_a_repeatable_draw() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs a MongoDB replica set: set LCT_TEST_MONGODB_URI and run with --ignored"]
-async fn racing_joins_and_picks_never_overfill_or_double_book() {
-    let database = TestDatabase::new().await;
+#[ignore = "races transactions: needs a real replica set in LCT_TEST_MONGODB_URI, and --ignored"]
+async fn racing_joins_and_picks_never_overfill_or_double_book_on_a_real_replica_set() {
+    let database = TestDatabase::real_replica_set().await;
     let pods = two_pods(&database).await;
     let id = Uuid::new_v4();
     pods[0].create(meta(), id, name("Race"), PlayerLimit::new(3).unwrap()).await.unwrap();
@@ -118,9 +124,9 @@ async fn racing_joins_and_picks_never_overfill_or_double_book() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs a MongoDB replica set: set LCT_TEST_MONGODB_URI and run with --ignored"]
-async fn tournament_names_are_unique_across_pods_and_a_rename_frees_the_old_one() {
-    let database = TestDatabase::new().await;
+#[ignore = "races transactions: needs a real replica set in LCT_TEST_MONGODB_URI, and --ignored"]
+async fn racing_creates_of_one_name_across_pods_have_one_winner_on_a_real_replica_set() {
+    let database = TestDatabase::real_replica_set().await;
     let pods = two_pods(&database).await;
     let contested = name("Contested");
     let creates: Vec<_> = (0..6)
@@ -141,6 +147,19 @@ async fn tournament_names_are_unique_across_pods_and_a_rename_frees_the_old_one(
         }
     }
     assert_eq!(created, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MongoDB or its stand-in: LCT_TEST_MONGODB_URI or LCT_TEST_MONGODB_STANDIN, and --ignored"]
+async fn tournament_names_are_unique_across_pods_and_a_rename_frees_the_old_one() {
+    let database = TestDatabase::new().await;
+    let pods = two_pods(&database).await;
+    let taken = name("Taken");
+    pods[0].create(meta(), Uuid::new_v4(), taken.clone(), PlayerLimit::new(2).unwrap()).await.unwrap();
+    assert_eq!(
+        pods[1].create(meta(), Uuid::new_v4(), taken.clone(), PlayerLimit::new(2).unwrap()).await.unwrap_err(),
+        AppError::Rule(DomainError::TournamentNameTaken)
+    );
 
     let id = Uuid::new_v4();
     let old = name("Old");
@@ -150,8 +169,41 @@ async fn tournament_names_are_unique_across_pods_and_a_rename_frees_the_old_one(
         .create(meta(), Uuid::new_v4(), old, PlayerLimit::new(2).unwrap())
         .await
         .expect("the old name is free again");
-    assert_eq!(
-        pods[0].rename(meta(), id, contested).await.unwrap_err(),
-        AppError::Rule(DomainError::TournamentNameTaken)
-    );
+    assert_eq!(pods[0].rename(meta(), id, taken).await.unwrap_err(), AppError::Rule(DomainError::TournamentNameTaken));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MongoDB or its stand-in: LCT_TEST_MONGODB_URI or LCT_TEST_MONGODB_STANDIN, and --ignored"]
+async fn a_snapshot_that_does_not_decode_or_has_another_schema_version_is_ignored_and_the_stream_replayed() {
+    let database = TestDatabase::new().await;
+    let [pod, _] = two_pods(&database).await;
+    let id = Uuid::new_v4();
+    pod.create(meta(), id, name("Snapshots"), PlayerLimit::new(10).unwrap()).await.unwrap();
+    for i in 0..9 {
+        let (n, s) = player(i);
+        pod.join(meta(), id, n, s).await.unwrap();
+    }
+    // Ten events: the service saved a snapshot at version 10.
+    let expected = pod.get(id).await.unwrap();
+    assert_eq!(expected.version, 10);
+    let store = database.store().await;
+    assert_eq!(store.load_snapshot(id).await.unwrap(), Some(Snapshot { stream_id: id, state: expected.clone() }));
+
+    let snapshots = database.collection(SNAPSHOTS);
+    let stream = Binary { subtype: BinarySubtype::Uuid, bytes: id.as_bytes().to_vec() };
+    let garbled = doc! { "$set": { "state": { "version": "ten", "tournament": [1, 2, 3] } } };
+    snapshots.update_one(doc! { "_id": stream.clone() }, garbled).await.unwrap();
+    assert_eq!(store.load_snapshot(id).await.unwrap(), None, "a snapshot that does not decode is ignored");
+    assert_eq!(pod.get(id).await.unwrap(), expected, "the stream is replayed from its events");
+
+    // A state of a future shape is ignored as well, even if it happens to decode.
+    let valid_state = mongodb::bson::to_document(&expected).unwrap();
+    let future = doc! { "$set": { "state": valid_state, "schemaVersion": 99_i64 } };
+    snapshots.update_one(doc! { "_id": stream.clone() }, future).await.unwrap();
+    assert_eq!(store.load_snapshot(id).await.unwrap(), None);
+    assert_eq!(pod.get(id).await.unwrap(), expected);
+
+    // The next snapshot replaces the unusable one even though its version is not newer.
+    store.save_snapshot(&Snapshot { stream_id: id, state: expected.clone() }).await.unwrap();
+    assert_eq!(store.load_snapshot(id).await.unwrap(), Some(Snapshot { stream_id: id, state: expected }));
 }

@@ -1,14 +1,21 @@
 //! One append as one multi-document transaction: read the stream's version, release and
 //! claim unique values, insert the events, commit. Conflicting transactions are retried whole
 //! with a jittered pause; a commit with an unknown outcome is retried as a commit.
+//!
+//! When the outcome of a commit stays unknown (no answer within the operation timeout, the
+//! connection lost, retries exhausted), the append does not answer "unavailable" blindly: it
+//! reads the stream, and answers success when the events are there (the commit happened; the
+//! caller goes on to publish them), a conflict when other events took the versions, and
+//! "unavailable" only when the stream shows the commit did not happen or cannot be read.
 
 use super::documents::{self, CLAIMS, EVENTS};
-use super::errors::{class_of, store_error, Class};
+use super::errors::{class_of, store_error, Class, Duplicate};
 use super::MongoEventStore;
 use domain::ports::{AppendRequest, RecordedEvent, StoreError};
 use mongodb::bson::{doc, Document};
 use mongodb::options::{ReadConcern, ReadPreference, SelectionCriteria, WriteConcern};
 use mongodb::{ClientSession, Collection, Database};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -100,6 +107,26 @@ impl MongoEventStore {
         Ok(())
     }
 
+    /// The port's answer to a duplicate key reported when committing (servers that check unique
+    /// indexes at commit): which of the append's unique keys another writer took.
+    async fn duplicate_at_commit(&self, database: &Database, request: &AppendRequest, on: Duplicate) -> StoreError {
+        if on != Duplicate::Claim {
+            return self.version_conflict(database, request).await;
+        }
+        let claims = database.collection::<Document>(CLAIMS);
+        for key in &request.claims {
+            if let Ok(Some(held)) = claims.find_one(documents::claim_filter(key)).await {
+                if documents::claim_owner(&held).is_ok_and(|owner| owner != request.stream_id) {
+                    return StoreError::UniqueTaken(key.clone());
+                }
+            }
+        }
+        match request.claims.first() {
+            Some(key) => StoreError::UniqueTaken(key.clone()),
+            None => self.version_conflict(database, request).await,
+        }
+    }
+
     /// Commits, retrying while the outcome is unknown. Returns the last error otherwise.
     async fn commit(session: &mut ClientSession) -> mongodb::error::Result<()> {
         let mut attempt = 1;
@@ -123,7 +150,66 @@ impl MongoEventStore {
         }
     }
 
-    pub(super) async fn append_in_transaction(&self, request: AppendRequest) -> Result<Vec<RecordedEvent>, StoreError> {
+    /// Appends in a transaction within the operation timeout; when the commit's outcome stays
+    /// unknown, reads the stream to find it out.
+    pub(super) async fn append_resolving_unknown_commits(
+        &self,
+        request: AppendRequest,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let committing = AtomicBool::new(false);
+        let limit = self.inner.settings.operation_timeout;
+        let outcome = tokio::time::timeout(limit, self.append_in_transaction(&request, &committing)).await;
+        let unknown = match outcome {
+            Ok(answer) if !committing.load(Ordering::SeqCst) => {
+                self.note_outage(&answer);
+                return answer;
+            }
+            Ok(Ok(recorded)) => return Ok(recorded),
+            Ok(Err(error)) => error.to_string(),
+            Err(_) if committing.load(Ordering::SeqCst) => format!("no answer within {} ms", limit.as_millis()),
+            Err(_) => {
+                let answer =
+                    Err(StoreError::Unavailable(format!("MongoDB did not answer within {} ms", limit.as_millis())));
+                self.note_outage(&answer);
+                return answer;
+            }
+        };
+        self.resolve_commit(&request, &unknown).await
+    }
+
+    /// Finds out from the stream whether a commit whose answer was lost happened.
+    async fn resolve_commit(&self, request: &AppendRequest, unknown: &str) -> Result<Vec<RecordedEvent>, StoreError> {
+        use domain::ports::EventStore;
+        let recorded = request.recorded();
+        let found = self.load(request.stream_id, request.expected_version).await;
+        let answer = match found {
+            Ok(found) if found.len() >= recorded.len() && found[..recorded.len()] == recorded[..] => Ok(recorded),
+            Ok(found) if found.is_empty() => Err(StoreError::Unavailable(format!(
+                "appending: the commit's outcome was unknown ({unknown}); the stream shows it did not happen"
+            ))),
+            Ok(found) => Err(StoreError::VersionConflict {
+                stream_id: request.stream_id,
+                expected: request.expected_version,
+                actual: request.expected_version + found.len() as u64,
+            }),
+            Err(error) => Err(StoreError::Unavailable(format!(
+                "appending: the commit's outcome is unknown ({unknown}) and the stream could not be read ({error})"
+            ))),
+        };
+        tracing::warn!(
+            stream_id = %request.stream_id,
+            unknown,
+            committed = answer.is_ok(),
+            "a commit's outcome was unknown; the stream was read to find it out"
+        );
+        answer
+    }
+
+    async fn append_in_transaction(
+        &self,
+        request: &AppendRequest,
+        committing: &AtomicBool,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
         self.require_indexes().await?;
         let database = self.database().await?;
         let recorded = request.recorded();
@@ -139,18 +225,32 @@ impl MongoEventStore {
                 .selection_criteria(SelectionCriteria::ReadPreference(ReadPreference::Primary))
                 .await
                 .map_err(|e| store_error("starting a transaction", &e))?;
-            let written = Self::write_commit(&database, &mut session, &request, &event_documents).await;
+            let written = Self::write_commit(&database, &mut session, request, &event_documents).await;
             let failure = match written {
-                Ok(()) => match Self::commit(&mut session).await {
-                    Ok(()) => return Ok(recorded),
-                    Err(e) => e,
-                },
+                Ok(()) => {
+                    committing.store(true, Ordering::SeqCst);
+                    match Self::commit(&mut session).await {
+                        Ok(()) => return Ok(recorded),
+                        Err(e) => {
+                            // Transient errors and duplicates are definite: nothing was committed.
+                            match class_of(&e) {
+                                Class::Duplicate(on) => {
+                                    committing.store(false, Ordering::SeqCst);
+                                    return Err(self.duplicate_at_commit(&database, request, on).await);
+                                }
+                                Class::Transient => committing.store(false, Ordering::SeqCst),
+                                _ => {}
+                            }
+                            e
+                        }
+                    }
+                }
                 Err(stop) => {
                     // Best effort: the server aborts on its own when the transaction times out.
                     let _ = session.abort_transaction().await;
                     match stop {
                         Stop::Refused(answer) => return Err(answer),
-                        Stop::VersionTaken => return Err(self.version_conflict(&database, &request).await),
+                        Stop::VersionTaken => return Err(self.version_conflict(&database, request).await),
                         Stop::Driver(e) => e,
                     }
                 }

@@ -5,9 +5,10 @@
 //!   `data` (the event's fields). Unique on `{streamId, version}`.
 //! - `claims`: one document per unique value held by a stream: `scope`, `value`, `owner`
 //!   (stream id). Unique on `{scope, value}`.
-//! - `snapshots`: one document per stream: `_id` (stream id), `version`, `state`.
+//! - `snapshots`: one document per stream: `_id` (stream id), `version`, `schemaVersion` (of the
+//!   state's shape, [`SNAPSHOT_SCHEMA_VERSION`]), `state`.
 
-use domain::ports::{RecordedEvent, Snapshot, StoreError, UniqueKey};
+use domain::ports::{RecordedEvent, Snapshot, StoreError, UniqueKey, SNAPSHOT_SCHEMA_VERSION};
 use domain::{TournamentEvent, TournamentState};
 use mongodb::bson::{self, doc, spec::BinarySubtype, Binary, Bson, DateTime, Document};
 use uuid::Uuid;
@@ -113,21 +114,33 @@ pub fn claim_owner(doc: &Document) -> Result<Uuid, StoreError> {
 }
 
 /// The stored form of a snapshot; `version` is kept beside the state so that an update can
-/// keep the newer one.
+/// keep the newer one, and `schemaVersion` so that a state of another shape is not misread.
 pub fn snapshot_document(snapshot: &Snapshot) -> Result<Document, StoreError> {
     let state = bson::to_document(&snapshot.state).map_err(|e| corrupt(format!("encoding a snapshot: {e}")))?;
     Ok(doc! {
         "_id": uuid_bson(snapshot.stream_id),
         "version": version_bson(snapshot.state.version)?,
+        "schemaVersion": i64::from(SNAPSHOT_SCHEMA_VERSION),
         "state": state,
     })
 }
 
-/// The snapshot a document holds.
-pub fn snapshot_from_document(doc: &Document) -> Result<Snapshot, StoreError> {
-    let state = doc.get_document("state").map_err(|e| corrupt(format!("snapshot state: {e}")))?.clone();
-    let state: TournamentState = bson::from_document(state).map_err(|e| corrupt(format!("snapshot state: {e}")))?;
-    Ok(Snapshot { stream_id: uuid_from(field(doc, "_id")?, "_id")?, state })
+/// The snapshot a document holds, or why it cannot be used (another schema version, or a
+/// state that does not decode): such a snapshot is ignored and the stream replayed.
+pub fn snapshot_from_document(doc: &Document) -> Result<Snapshot, String> {
+    let schema = match doc.get("schemaVersion") {
+        Some(Bson::Int32(v)) => i64::from(*v),
+        Some(Bson::Int64(v)) => *v,
+        Some(other) => return Err(format!("schemaVersion is not an integer: {other}")),
+        None => return Err("it has no schemaVersion".into()),
+    };
+    if schema != i64::from(SNAPSHOT_SCHEMA_VERSION) {
+        return Err(format!("its schema version is {schema}, this version reads {SNAPSHOT_SCHEMA_VERSION}"));
+    }
+    let state = doc.get_document("state").map_err(|e| format!("state: {e}"))?.clone();
+    let state: TournamentState = bson::from_document(state).map_err(|e| format!("state: {e}"))?;
+    let stream_id = uuid_from(field(doc, "_id").map_err(|e| e.to_string())?, "_id").map_err(|e| e.to_string())?;
+    Ok(Snapshot { stream_id, state })
 }
 
 #[cfg(test)]
@@ -220,6 +233,7 @@ mod tests {
         let document = snapshot_document(&snapshot).unwrap();
         assert_eq!(document.get("_id"), Some(&uuid_bson(snapshot.stream_id)));
         assert_eq!(document.get("version"), Some(&Bson::Int64(events.len() as i64)));
+        assert_eq!(document.get("schemaVersion"), Some(&Bson::Int64(i64::from(SNAPSHOT_SCHEMA_VERSION))));
         assert_eq!(snapshot_from_document(&document).unwrap(), snapshot);
         let empty = Snapshot { stream_id: Uuid::new_v4(), state: TournamentState::default() };
         assert_eq!(snapshot_from_document(&snapshot_document(&empty).unwrap()).unwrap(), empty);
@@ -276,6 +290,21 @@ mod tests {
         assert!(state.tournament.as_ref().unwrap().night.as_ref().unwrap().finished);
         let snapshot = Snapshot { stream_id: Uuid::new_v4(), state };
         assert_eq!(snapshot_from_document(&snapshot_document(&snapshot).unwrap()).unwrap(), snapshot);
+    }
+
+    #[test]
+    fn a_snapshot_of_another_schema_version_or_that_does_not_decode_is_refused_with_the_reason() {
+        let snapshot = Snapshot { stream_id: Uuid::new_v4(), state: TournamentState::default().replay(&every_event()) };
+        let good = snapshot_document(&snapshot).unwrap();
+        let mut newer = good.clone();
+        newer.insert("schemaVersion", i64::from(SNAPSHOT_SCHEMA_VERSION) + 1);
+        assert!(snapshot_from_document(&newer).unwrap_err().contains("schema version"));
+        let mut unversioned = good.clone();
+        unversioned.remove("schemaVersion");
+        assert!(snapshot_from_document(&unversioned).is_err());
+        let mut garbled = good.clone();
+        garbled.insert("state", doc! { "version": "seven", "tournament": [1, 2] });
+        assert!(snapshot_from_document(&garbled).unwrap_err().starts_with("state"));
     }
 
     #[test]

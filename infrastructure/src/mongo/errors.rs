@@ -225,6 +225,23 @@ mod tests {
     }
 
     #[test]
+    fn a_duplicate_key_reported_as_a_command_error_is_classified_like_a_write_error() {
+        // The shape some servers and wire-compatible stand-ins use: `{ok: 0, code: 11000}`, with a
+        // message that names the index but not the collection.
+        let command = |index: &str| {
+            let message = format!("E11000 duplicate key error index: {index} dup key: {{ streamId: 1, version: 1 }}");
+            let command: CommandError =
+                bson::from_document(doc! { "code": DUPLICATE_KEY, "codeName": "DuplicateKey", "errmsg": message })
+                    .unwrap();
+            Error::from(ErrorKind::Command(command))
+        };
+        assert_eq!(class_of(&command(EVENT_VERSION_INDEX)), Class::Duplicate(Duplicate::EventVersion));
+        assert_eq!(class_of(&command(CLAIM_INDEX)), Class::Duplicate(Duplicate::Claim));
+        let write = write_error(DUPLICATE_KEY, &duplicate_message("claims", CLAIM_INDEX));
+        assert_eq!(class_of(&write), class_of(&command(CLAIM_INDEX)));
+    }
+
+    #[test]
     fn transaction_labels_decide_between_retrying_the_transaction_and_the_commit() {
         assert_eq!(classify(&server_parts(251, &[TRANSIENT_TRANSACTION_ERROR])), Class::Transient);
         assert_eq!(classify(&server_parts(WRITE_CONFLICT, &[])), Class::Transient);

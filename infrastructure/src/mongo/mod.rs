@@ -4,14 +4,18 @@
 //! concern): it reads the stream's current version, releases and claims unique values in
 //! `claims`, and inserts one document per event in `events`. The unique indexes
 //! `{streamId, version}` and `{scope, value}` make a lost race fail rather than double-book;
-//! a duplicate key becomes the port's `VersionConflict` or `UniqueTaken`. Transactions that
-//! the server labels transient are retried whole; a commit with an unknown result is retried.
+//! a duplicate key, reported as a write error or as a command error, becomes the port's
+//! `VersionConflict` or `UniqueTaken`. Transactions that the server labels transient are
+//! retried whole; a commit with an unknown result is retried, and when its outcome stays unknown
+//! (no answer within the operation timeout, a connection lost) the stream is read before
+//! answering: the events there mean it committed.
 //!
 //! Nothing here needs a server to be constructed: the driver connects lazily, so while the
 //! replica set is unreachable every operation fails with `Unavailable` after the server
 //! selection timeout, and the process recovers by itself when it is back. The unique indexes
 //! are created by [`MongoEventStore::ensure_indexes`] (at start-up, in the background until it
-//! succeeds); appends refuse to run before they exist, since correctness depends on them.
+//! succeeds, and again after any outage); appends refuse to run before they exist, since
+//! correctness depends on them.
 
 mod append;
 mod config;
@@ -140,9 +144,19 @@ impl MongoEventStore {
     /// Runs `operation` within the operation timeout; past it the answer is `Unavailable`.
     async fn bounded<T>(&self, operation: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
         let limit = self.inner.settings.operation_timeout;
-        tokio::time::timeout(limit, operation).await.unwrap_or_else(|_| {
+        let outcome = tokio::time::timeout(limit, operation).await.unwrap_or_else(|_| {
             Err(StoreError::Unavailable(format!("MongoDB did not answer within {} ms", limit.as_millis())))
-        })
+        });
+        self.note_outage(&outcome);
+        outcome
+    }
+
+    /// After an outage the server may have come back without our indexes (a new or restored
+    /// deployment): check them again before the next append.
+    fn note_outage<T>(&self, outcome: &Result<T, StoreError>) {
+        if matches!(outcome, Err(StoreError::Unavailable(_))) {
+            self.inner.indexes_ready.store(false, Ordering::SeqCst);
+        }
     }
 }
 
@@ -174,7 +188,7 @@ impl EventStore for MongoEventStore {
     }
 
     async fn append(&self, request: AppendRequest) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.bounded(self.append_in_transaction(request)).await
+        self.append_resolving_unknown_commits(request).await
     }
 
     async fn load_snapshot(&self, stream_id: Uuid) -> Result<Option<Snapshot>, StoreError> {
@@ -184,7 +198,13 @@ impl EventStore for MongoEventStore {
                 .find_one(doc! { "_id": documents::uuid_bson(stream_id) })
                 .await
                 .map_err(|e| store_error("loading a snapshot", &e))?;
-            found.as_ref().map(documents::snapshot_from_document).transpose()
+            Ok(found.and_then(|document| match documents::snapshot_from_document(&document) {
+                Ok(snapshot) => Some(snapshot),
+                Err(reason) => {
+                    tracing::warn!(%stream_id, %reason, "ignoring a stored snapshot; replaying the stream's events");
+                    None
+                }
+            }))
         })
         .await
     }
@@ -194,10 +214,13 @@ impl EventStore for MongoEventStore {
         let mut document = documents::snapshot_document(snapshot)?;
         let id = document.remove("_id").unwrap_or_default();
         let version = documents::version_bson(snapshot.state.version)?;
-        let filter = doc! { "_id": id, "version": { "$lt": version } };
+        let schema = i64::from(domain::ports::SNAPSHOT_SCHEMA_VERSION);
+        // An older snapshot, or one of another schema version, is replaced.
+        let filter =
+            doc! { "_id": id, "$or": [{ "version": { "$lt": version } }, { "schemaVersion": { "$ne": schema } }] };
         let update = doc! { "$set": document };
         self.bounded(async {
-            // Only an older snapshot matches. When none matches because a newer one is stored,
+            // Only an older (or unreadable) snapshot matches. When none matches because a newer one is stored,
             // the upsert collides with its `_id` and the newer one is kept; when it collides with
             // a snapshot saved concurrently, the update without upsert replaces it if older.
             let saved = snapshots.update_one(filter.clone(), update.clone()).upsert(true).await;
