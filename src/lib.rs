@@ -1,6 +1,7 @@
 //! The `lct` server: configuration and wiring of the adapters behind the ports.
 #![forbid(unsafe_code)]
 
+mod faults;
 pub mod settings;
 pub mod store_command;
 pub mod telemetry;
@@ -13,12 +14,12 @@ use api::metrics::Metrics;
 use api::ratelimit::RateLimits;
 use api::v2::tokens::TokenKeys;
 use api::{AppState, HttpOptions};
-use domain::ports::EventStore;
+use domain::ports::{EventStore, NoPublisher};
 use domain::service::TournamentService;
 use infrastructure::live::{LocalBus, LocalPodRegistry, MemorySharedState};
 use infrastructure::EmbeddedEventStore;
 use live::ports::{Bus, IdempotencyStore, PodRegistry, PresenceStore, SharedSecrets, SharedState};
-use live::{Clicks, Clock, ClusterOptions, HubOptions, Presence, SystemClock};
+use live::{Clicks, Clock, ClusterOptions, HubOptions, Presence, PublishingStore, SystemClock};
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -44,13 +45,20 @@ pub async fn run(
         metrics.observe_redis(Arc::clone(&bus));
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let hub_options = HubOptions { queue_capacity: settings.ws_queue.max(1), ..HubOptions::default() };
+    let hub_options = HubOptions {
+        queue_capacity: settings.ws_queue.max(1),
+        delivery_bound: settings.delivery_bound(),
+        ..HubOptions::default()
+    };
     let hub = Hub::new(Arc::clone(&store), bus, Arc::clone(&clock), hub_options);
     metrics.observe_hub(&hub);
     let pod_id = pod_id(&settings);
     let cluster = cluster(&settings, &listener, &pod_id, pods, Arc::clone(&presence), &hub)?;
     metrics.register_collector(api::cluster::collector(&cluster));
-    let service = TournamentService::new(store, Arc::new(hub.clone()));
+    // Commands append through a store that publishes each commit to the hub in a task of its
+    // own, so that a dropped request still publishes what it committed.
+    let committing = Arc::new(PublishingStore::new(faults::after_append(store), Arc::new(hub.clone())));
+    let service = TournamentService::new(committing, Arc::new(NoPublisher));
     let state = AppState {
         service: service.clone(),
         public_url: settings.public_url.trim_end_matches('/').into(),

@@ -100,6 +100,11 @@ pub struct Settings {
     /// Seconds allowed for draining connections after SIGTERM.
     #[arg(long, env = "LCT_SHUTDOWN_GRACE", default_value_t = 20)]
     pub shutdown_grace: u64,
+    /// Longest time in ms from a commit to its delivery to every live connection of the
+    /// tournament on every pod, whatever happens to its publication on the bus (with the event
+    /// store reachable): each pod checks the store's versions every third of it.
+    #[arg(long, env = "LCT_DELIVERY_BOUND_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(30..))]
+    pub delivery_bound_ms: u64,
     /// Messages queued per live connection before a client that does not keep up is cut off.
     #[arg(long, env = "LCT_WS_QUEUE", default_value_t = 256)]
     pub ws_queue: usize,
@@ -198,6 +203,10 @@ impl Settings {
 
     pub fn cors_origins(&self) -> Vec<String> {
         self.cors_origins.split(',').map(str::trim).filter(|o| !o.is_empty()).map(str::to_owned).collect()
+    }
+
+    pub fn delivery_bound(&self) -> Duration {
+        Duration::from_millis(self.delivery_bound_ms)
     }
 
     pub fn shutdown_grace(&self) -> Duration {

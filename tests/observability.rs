@@ -562,7 +562,11 @@ async fn metrics_count_the_traffic_that_happened() {
     assert_eq!(value(&text, r#"lct_messages_dropped_total{reason="slow_consumer"}"#), 0.0);
     assert_eq!(delta(&text, r#"lct_messages_dropped_total{reason="bus_publish_failed"}"#), 0.0);
     assert_eq!(value(&text, "lct_slow_consumer_disconnects_total"), 0.0);
-    assert_eq!(value(&text, "lct_gaps_repaired_total"), 0.0);
+    assert_eq!(value(&text, r#"lct_messages_dropped_total{reason="bus_outbox_full"}"#), 0.0);
+    for cause in ["bus_gap", "periodic_check", "resync", "overflow"] {
+        assert_eq!(value(&text, &format!("lct_gaps_repaired_total{{cause=\"{cause}\"}}")), 0.0, "{cause}");
+    }
+    assert!(value(&text, "lct_event_store_versions_duration_seconds_count") >= 1.0, "the feed's first read");
     assert_eq!(value(&text, "lct_redis_connected"), 1.0);
     assert!(delta(&text, "lct_pubsub_lag_seconds_count") >= 3.0);
     assert!(delta(&text, r#"lct_pubsub_lag_seconds_bucket{le="+Inf"}"#) >= 3.0);

@@ -5,7 +5,7 @@
 use crate::metrics::EventStoreMetrics;
 use async_trait::async_trait;
 use domain::ports::{AppendRequest, EventStore, RecordedEvent, Snapshot, StoreError};
-use live::ports::{Bus, BusListener, Click, LiveError, SharedState};
+use live::ports::{Bus, BusListener, Click, ClickList, LiveError, SharedState};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -132,6 +132,15 @@ impl EventStore for MeteredEventStore {
         );
         traced(span, self.inner.check()).await.0
     }
+
+    /// Measured, not traced: the periodic check of the live feeds calls it every few seconds
+    /// outside any request, and a trace each time would only be noise.
+    async fn current_versions(&self, streams: &[Uuid]) -> Result<Vec<u64>, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.current_versions(streams).await;
+        self.metrics.versions.observe(started.elapsed().as_secs_f64());
+        result
+    }
 }
 
 /// The Redis bus, traced.
@@ -171,7 +180,7 @@ pub struct TracedSharedState(pub Arc<dyn SharedState>);
 
 #[async_trait]
 impl SharedState for TracedSharedState {
-    async fn record_click(&self, tournament: Uuid, click: Click, ttl: Duration) -> Result<Vec<Click>, LiveError> {
+    async fn record_click(&self, tournament: Uuid, click: Click, ttl: Duration) -> Result<ClickList, LiveError> {
         traced(redis_span!("redis.record_click"), self.0.record_click(tournament, click, ttl)).await.0
     }
 

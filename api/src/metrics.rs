@@ -12,6 +12,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use live::ports::Bus;
+use live::RepairCause;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -63,6 +64,8 @@ struct Inner {
 pub struct EventStoreMetrics {
     pub append: Histogram,
     pub load: Histogram,
+    /// Reads of the current versions of streams (the live feeds' periodic check).
+    pub versions: Histogram,
     pub version_conflicts: Counter,
 }
 
@@ -83,6 +86,7 @@ impl Metrics {
         let event_store = EventStoreMetrics {
             append: latency_histogram(),
             load: latency_histogram(),
+            versions: latency_histogram(),
             version_conflicts: Counter::default(),
         };
         registry.register(
@@ -104,6 +108,11 @@ impl Metrics {
             "lct_event_store_load_duration_seconds",
             "Duration of event-store stream loads",
             event_store.load.clone(),
+        );
+        registry.register(
+            "lct_event_store_versions_duration_seconds",
+            "Duration of reads of the current versions of the streams a pod serves (its periodic check)",
+            event_store.versions.clone(),
         );
         registry.register(
             "lct_version_conflicts",
@@ -132,6 +141,12 @@ impl Metrics {
             "lct_pubsub_lag_seconds",
             "Time from a message's publication on the bus by any pod to its arrival at this pod",
             hub.stats().pubsub_lag.histogram().clone(),
+        );
+        registry.register(
+            "lct_commit_to_delivery_seconds",
+            "Time from an event's commit to its delivery to this pod's connections, for events that reached \
+             this pod through the bus or a read of the event store (not its own commits)",
+            hub.stats().commit_to_delivery.clone(),
         );
         registry.register_collector(Box::new(HubCollector(hub.clone())));
     }
@@ -219,7 +234,7 @@ impl Collector for HubCollector {
         let stats = self.0.stats();
         let read = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
         let connections = i64::try_from(read(&stats.connections)).unwrap_or(i64::MAX);
-        let slow = read(&stats.slow_disconnects);
+
         encode_gauge(
             &mut encoder,
             "lct_ws_connections",
@@ -241,22 +256,39 @@ impl Collector for HubCollector {
         encode_labelled_counters(
             &mut encoder,
             "lct_messages_dropped",
-            "Messages that did not reach their destination: the message that found a slow consumer's \
-             queue full (slow_consumer), or a publication to the other pods that failed (bus_publish_failed)",
+            "Messages that did not reach their destination: those lost to a connection cut off as too slow \
+             (slow_consumer: the one that found its queue full and those still queued), publications to \
+             the other pods that failed (bus_publish_failed) or found the queue to the bus full \
+             (bus_outbox_full); the other pods' clients get those events from the event store",
             "reason",
-            &[("slow_consumer", slow), ("bus_publish_failed", read(&stats.bus_publish_failures))],
+            &[
+                ("slow_consumer", read(&stats.slow_consumer_messages_dropped)),
+                ("bus_publish_failed", read(&stats.bus_publish_failures)),
+                ("bus_outbox_full", read(&stats.bus_outbox_full)),
+            ],
         )?;
         encode_counter(
             &mut encoder,
             "lct_slow_consumer_disconnects",
             "Live connections cut off because their queue was full",
-            slow,
+            read(&stats.slow_disconnects),
+        )?;
+        let repairs: Vec<(&str, u64)> =
+            RepairCause::ALL.iter().map(|cause| (cause.label(), stats.gaps_repaired(*cause))).collect();
+        encode_labelled_counters(
+            &mut encoder,
+            "lct_gaps_repaired",
+            "Reads of the event store by a live feed that delivered events it had missed, by what prompted \
+             them: a version gap on the bus (bus_gap), the periodic check (periodic_check), a bus reconnect \
+             or a pod announcing failed publications (resync), a full feed queue (overflow)",
+            "cause",
+            &repairs,
         )?;
         encode_counter(
             &mut encoder,
-            "lct_gaps_repaired",
-            "Times a live feed saw a version gap and re-read the event store",
-            read(&stats.gaps_repaired),
+            "lct_stream_versions_checked",
+            "Stream versions read by the periodic check of the live feeds",
+            read(&stats.versions_checked),
         )
     }
 }
@@ -347,17 +379,24 @@ pub(crate) mod tests {
         metrics.register_counters("lct_log_events_dropped", "test", "reason", || vec![("buffer_full", 7)]);
         hub.stats().delivered.fetch_add(5, Ordering::Relaxed);
         hub.stats().slow_disconnects.fetch_add(2, Ordering::Relaxed);
+        hub.stats().slow_consumer_messages_dropped.fetch_add(9, Ordering::Relaxed);
         hub.stats().bus_publish_failures.fetch_add(1, Ordering::Relaxed);
-        hub.stats().gaps_repaired.fetch_add(4, Ordering::Relaxed);
+        hub.stats().bus_outbox_full.fetch_add(3, Ordering::Relaxed);
+        hub.stats().commit_to_delivery.observe(0.2);
         hub.stats().pubsub_lag.observe(0, SystemClock.now_ms());
         let (_membership, _queue) = hub.subscribe(uuid::Uuid::new_v4(), live::Protocol::V2, None).await;
         let text = metrics.render();
         assert_eq!(sample(&text, "lct_ws_connections"), Some(1.0), "{text}");
         assert_eq!(sample(&text, "lct_messages_delivered_total"), Some(5.0));
         assert_eq!(sample(&text, "lct_slow_consumer_disconnects_total"), Some(2.0));
-        assert_eq!(sample(&text, r#"lct_messages_dropped_total{reason="slow_consumer"}"#), Some(2.0));
+        assert_eq!(sample(&text, r#"lct_messages_dropped_total{reason="slow_consumer"}"#), Some(9.0));
         assert_eq!(sample(&text, r#"lct_messages_dropped_total{reason="bus_publish_failed"}"#), Some(1.0));
-        assert_eq!(sample(&text, "lct_gaps_repaired_total"), Some(4.0));
+        assert_eq!(sample(&text, r#"lct_messages_dropped_total{reason="bus_outbox_full"}"#), Some(3.0));
+        for cause in ["bus_gap", "periodic_check", "resync", "overflow"] {
+            assert_eq!(sample(&text, &format!("lct_gaps_repaired_total{{cause=\"{cause}\"}}")), Some(0.0));
+        }
+        assert_eq!(sample(&text, r#"lct_commit_to_delivery_seconds_bucket{le="0.25"}"#), Some(1.0));
+        assert_eq!(sample(&text, r#"lct_commit_to_delivery_seconds_bucket{le="0.1"}"#), Some(0.0));
         assert_eq!(sample(&text, "lct_redis_connected"), Some(1.0));
         assert_eq!(sample(&text, "lct_pubsub_lag_seconds_count"), Some(1.0));
         assert_eq!(

@@ -132,6 +132,18 @@ pub trait EventStore: Send + Sync {
 
     /// Succeeds when the store can serve requests now (readiness).
     async fn check(&self) -> Result<(), StoreError>;
+
+    /// The current version of each stream, in the order asked (0 for an unknown stream). Live
+    /// feeds call it every few seconds for every tournament they serve, so adapters answer it
+    /// from an index in one round trip, without reading the events; this default loads them and
+    /// is only correct, not cheap. Errors: `Unavailable`, `Corrupt`.
+    async fn current_versions(&self, streams: &[Uuid]) -> Result<Vec<u64>, StoreError> {
+        let mut versions = Vec::with_capacity(streams.len());
+        for stream in streams {
+            versions.push(self.load(*stream, 0).await?.last().map_or(0, |e| e.version));
+        }
+        Ok(versions)
+    }
 }
 
 /// Hands committed events to whatever delivers them live. Called after each commit; it never

@@ -186,6 +186,20 @@ pub async fn snapshots_keep_the_newest_state(store: Arc<dyn EventStore>) {
     assert_eq!(store.load_snapshot(id).await.unwrap(), Some(newer));
 }
 
+pub async fn current_versions_answer_each_stream_in_the_order_asked(store: Arc<dyn EventStore>) {
+    let (first, second, unknown) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    store.append(request(first, 0, vec![created(&unique("Versions")), joined("A")])).await.unwrap();
+    store.append(request(second, 0, vec![created(&unique("Versions"))])).await.unwrap();
+    store.append(request(first, 2, vec![joined("B")])).await.unwrap();
+    assert_eq!(store.current_versions(&[second, unknown, first]).await.unwrap(), [1, 0, 3]);
+    assert_eq!(store.current_versions(&[]).await.unwrap(), Vec::<u64>::new());
+    // Many streams at once, as a pod serving many tournaments asks.
+    let mut many = vec![unknown; 600];
+    many[599] = first;
+    let versions = store.current_versions(&many).await.unwrap();
+    assert_eq!((versions.len(), versions[0], versions[599]), (600, 0, 3));
+}
+
 pub async fn a_reachable_store_passes_its_check(store: Arc<dyn EventStore>) {
     store.check().await.unwrap();
 }
@@ -219,6 +233,7 @@ macro_rules! event_store_contract_tests {
             a_stale_expected_version_is_a_conflict_and_writes_nothing,
             a_claimed_value_is_refused_to_another_stream_and_nothing_is_written,
             a_released_value_can_be_claimed_by_another_stream,
+            current_versions_answer_each_stream_in_the_order_asked,
             a_reachable_store_passes_its_check);
     };
     (@group racing $attrs:tt $factory:expr) => {

@@ -249,13 +249,14 @@ async fn clicks_keep_the_latest_of_each_player_in_time_order_across_pods() {
     let tournament = Uuid::new_v4();
     let ttl = Duration::from_secs(60);
 
-    one.state.record_click(tournament, click("Ann", Team::Bayern, 30), ttl).await.unwrap();
-    two.state.record_click(tournament, click("Bob", Team::Psg, 10), ttl).await.unwrap();
+    let first = one.state.record_click(tournament, click("Ann", Team::Bayern, 30), ttl).await.unwrap();
+    let second = two.state.record_click(tournament, click("Bob", Team::Psg, 10), ttl).await.unwrap();
     let list = one.state.record_click(tournament, click("Ann", Team::Chelsea, 40), ttl).await.unwrap();
 
-    assert_eq!(list, vec![click("Bob", Team::Psg, 10), click("Ann", Team::Chelsea, 40)]);
+    assert_eq!(list.clicks, vec![click("Bob", Team::Psg, 10), click("Ann", Team::Chelsea, 40)]);
+    assert!(first.seq < second.seq && second.seq < list.seq, "each list numbered after the one before, on any pod");
     let other = two.state.record_click(Uuid::new_v4(), click("Cid", Team::Juventus, 1), ttl).await.unwrap();
-    assert_eq!(other, vec![click("Cid", Team::Juventus, 1)], "tournaments do not share clicks");
+    assert_eq!(other.clicks, vec![click("Cid", Team::Juventus, 1)], "tournaments do not share clicks");
 }
 
 #[tokio::test]
@@ -269,11 +270,13 @@ async fn the_click_list_expires_ttl_after_the_last_click() {
     let ttl_ms: i64 = server.cli(&["PTTL", &key]).parse().unwrap();
     assert!(ttl_ms > 50_000 && ttl_ms <= 60_000, "PTTL {ttl_ms}");
 
-    pod.state.record_click(tournament, click("Bob", Team::Psg, 2), Duration::from_millis(200)).await.unwrap();
+    let second =
+        pod.state.record_click(tournament, click("Bob", Team::Psg, 2), Duration::from_millis(200)).await.unwrap();
     eventually("the list expires", || server.cli(&["EXISTS", &key]) == "0").await;
     let list =
         pod.state.record_click(tournament, click("Cid", Team::Chelsea, 3), Duration::from_secs(60)).await.unwrap();
-    assert_eq!(list, vec![click("Cid", Team::Chelsea, 3)]);
+    assert_eq!(list.clicks, vec![click("Cid", Team::Chelsea, 3)]);
+    assert!(list.seq > second.seq, "a list started over is still numbered after the expired one");
 }
 
 #[tokio::test]

@@ -79,8 +79,8 @@ impl<F: Frame> Clicks<F> {
             return Err(ClickError::Refused(DomainError::PlayerNotInTournament));
         }
         let click = Click { team, name: name.into(), surname: surname.into(), at_ms: self.clock.now_ms() };
-        let clicks = self.shared.record_click(tournament, click, CLICK_TTL).await.map_err(ClickError::Unavailable)?;
-        self.hub.broadcast_clicks(tournament, clicks);
+        let list = self.shared.record_click(tournament, click, CLICK_TTL).await.map_err(ClickError::Unavailable)?;
+        self.hub.broadcast_clicks(tournament, list);
         Ok(())
     }
 }

@@ -1,71 +1,36 @@
-//! The live hub of one pod: a feed per tournament with local connections, fed by this pod's
-//! commits and by the bus, delivering every event exactly once per connection in version order.
+//! The live hub of one pod: a [feed](crate::feed) per tournament with local connections, fed by
+//! this pod's commits and by the bus, delivering every event exactly once per connection in
+//! version order, and within the delivery bound whatever happens to its publication.
 //!
-//! Each feed is one task that owns its state, so ordering needs no lock. It knows the last
-//! version it delivered; an older or equal version is a duplicate, the next one is delivered, a
-//! later one means something was missed and the feed reads the gap from the event store. After
-//! the bus reconnects every feed re-reads the store the same way. A connection whose bounded
-//! queue is full is cut off instead of slowing the others; it can reconnect and resume.
+//! The bus is only a hint; the event store is the truth. Three things make sure a feed never
+//! stays behind the store for long:
+//! - the **periodic check**: every third of the delivery bound, one read of the current
+//!   version of every stream this pod serves (an index read, not a load); a feed still behind
+//!   the version the previous check saw (so the bus had a whole period to deliver) catches up
+//!   from the store;
+//! - **resync**: when the bus reconnects or drops messages, every feed catches up at once;
+//! - **announcements**: a pod whose publications failed tells the others, once it can publish
+//!   again, which version each of those streams reached, and the pods behind catch up.
 
 use crate::clock::Clock;
-use crate::messages::{
-    channel, encode_clicks, encode_event, encode_presence, tournament_of, Encoded, Received, Stamped, WireMessage,
-};
-use crate::ports::{Bus, BusListener, Click, PresenceEntry};
-use crate::stats::HubStats;
+use crate::connection::{ConnectionControl, Protocol};
+use crate::feed::{self, FeedCommand, FeedShared, Subscriber, Via};
+use crate::messages::{channel, encode_clicks, encode_presence, tournament_of, Received, Stamped, WireMessage};
+use crate::ports::{Bus, BusListener, ClickList, PresenceEntry};
+use crate::stats::{HubStats, RepairCause};
 use crate::Frame;
 use domain::ports::{EventPublisher, EventStore, RecordedEvent};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-/// Which encoding a connection speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    SignalR,
-    V2,
-}
-
-/// Why a connection is being closed by the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum CloseReason {
-    None = 0,
-    /// The client did not keep up with its queue.
-    TooSlow = 1,
-    /// The pod is draining.
-    ShuttingDown = 2,
-}
-
-/// Per-connection control shared by the connection's tasks and its feed.
-#[derive(Debug)]
-pub struct ConnectionControl {
-    pub cancel: CancellationToken,
-    /// The pod's drain token (the parent of `cancel`).
-    shutdown: CancellationToken,
-    reason: AtomicU8,
-}
-
-impl ConnectionControl {
-    pub fn close(&self, reason: CloseReason) {
-        let _ = self.reason.compare_exchange(0, reason as u8, Ordering::AcqRel, Ordering::Acquire);
-        self.cancel.cancel();
-    }
-
-    pub fn reason(&self) -> CloseReason {
-        match self.reason.load(Ordering::Acquire) {
-            1 => CloseReason::TooSlow,
-            2 => CloseReason::ShuttingDown,
-            _ if self.shutdown.is_cancelled() => CloseReason::ShuttingDown,
-            _ => CloseReason::None,
-        }
-    }
-}
+/// How often a pod with unannounced failed publications tries to announce them.
+const ANNOUNCE_RETRY: Duration = Duration::from_millis(500);
 
 /// Tunables of the hub.
 #[derive(Debug, Clone)]
@@ -75,54 +40,67 @@ pub struct HubOptions {
     /// Publishes waiting for the bus before newer ones are dropped (subscribers then recover
     /// from the store).
     pub publish_backlog: usize,
+    /// Commands queued per feed before newer ones are dropped (the feed then catches up from
+    /// the store).
+    pub feed_backlog: usize,
+    /// Time within which a committed event reaches every subscribed connection of this pod,
+    /// whatever happened to its publication (with the store reachable).
+    pub delivery_bound: Duration,
 }
 
 impl Default for HubOptions {
     fn default() -> Self {
-        Self { queue_capacity: 256, publish_backlog: 65_536 }
+        Self {
+            queue_capacity: 256,
+            publish_backlog: 65_536,
+            feed_backlog: 1024,
+            delivery_bound: Duration::from_secs(5),
+        }
     }
 }
 
-enum FeedCommand<F> {
-    Subscribe {
-        subscriber: Subscriber<F>,
-        since: Option<u64>,
-        ready: tokio::sync::oneshot::Sender<()>,
-    },
-    Unsubscribe {
-        id: u64,
-    },
-    Event(RecordedEvent),
-    /// A message without a version (clicks, presence), delivered as it comes.
-    Unversioned(Arc<Encoded<F>>),
-    Resync,
-}
-
-struct Subscriber<F> {
-    id: u64,
-    protocol: Protocol,
-    queue: mpsc::Sender<F>,
-    control: Arc<ConnectionControl>,
+impl HubOptions {
+    /// Period of the check of the store's versions: a third of the bound, since a feed is
+    /// repaired at the second check after the commit at the latest, leaving a third for the
+    /// repair itself.
+    pub fn check_period(&self) -> Duration {
+        (self.delivery_bound / 3).max(Duration::from_millis(1))
+    }
 }
 
 struct FeedHandle<F> {
-    commands: mpsc::UnboundedSender<FeedCommand<F>>,
+    commands: mpsc::Sender<FeedCommand<F>>,
     connections: usize,
+    shared: Arc<FeedShared>,
 }
 
-struct HubInner<F> {
+/// A publication waiting for the bus.
+struct Outgoing {
+    channel: String,
+    payload: Vec<u8>,
+    /// The stream and version of an event, remembered when its publication fails.
+    event: Option<(Uuid, u64)>,
+}
+
+pub(crate) struct HubInner<F> {
     /// Names this hub's publications, so it skips them when the bus hands them back.
     origin: Uuid,
-    store: Arc<dyn EventStore>,
-    bus: Arc<dyn Bus>,
-    clock: Arc<dyn Clock>,
+    pub(crate) store: Arc<dyn EventStore>,
+    pub(crate) bus: Arc<dyn Bus>,
+    pub(crate) clock: Arc<dyn Clock>,
     feeds: Mutex<HashMap<Uuid, FeedHandle<F>>>,
-    outbox: mpsc::Sender<(String, Vec<u8>)>,
+    outbox: mpsc::Sender<Outgoing>,
+    /// Streams whose events did not reach the bus, with the highest version lost.
+    unannounced: Mutex<HashMap<Uuid, u64>>,
     options: HubOptions,
     next_id: AtomicU64,
     shutdown: CancellationToken,
     tracker: TaskTracker,
-    stats: HubStats,
+    pub(crate) stats: HubStats,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The live hub, sending frames of the transport's type `F`; cheap to clone.
@@ -153,9 +131,11 @@ impl<F: Frame> Drop for Membership<F> {
 }
 
 impl<F: Frame> Hub<F> {
-    /// Builds the hub and registers it as the bus listener.
+    /// Builds the hub, registers it as the bus listener and starts its publisher and its
+    /// periodic check (both stop when the last clone of the hub is dropped).
     pub fn new(store: Arc<dyn EventStore>, bus: Arc<dyn Bus>, clock: Arc<dyn Clock>, options: HubOptions) -> Hub<F> {
-        let (outbox, outbox_rx) = mpsc::channel(options.publish_backlog);
+        let (outbox, outbox_rx) = mpsc::channel(options.publish_backlog.max(1));
+        let check_period = options.check_period();
         let inner = Arc::new(HubInner {
             origin: Uuid::new_v4(),
             store,
@@ -163,6 +143,7 @@ impl<F: Frame> Hub<F> {
             clock,
             feeds: Mutex::new(HashMap::new()),
             outbox,
+            unannounced: Mutex::new(HashMap::new()),
             options,
             next_id: AtomicU64::new(1),
             shutdown: CancellationToken::new(),
@@ -171,6 +152,7 @@ impl<F: Frame> Hub<F> {
         });
         bus.set_listener(Arc::new(Listener(Arc::downgrade(&inner))));
         tokio::spawn(publish_loop(Arc::downgrade(&inner), outbox_rx));
+        tokio::spawn(check_loop(Arc::downgrade(&inner), check_period));
         Hub { inner }
     }
 
@@ -184,6 +166,10 @@ impl<F: Frame> Hub<F> {
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.inner.clock
+    }
+
+    pub fn options(&self) -> &HubOptions {
+        &self.inner.options
     }
 
     /// Tasks of live connections, awaited on shutdown.
@@ -206,44 +192,47 @@ impl<F: Frame> Hub<F> {
         protocol: Protocol,
         since: Option<u64>,
     ) -> (Membership<F>, mpsc::Receiver<F>) {
-        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let (queue_tx, queue) = mpsc::channel(self.inner.options.queue_capacity);
-        let control = Arc::new(ConnectionControl {
-            cancel: self.inner.shutdown.child_token(),
-            shutdown: self.inner.shutdown.clone(),
-            reason: AtomicU8::new(0),
-        });
+        let inner = &self.inner;
+        let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (queue_tx, queue) = mpsc::channel(inner.options.queue_capacity.max(1));
+        let control = Arc::new(ConnectionControl::new(&inner.shutdown));
         let subscriber = Subscriber { id, protocol, queue: queue_tx, control: Arc::clone(&control) };
-        let (ready_tx, ready) = tokio::sync::oneshot::channel();
-        {
-            let mut feeds = self.inner.feeds.lock().unwrap_or_else(|p| p.into_inner());
+        let commands = {
+            let mut feeds = lock(&inner.feeds);
             let handle = feeds.entry(tournament).or_insert_with(|| {
-                let (commands, rx) = mpsc::unbounded_channel();
-                tokio::spawn(run_feed(Arc::clone(&self.inner), tournament, rx));
-                FeedHandle { commands, connections: 0 }
+                let (commands, rx) = mpsc::channel(inner.options.feed_backlog.max(1));
+                let shared = Arc::new(FeedShared::new(inner.shutdown.child_token()));
+                tokio::spawn(feed::run(Arc::clone(inner), tournament, rx, Arc::clone(&shared)));
+                FeedHandle { commands, connections: 0, shared }
             });
             handle.connections += 1;
-            let _ = handle.commands.send(FeedCommand::Subscribe { subscriber, since, ready: ready_tx });
+            handle.commands.clone()
+        };
+        inner.stats.connections.fetch_add(1, Ordering::Relaxed);
+        let membership = Membership { id, tournament, control, hub: Arc::downgrade(inner) };
+        let (ready_tx, ready) = tokio::sync::oneshot::channel();
+        // Waits for room in the feed's queue. An error means the feed stopped (the pod is
+        // draining); the connection's queue then just ends.
+        if commands.send(FeedCommand::Subscribe { subscriber, since, ready: ready_tx }).await.is_ok() {
+            let _ = ready.await;
         }
-        self.inner.stats.connections.fetch_add(1, Ordering::Relaxed);
-        let membership = Membership { id, tournament, control, hub: Arc::downgrade(&self.inner) };
-        // An error means the feed stopped (the pod is draining); the queue then just ends.
-        let _ = ready.await;
         (membership, queue)
     }
 
     /// Delivers a team-click list to this pod's connections of the tournament and to the other
     /// pods.
-    pub fn broadcast_clicks(&self, tournament: Uuid, clicks: Vec<Click>) {
-        self.inner.dispatch(tournament, FeedCommand::Unversioned(Arc::new(encode_clicks(tournament, &clicks))));
-        self.inner.send_to_bus(tournament, &WireMessage::Clicks { tournament_id: tournament, clicks });
+    pub fn broadcast_clicks(&self, tournament: Uuid, list: ClickList) {
+        let encoded = Arc::new(encode_clicks(tournament, &list.clicks));
+        self.inner.dispatch(tournament, FeedCommand::Clicks { seq: list.seq, encoded });
+        let message = WireMessage::Clicks { tournament_id: tournament, clicks: list.clicks, seq: list.seq };
+        self.inner.send_to_bus(tournament, &message, None);
     }
 
     /// Delivers the list of connected players to this pod's connections of the tournament and
     /// to the other pods.
     pub fn broadcast_presence(&self, tournament: Uuid, players: Vec<PresenceEntry>) {
         self.inner.dispatch(tournament, FeedCommand::Unversioned(Arc::new(encode_presence(tournament, &players))));
-        self.inner.send_to_bus(tournament, &WireMessage::Presence { tournament_id: tournament, players });
+        self.inner.send_to_bus(tournament, &WireMessage::Presence { tournament_id: tournament, players }, None);
     }
 
     /// Tells every connection to reconnect elsewhere.
@@ -253,7 +242,7 @@ impl<F: Frame> Hub<F> {
 
     /// Tournaments this pod serves now.
     pub fn tournaments_served(&self) -> usize {
-        self.inner.feeds.lock().map(|f| f.len()).unwrap_or_default()
+        lock(&self.inner.feeds).len()
     }
 }
 
@@ -261,37 +250,84 @@ impl<F: Frame> Hub<F> {
 impl<F: Frame> EventPublisher for Hub<F> {
     async fn publish(&self, events: &[RecordedEvent]) {
         for event in events {
-            self.inner.dispatch(event.stream_id, FeedCommand::Event(event.clone()));
-            self.inner.send_to_bus(event.stream_id, &WireMessage::Event { event: event.clone() });
+            self.inner.dispatch(event.stream_id, FeedCommand::Event { event: event.clone(), via: Via::Local });
+            let message = WireMessage::Event { event: event.clone() };
+            self.inner.send_to_bus(event.stream_id, &message, Some(event.version));
         }
     }
 }
 
 impl<F: Frame> HubInner<F> {
+    /// Queues a command for the tournament's feed, if this pod serves it; when the feed's
+    /// queue is full the command is dropped and the feed catches up from the store instead.
     fn dispatch(&self, tournament: Uuid, command: FeedCommand<F>) {
-        let feeds = self.feeds.lock().unwrap_or_else(|p| p.into_inner());
+        let feeds = lock(&self.feeds);
         if let Some(handle) = feeds.get(&tournament) {
-            let _ = handle.commands.send(command);
+            if let Err(TrySendError::Full(_)) = handle.commands.try_send(command) {
+                handle.shared.overflowed.store(true, Ordering::Release);
+            }
         }
     }
 
-    fn send_to_bus(&self, tournament: Uuid, message: &WireMessage) {
+    /// Queues a publication; `version` names the event it carries, remembered when it cannot
+    /// be published.
+    fn send_to_bus(&self, tournament: Uuid, message: &WireMessage, version: Option<u64>) {
         let stamped = Stamped { message, origin: self.origin, published_at_ms: self.clock.now_ms() };
         let Ok(payload) = serde_json::to_vec(&stamped) else { return };
-        if self.outbox.try_send((channel(tournament), payload)).is_err() {
-            self.stats.bus_publish_failures.fetch_add(1, Ordering::Relaxed);
+        let outgoing = Outgoing { channel: channel(tournament), payload, event: version.map(|v| (tournament, v)) };
+        if self.outbox.try_send(outgoing).is_err() {
+            self.stats.bus_outbox_full.fetch_add(1, Ordering::Relaxed);
+            if let Some(version) = version {
+                self.unannounced(tournament, version);
+            }
+        }
+    }
+
+    fn unannounced(&self, tournament: Uuid, version: u64) {
+        let mut lost = lock(&self.unannounced);
+        let highest = lost.entry(tournament).or_default();
+        *highest = (*highest).max(version);
+    }
+
+    /// Tells the other pods the version of every stream whose publications failed, stopping
+    /// at the first that cannot be published (the bus is still down; the next try follows).
+    async fn announce(&self) {
+        let pending: Vec<(Uuid, u64)> = lock(&self.unannounced).iter().map(|(t, v)| (*t, *v)).collect();
+        for (tournament, version) in pending {
+            let message = WireMessage::Head { tournament_id: tournament, version };
+            let stamped = Stamped { message: &message, origin: self.origin, published_at_ms: self.clock.now_ms() };
+            let Ok(payload) = serde_json::to_vec(&stamped) else { continue };
+            if self.bus.publish(&channel(tournament), payload).await.is_err() {
+                return;
+            }
+            let mut lost = lock(&self.unannounced);
+            if lost.get(&tournament) == Some(&version) {
+                lost.remove(&tournament);
+            }
         }
     }
 
     fn leave(&self, tournament: Uuid, id: u64) {
         self.stats.connections.fetch_sub(1, Ordering::Relaxed);
-        let mut feeds = self.feeds.lock().unwrap_or_else(|p| p.into_inner());
+        let mut feeds = lock(&self.feeds);
         if let Some(handle) = feeds.get_mut(&tournament) {
             handle.connections -= 1;
-            let _ = handle.commands.send(FeedCommand::Unsubscribe { id });
+            // When the queue is full the connection stays listed until the feed next writes to
+            // its closed queue.
+            let _ = handle.commands.try_send(FeedCommand::Unsubscribe { id });
             if handle.connections == 0 {
-                // Dropping the sender ends the feed task once it has drained its commands.
+                handle.shared.stop.cancel();
                 feeds.remove(&tournament);
+            }
+        }
+    }
+
+    /// Asks every feed to catch up from the store.
+    fn resync_all(&self) {
+        for handle in lock(&self.feeds).values() {
+            let command = FeedCommand::CatchUp { cause: RepairCause::Resync, at_least: None };
+            if let Err(TrySendError::Full(_)) = handle.commands.try_send(command) {
+                handle.shared.overflowed.store(true, Ordering::Release);
             }
         }
     }
@@ -315,178 +351,103 @@ impl<F: Frame> BusListener for Listener<F> {
             // reach this pod's connections twice.
             return;
         }
-        match message {
+        let command = match message {
             WireMessage::Event { event } if event.stream_id == tournament => {
-                inner.dispatch(tournament, FeedCommand::Event(event))
+                FeedCommand::Event { event, via: Via::Bus }
             }
             WireMessage::Presence { tournament_id, players } if tournament_id == tournament => {
-                inner.dispatch(tournament, FeedCommand::Unversioned(Arc::new(encode_presence(tournament, &players))))
+                FeedCommand::Unversioned(Arc::new(encode_presence(tournament, &players)))
             }
-            WireMessage::Clicks { tournament_id, clicks } if tournament_id == tournament => {
-                inner.dispatch(tournament, FeedCommand::Unversioned(Arc::new(encode_clicks(tournament, &clicks))))
+            WireMessage::Clicks { tournament_id, clicks, seq } if tournament_id == tournament => {
+                FeedCommand::Clicks { seq, encoded: Arc::new(encode_clicks(tournament, &clicks)) }
             }
-            _ => tracing::warn!(channel, "bus message for another tournament ignored"),
-        }
+            WireMessage::Head { tournament_id, version } if tournament_id == tournament => {
+                FeedCommand::CatchUp { cause: RepairCause::Resync, at_least: Some(version) }
+            }
+            _ => return tracing::warn!(channel, "bus message for another tournament ignored"),
+        };
+        inner.dispatch(tournament, command);
     }
 
     fn on_resubscribed(&self) {
-        let Some(inner) = self.0.upgrade() else { return };
-        let feeds = inner.feeds.lock().unwrap_or_else(|p| p.into_inner());
-        for handle in feeds.values() {
-            let _ = handle.commands.send(FeedCommand::Resync);
+        if let Some(inner) = self.0.upgrade() {
+            inner.resync_all();
         }
     }
 }
 
-/// Publishes to the bus in commit order, off the command path.
-async fn publish_loop<F: Frame>(hub: Weak<HubInner<F>>, mut outbox: mpsc::Receiver<(String, Vec<u8>)>) {
-    while let Some((channel, payload)) = outbox.recv().await {
+/// Publishes to the bus in commit order, off the command path, and announces the streams
+/// whose publications failed once the bus takes publications again.
+async fn publish_loop<F: Frame>(hub: Weak<HubInner<F>>, mut outbox: mpsc::Receiver<Outgoing>) {
+    let mut retry = tokio::time::interval(ANNOUNCE_RETRY);
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            outgoing = outbox.recv() => {
+                let (Some(outgoing), Some(inner)) = (outgoing, hub.upgrade()) else { return };
+                if let Err(error) = inner.bus.publish(&outgoing.channel, outgoing.payload).await {
+                    inner.stats.bus_publish_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%error, channel = outgoing.channel, "bus publish failed; subscribers will recover from the store");
+                    if let Some((tournament, version)) = outgoing.event {
+                        inner.unannounced(tournament, version);
+                    }
+                }
+            }
+            _ = retry.tick() => {
+                let Some(inner) = hub.upgrade() else { return };
+                if !lock(&inner.unannounced).is_empty() {
+                    inner.announce().await;
+                }
+            }
+        }
+    }
+}
+
+/// The periodic check: every `period`, feeds still behind the version the store had at the
+/// previous check catch up, then the store's versions of every served stream are read again.
+async fn check_loop<F: Frame>(hub: Weak<HubInner<F>>, period: Duration) {
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen: HashMap<Uuid, u64> = HashMap::new();
+    let mut failing = false;
+    loop {
+        ticks.tick().await;
         let Some(inner) = hub.upgrade() else { return };
-        if let Err(error) = inner.bus.publish(&channel, payload).await {
-            inner.stats.bus_publish_failures.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(%error, channel, "bus publish failed; subscribers will recover from the store");
+        let served: Vec<(Uuid, u64)> = {
+            let feeds = lock(&inner.feeds);
+            let mut served = Vec::with_capacity(feeds.len());
+            for (tournament, handle) in feeds.iter() {
+                let delivered = handle.shared.version.load(Ordering::Acquire);
+                if let Some(&stored) = seen.get(tournament).filter(|&&stored| stored > delivered) {
+                    let command = FeedCommand::CatchUp { cause: RepairCause::PeriodicCheck, at_least: Some(stored) };
+                    if let Err(TrySendError::Full(_)) = handle.commands.try_send(command) {
+                        handle.shared.overflowed.store(true, Ordering::Release);
+                    }
+                }
+                served.push((*tournament, delivered));
+            }
+            served
+        };
+        if served.is_empty() {
+            seen.clear();
+            continue;
         }
-    }
-}
-
-struct Feed<F> {
-    tournament: Uuid,
-    version: u64,
-    subscribers: Vec<Subscriber<F>>,
-    inner: Arc<HubInner<F>>,
-}
-
-async fn run_feed<F: Frame>(
-    inner: Arc<HubInner<F>>,
-    tournament: Uuid,
-    mut commands: mpsc::UnboundedReceiver<FeedCommand<F>>,
-) {
-    let channel = channel(tournament);
-    // Subscribe before reading the version, so nothing committed in between is missed.
-    inner.bus.subscribe(&channel).await;
-    let mut feed = Feed { tournament, version: 0, subscribers: Vec::new(), inner: Arc::clone(&inner) };
-    feed.version = loop {
-        match inner.store.load(tournament, 0).await {
-            Ok(events) => break events.last().map_or(0, |e| e.version),
+        let streams: Vec<Uuid> = served.iter().map(|(tournament, _)| *tournament).collect();
+        match inner.store.current_versions(&streams).await {
+            Ok(versions) => {
+                inner.stats.versions_checked.fetch_add(streams.len() as u64, Ordering::Relaxed);
+                seen = streams.into_iter().zip(versions).collect();
+                if std::mem::take(&mut failing) {
+                    tracing::info!("the periodic check of the live feeds reads the event store again");
+                }
+            }
             Err(error) => {
-                tracing::warn!(%tournament, %error, "live feed cannot read the event store; retrying");
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
-                    () = inner.shutdown.cancelled() => return,
+                // The versions seen last stay: feeds behind them are still repaired.
+                if !std::mem::replace(&mut failing, true) {
+                    tracing::warn!(%error, "the periodic check of the live feeds cannot read the event store");
                 }
             }
         }
-    };
-    while let Some(command) = commands.recv().await {
-        match command {
-            FeedCommand::Subscribe { subscriber, since, ready } => {
-                feed.add(subscriber, since).await;
-                let _ = ready.send(());
-            }
-            FeedCommand::Unsubscribe { id } => feed.subscribers.retain(|s| s.id != id),
-            FeedCommand::Event(event) => feed.on_event(event).await,
-            FeedCommand::Unversioned(encoded) => feed.send_all(&encoded),
-            FeedCommand::Resync => feed.catch_up().await,
-        }
-    }
-    inner.bus.unsubscribe(&channel).await;
-}
-
-impl<F: Frame> Feed<F> {
-    async fn add(&mut self, subscriber: Subscriber<F>, since: Option<u64>) {
-        if let Some(since) = since {
-            // Deliver what the store has beyond our version to everyone first, then replay the
-            // missed part to the newcomer: no gap and no duplicate at the seam.
-            self.catch_up().await;
-            if since < self.version {
-                match self.inner.store.load(self.tournament, since).await {
-                    Ok(events) => {
-                        for event in events.iter().filter(|e| e.version <= self.version) {
-                            if !send(&subscriber, &encode_event(event), &self.inner.stats) {
-                                return;
-                            }
-                        }
-                    }
-                    Err(error) => {
-                        tracing::warn!(tournament = %self.tournament, %error, "replay failed; closing the connection");
-                        subscriber.control.close(CloseReason::TooSlow);
-                        return;
-                    }
-                }
-            }
-        }
-        if subscriber.protocol == Protocol::V2 {
-            // Tells the client it is live: everything after this version will reach it.
-            let subscribed =
-                serde_json::json!({"type": "Subscribed", "tournamentId": self.tournament, "version": self.version});
-            // A marker, not a delivered message: it is not counted.
-            if subscriber.queue.try_send(subscribed.to_string().into()).is_err() {
-                subscriber.control.close(CloseReason::TooSlow);
-                return;
-            }
-        }
-        self.subscribers.push(subscriber);
-    }
-
-    async fn on_event(&mut self, event: RecordedEvent) {
-        if event.version <= self.version {
-            return;
-        }
-        if event.version == self.version + 1 {
-            self.deliver(&event);
-        } else {
-            self.inner.stats.gaps_repaired.fetch_add(1, Ordering::Relaxed);
-            self.catch_up().await;
-        }
-    }
-
-    /// Reads and delivers whatever the store has after our version.
-    async fn catch_up(&mut self) {
-        match self.inner.store.load(self.tournament, self.version).await {
-            Ok(events) => {
-                for event in &events {
-                    if event.version == self.version + 1 {
-                        self.deliver(event);
-                    }
-                }
-            }
-            Err(error) => tracing::warn!(tournament = %self.tournament, %error, "live feed could not catch up"),
-        }
-    }
-
-    fn deliver(&mut self, event: &RecordedEvent) {
-        self.version = event.version;
-        if !self.subscribers.is_empty() {
-            self.send_all(&encode_event(event));
-        }
-    }
-
-    fn send_all(&mut self, encoded: &Encoded<F>) {
-        let stats = &self.inner.stats;
-        self.subscribers.retain(|s| send(s, encoded, stats));
-    }
-}
-
-/// Queues a message for one connection; a full queue cuts the connection off.
-fn send<F: Frame>(subscriber: &Subscriber<F>, encoded: &Encoded<F>, stats: &HubStats) -> bool {
-    let frame = match subscriber.protocol {
-        Protocol::SignalR => match &encoded.signalr {
-            Some(frame) => frame.clone(),
-            None => return true,
-        },
-        Protocol::V2 => encoded.v2.clone(),
-    };
-    match subscriber.queue.try_send(frame) {
-        Ok(()) => {
-            stats.delivered.fetch_add(1, Ordering::Relaxed);
-            true
-        }
-        Err(mpsc::error::TrySendError::Full(_)) => {
-            stats.slow_disconnects.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(connection = subscriber.id, "live connection fell behind its queue; disconnecting it");
-            subscriber.control.close(CloseReason::TooSlow);
-            false
-        }
-        Err(mpsc::error::TrySendError::Closed(_)) => false,
     }
 }

@@ -8,6 +8,9 @@
 pub mod clicks;
 pub mod clock;
 pub mod cluster;
+pub mod commit;
+pub mod connection;
+mod feed;
 pub mod hub;
 pub mod messages;
 pub mod ports;
@@ -17,9 +20,11 @@ pub mod stats;
 pub use clicks::{ClickError, Clicks};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use cluster::{Cluster, ClusterOptions, ClusterView, Figures};
-pub use hub::{CloseReason, ConnectionControl, Hub, HubOptions, Membership, Protocol};
+pub use commit::PublishingStore;
+pub use connection::{CloseReason, ConnectionControl, Protocol};
+pub use hub::{Hub, HubOptions, Membership};
 pub use presence::{Online, Presence};
-pub use stats::HubStats;
+pub use stats::{HubStats, RepairCause};
 
 /// A text frame of the transport, as queued for a connection: built once per message from its
 /// encoded text (`From<String>`, which must not copy), then cloned for every connection, so a

@@ -23,10 +23,19 @@ pub const RECORD_SEPARATOR: char = '\u{1e}';
 pub enum WireMessage {
     /// A committed event, carrying its stream version.
     Event { event: RecordedEvent },
-    /// The current team-click list (not versioned).
-    Clicks { tournament_id: Uuid, clicks: Vec<Click> },
+    /// The current team-click list (not versioned); `seq` orders the lists of a tournament, so
+    /// a list older than one already delivered is dropped (0: unordered).
+    Clicks {
+        tournament_id: Uuid,
+        clicks: Vec<Click>,
+        #[serde(default)]
+        seq: u64,
+    },
     /// The players connected now (not versioned).
     Presence { tournament_id: Uuid, players: Vec<PresenceEntry> },
+    /// The stream has reached at least `version`: sent by a pod whose publications did not
+    /// reach the bus, once it can publish again, so that pods behind it read the store.
+    Head { tournament_id: Uuid, version: u64 },
 }
 
 /// A bus payload: the message, which hub published it (a pod hears its own publications back
@@ -255,7 +264,7 @@ mod tests {
 
     #[test]
     fn a_stamped_bus_payload_still_decodes_and_tells_who_published_it_and_when() {
-        let message = WireMessage::Clicks { tournament_id: Uuid::nil(), clicks: Vec::new() };
+        let message = WireMessage::Clicks { tournament_id: Uuid::nil(), clicks: Vec::new(), seq: 3 };
         let origin = Uuid::new_v4();
         let payload = serde_json::to_vec(&Stamped { message: &message, origin, published_at_ms: 1234 }).unwrap();
         let Received { message: decoded, stamp } = serde_json::from_slice(&payload).unwrap();

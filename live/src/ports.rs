@@ -48,17 +48,28 @@ pub struct Click {
     pub at_ms: i64,
 }
 
+/// A tournament's team clicks after a click was recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClickList {
+    /// Grows with every click recorded in the tournament, on any pod: of two lists, the one with
+    /// the higher `seq` is the newer.
+    pub seq: u64,
+    /// Every current click, oldest first.
+    pub clicks: Vec<Click>,
+}
+
 /// Short-lived state shared by all pods: team clicks and one-use connection tokens.
 #[async_trait]
 pub trait SharedState: Send + Sync {
     /// Keeps `click` as the latest of its player in `tournament` (the whole list expires after
-    /// `ttl` without clicks) and returns every current click, oldest first.
+    /// `ttl` without clicks) and returns the list as it stands right after, atomically with the
+    /// click, with its sequence number.
     async fn record_click(
         &self,
         tournament: Uuid,
         click: Click,
         ttl: std::time::Duration,
-    ) -> Result<Vec<Click>, LiveError>;
+    ) -> Result<ClickList, LiveError>;
     /// Stores a one-use token with its value for `ttl`.
     async fn put_token(&self, token: &str, value: &str, ttl: std::time::Duration) -> Result<(), LiveError>;
     /// Takes a token: its value the first time, `None` when unknown, expired or already taken.

@@ -1,11 +1,15 @@
 //! Presence: which players are connected to a tournament's live stream, across pods. This pod
 //! counts its own connections per player and tells the shared store on the first and the last.
+//!
+//! The count and the store call it leads to happen under one lock per player, taken in the
+//! order the connections come and go: a player who reconnects at once is never marked offline
+//! by the clean-up of the old connection landing after the new one's join.
 
 use crate::hub::Hub;
 use crate::ports::{LiveError, PresenceEntry, PresenceStore};
 use crate::Frame;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -25,19 +29,22 @@ impl<F> Clone for Presence<F> {
     }
 }
 
+type Key = (Uuid, Uuid);
+/// A player's connections on this pod, behind the lock that orders their store calls.
+type Count = Arc<tokio::sync::Mutex<usize>>;
+
 struct Inner<F> {
     store: Arc<dyn PresenceStore>,
     /// This pod's id, owner of its presence entries.
     pod_id: Arc<str>,
     hub: Hub<F>,
-    counts: Mutex<HashMap<(Uuid, Uuid), usize>>,
+    counts: Mutex<HashMap<Key, Count>>,
 }
 
 /// Marks a player online while it lives.
 pub struct Online<F: Frame> {
     presence: Presence<F>,
-    tournament: Uuid,
-    player: Uuid,
+    key: Key,
 }
 
 impl<F: Frame> Presence<F> {
@@ -52,41 +59,59 @@ impl<F: Frame> Presence<F> {
 
     /// Counts a connection of `entry`'s player; the first one on this pod announces them online.
     pub async fn connected(&self, tournament: Uuid, entry: PresenceEntry) -> Online<F> {
-        let inner = &self.inner;
-        let player = entry.player_id;
-        if self.change((tournament, player), 1) == 1 {
+        let key = (tournament, entry.player_id);
+        let count = self.count(key);
+        let mut connections = count.lock().await;
+        *connections += 1;
+        if *connections == 1 {
+            let inner = &self.inner;
             match inner.store.join(tournament, &entry, &inner.pod_id, PRESENCE_TTL).await {
                 Ok(players) => inner.hub.broadcast_presence(tournament, players),
                 Err(error) => tracing::warn!(%tournament, cause = %error, "presence not recorded"),
             }
         }
-        Online { presence: self.clone(), tournament, player }
+        drop(connections);
+        Online { presence: self.clone(), key }
     }
 
-    fn change(&self, key: (Uuid, Uuid), delta: isize) -> usize {
-        let mut counts = self.inner.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let count = counts.entry(key).or_default();
-        *count = count.saturating_add_signed(delta);
-        let now = *count;
-        if now == 0 {
+    /// The count of `key`, created at zero.
+    fn count(&self, key: Key) -> Count {
+        Arc::clone(self.counts().entry(key).or_default())
+    }
+
+    fn counts(&self) -> MutexGuard<'_, HashMap<Key, Count>> {
+        self.inner.counts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts a connection gone; the last one on this pod announces the player offline.
+    async fn disconnected(&self, key: Key) {
+        let count = self.count(key);
+        let mut connections = count.lock().await;
+        *connections = connections.saturating_sub(1);
+        if *connections == 0 {
+            let (tournament, player) = key;
+            let inner = &self.inner;
+            match inner.store.leave(tournament, player, &inner.pod_id).await {
+                Ok(players) => inner.hub.broadcast_presence(tournament, players),
+                Err(error) => tracing::warn!(%tournament, cause = %error, "presence not cleared"),
+            }
+        }
+        drop(connections);
+        // Forget the count once nobody holds or waits for it (the map's and this one).
+        let mut counts = self.counts();
+        if counts.get(&key).is_some_and(|c| Arc::strong_count(c) == 2 && c.try_lock().is_ok_and(|n| *n == 0)) {
             counts.remove(&key);
         }
-        now
     }
 }
 
 impl<F: Frame> Drop for Online<F> {
     fn drop(&mut self) {
-        if self.presence.change((self.tournament, self.player), -1) > 0 {
-            return;
+        // Whichever of this clean-up and a new connection of the player takes the player's lock
+        // first, the count and the store end up agreeing.
+        let (presence, key) = (self.presence.clone(), self.key);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { presence.disconnected(key).await });
         }
-        let (presence, tournament, player) = (self.presence.clone(), self.tournament, self.player);
-        tokio::spawn(async move {
-            let inner = &presence.inner;
-            match inner.store.leave(tournament, player, &inner.pod_id).await {
-                Ok(players) => inner.hub.broadcast_presence(tournament, players),
-                Err(error) => tracing::warn!(%tournament, cause = %error, "presence not cleared"),
-            }
-        });
     }
 }

@@ -2,21 +2,92 @@
 //! (the `/metrics` endpoint of `api`), so the hot paths pay nothing extra.
 
 use prometheus_client::metrics::histogram::Histogram;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Bucket bounds (seconds) of the pub/sub lag between pods.
 const LAG_BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+/// Bucket bounds (seconds) of the time from commit to delivery, up to past the delivery bound.
+const DELIVERY_BUCKETS: [f64; 14] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 7.5, 10.0];
+
+/// Why a feed read the event store for events it had not received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepairCause {
+    /// A bus message carried a version past the next one.
+    BusGap,
+    /// The periodic check found the store a period ahead of the feed.
+    PeriodicCheck,
+    /// The bus reconnected, dropped messages, or a pod announced publications it could not make.
+    Resync,
+    /// The feed's command queue was full and something was dropped.
+    Overflow,
+}
+
+impl RepairCause {
+    pub const ALL: [RepairCause; 4] =
+        [RepairCause::BusGap, RepairCause::PeriodicCheck, RepairCause::Resync, RepairCause::Overflow];
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            RepairCause::BusGap => "bus_gap",
+            RepairCause::PeriodicCheck => "periodic_check",
+            RepairCause::Resync => "resync",
+            RepairCause::Overflow => "overflow",
+        }
+    }
+}
 
 /// Counters of the hub, for metrics and tests.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct HubStats {
     pub connections: AtomicU64,
+    /// Messages queued to connections.
     pub delivered: AtomicU64,
+    /// Connections cut off because their queue was full.
     pub slow_disconnects: AtomicU64,
-    pub gaps_repaired: AtomicU64,
+    /// Messages lost to connections cut off as too slow: the one that found the queue full and
+    /// those still queued (the client reconnects and resumes).
+    pub slow_consumer_messages_dropped: AtomicU64,
+    /// Publications to the other pods that failed.
     pub bus_publish_failures: AtomicU64,
+    /// Publications dropped because the queue to the bus was full.
+    pub bus_outbox_full: AtomicU64,
+    /// Stream versions read by the periodic check.
+    pub versions_checked: AtomicU64,
+    repairs: [AtomicU64; 4],
     /// Time from publication by any pod to arrival here of bus messages.
     pub pubsub_lag: PubSubLag,
+    /// Time from an event's commit (its recorded time) to its delivery here, for events that
+    /// reached this pod through the bus or a store read (not this pod's own commits).
+    pub commit_to_delivery: Histogram,
+}
+
+impl Default for HubStats {
+    fn default() -> Self {
+        HubStats {
+            connections: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            slow_disconnects: AtomicU64::new(0),
+            slow_consumer_messages_dropped: AtomicU64::new(0),
+            bus_publish_failures: AtomicU64::new(0),
+            bus_outbox_full: AtomicU64::new(0),
+            versions_checked: AtomicU64::new(0),
+            repairs: Default::default(),
+            pubsub_lag: PubSubLag::default(),
+            commit_to_delivery: Histogram::new(DELIVERY_BUCKETS),
+        }
+    }
+}
+
+impl HubStats {
+    /// Store reads that delivered at least one missed event, by cause.
+    pub fn gaps_repaired(&self, cause: RepairCause) -> u64 {
+        self.repairs[cause as usize].load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn repaired(&self, cause: RepairCause) {
+        self.repairs[cause as usize].fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Delay between a message's publication on the bus and its arrival at this pod.

@@ -1,6 +1,7 @@
 //! Helpers of the end-to-end tests: start the real `lct` binary on a free port and talk to it.
 #![allow(dead_code)]
 
+pub mod proxy;
 pub mod redis_server;
 pub mod v2;
 pub mod ws;

@@ -485,4 +485,11 @@ impl EventStore for EmbeddedEventStore {
     async fn check(&self) -> Result<(), StoreError> {
         self.refresh().await
     }
+
+    /// From the index, after catching up with the log.
+    async fn current_versions(&self, streams: &[Uuid]) -> Result<Vec<u64>, StoreError> {
+        self.refresh().await?;
+        let state = self.shared.state();
+        Ok(streams.iter().map(|stream| state.index.version(stream)).collect())
+    }
 }

@@ -10,7 +10,7 @@
 
 use super::local_coordination::{IdempotencyTable, PresenceTable};
 use async_trait::async_trait;
-use live::ports::{Bus, BusListener, Click, LiveError, SharedState};
+use live::ports::{Bus, BusListener, Click, ClickList as Clicks, LiveError, SharedState};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -109,7 +109,7 @@ impl MemorySharedState {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn record_click_at(&self, tournament: Uuid, click: Click, ttl: Duration, now: Instant) -> Vec<Click> {
+    fn record_click_at(&self, tournament: Uuid, click: Click, ttl: Duration, now: Instant) -> Clicks {
         let mut inner = self.lock();
         inner.sweep(now);
         let seq = inner.next_seq;
@@ -125,7 +125,8 @@ impl MemorySharedState {
         list.by_player.insert((click.name.clone(), click.surname.clone()), (seq, click));
         let mut ordered: Vec<&(u64, Click)> = list.by_player.values().collect();
         ordered.sort_by_key(|(seq, click)| (click.at_ms, *seq));
-        ordered.into_iter().map(|(_, click)| click.clone()).collect()
+        // The sequence of the whole process grows with every click, so it orders each list too.
+        Clicks { seq: seq + 1, clicks: ordered.into_iter().map(|(_, click)| click.clone()).collect() }
     }
 
     fn put_token_at(&self, token: &str, value: &str, ttl: Duration, now: Instant) -> Result<(), LiveError> {
@@ -159,7 +160,7 @@ impl Inner {
 #[async_trait]
 impl SharedState for MemorySharedState {
     /// Never fails.
-    async fn record_click(&self, tournament: Uuid, click: Click, ttl: Duration) -> Result<Vec<Click>, LiveError> {
+    async fn record_click(&self, tournament: Uuid, click: Click, ttl: Duration) -> Result<Clicks, LiveError> {
         Ok(self.record_click_at(tournament, click, ttl, Instant::now()))
     }
 
@@ -206,7 +207,17 @@ mod tests {
         state.record_click_at(t, click("Ann", "A", Team::Bayern, 10), TTL, now);
         state.record_click_at(t, click("Bob", "B", Team::Psg, 20), TTL, now);
         let list = state.record_click_at(t, click("Ann", "A", Team::Chelsea, 30), TTL, now);
-        assert_eq!(players(&list), vec![("Bob", Team::Psg), ("Ann", Team::Chelsea)]);
+        assert_eq!(players(&list.clicks), vec![("Bob", Team::Psg), ("Ann", Team::Chelsea)]);
+    }
+
+    #[test]
+    fn each_list_is_numbered_after_the_one_before() {
+        let state = MemorySharedState::new();
+        let (t, now) = (Uuid::new_v4(), Instant::now());
+        let first = state.record_click_at(t, click("Ann", "A", Team::Bayern, 10), TTL, now);
+        state.record_click_at(Uuid::new_v4(), click("Bob", "B", Team::Psg, 20), TTL, now);
+        let third = state.record_click_at(t, click("Cid", "C", Team::Chelsea, 30), TTL, now);
+        assert!(first.seq > 0 && third.seq > first.seq, "{} then {}", first.seq, third.seq);
     }
 
     #[test]
@@ -216,7 +227,7 @@ mod tests {
         let now = Instant::now();
         state.record_click_at(t, click("Ann", "A", Team::Bayern, 10), TTL, now);
         let list = state.record_click_at(t, click("Ann", "B", Team::Psg, 20), TTL, now);
-        assert_eq!(list.len(), 2);
+        assert_eq!(list.clicks.len(), 2);
     }
 
     #[test]
@@ -227,7 +238,7 @@ mod tests {
         state.record_click_at(t, click("Zed", "Z", Team::Bayern, 5), TTL, now);
         state.record_click_at(t, click("Amy", "A", Team::Psg, 5), TTL, now);
         let list = state.record_click_at(t, click("Kim", "K", Team::Juventus, 5), TTL, now);
-        assert_eq!(players(&list), vec![("Zed", Team::Bayern), ("Amy", Team::Psg), ("Kim", Team::Juventus)]);
+        assert_eq!(players(&list.clicks), vec![("Zed", Team::Bayern), ("Amy", Team::Psg), ("Kim", Team::Juventus)]);
     }
 
     #[test]
@@ -236,7 +247,7 @@ mod tests {
         let now = Instant::now();
         state.record_click_at(Uuid::new_v4(), click("Ann", "A", Team::Bayern, 1), TTL, now);
         let list = state.record_click_at(Uuid::new_v4(), click("Bob", "B", Team::Psg, 2), TTL, now);
-        assert_eq!(players(&list), vec![("Bob", Team::Psg)]);
+        assert_eq!(players(&list.clicks), vec![("Bob", Team::Psg)]);
     }
 
     #[test]
@@ -248,12 +259,12 @@ mod tests {
         state.record_click_at(t, click("Ann", "A", Team::Bayern, 1), ttl, start);
         // A click before expiry extends the whole list.
         let list = state.record_click_at(t, click("Bob", "B", Team::Psg, 2), ttl, start + Duration::from_secs(9));
-        assert_eq!(list.len(), 2);
+        assert_eq!(list.clicks.len(), 2);
         let list = state.record_click_at(t, click("Cid", "C", Team::Chelsea, 3), ttl, start + Duration::from_secs(18));
-        assert_eq!(list.len(), 3);
+        assert_eq!(list.clicks.len(), 3);
         // Nothing for a whole ttl: the list starts over.
         let list = state.record_click_at(t, click("Dan", "D", Team::Juventus, 4), ttl, start + Duration::from_secs(29));
-        assert_eq!(players(&list), vec![("Dan", Team::Juventus)]);
+        assert_eq!(players(&list.clicks), vec![("Dan", Team::Juventus)]);
     }
 
     #[test]
@@ -303,7 +314,7 @@ mod tests {
         let state: Arc<dyn SharedState> = Arc::new(MemorySharedState::new());
         let t = Uuid::new_v4();
         let list = state.record_click(t, click("Ann", "A", Team::Bayern, 1), TTL).await.unwrap();
-        assert_eq!(list.len(), 1);
+        assert_eq!(list.clicks.len(), 1);
         state.put_token("tok", "v", TTL).await.unwrap();
         assert_eq!(state.take_token("tok").await.unwrap(), Some("v".to_owned()));
         assert_eq!(state.take_token("tok").await.unwrap(), None);

@@ -15,14 +15,14 @@
 //! on Redis. The URL may carry a password; only `host:port` is ever logged or put in errors.
 
 use async_trait::async_trait;
-use fred::clients::{Client, Pipeline, SubscriberClient};
+use fred::clients::{Client, SubscriberClient};
 use fred::prelude::{
-    ClientLike, Config, EventInterface, Expiration, HashesInterface, KeysInterface, Options, PubsubInterface,
+    ClientLike, Config, EventInterface, Expiration, KeysInterface, LuaInterface, Options, PubsubInterface,
     ReconnectPolicy, SetOptions, Value,
 };
 use fred::types::config::UnresponsiveConfig;
 use fred::types::{Builder, Message, MessageKind};
-use live::ports::{Bus, BusListener, Click, LiveError, SharedState};
+use live::ports::{Bus, BusListener, Click, ClickList, LiveError, SharedState};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
@@ -488,6 +488,23 @@ impl RedisSharedState {
     }
 }
 
+/// The field of a clicks hash holding the list's sequence number; no player's field starts
+/// with the unit separator, since names are never empty.
+const CLICKS_SEQ_FIELD: &str = "\u{1f}seq";
+
+/// Records a click and answers the list as it stands, atomically: KEYS[1] the tournament's
+/// clicks hash; ARGV the player's field, the click, the ttl in ms, the first sequence number of
+/// a new list and the sequence field. The sequence starts from the recording pod's clock in a
+/// new list (times 1024, so it stays above any number of a list that expired before) and grows
+/// by one per click. Answers `{seq, HGETALL}`.
+const RECORD_CLICK_SCRIPT: &str = r"
+redis.call('HSETNX', KEYS[1], ARGV[5], ARGV[4])
+local seq = redis.call('HINCRBY', KEYS[1], ARGV[5], 1)
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return {seq, redis.call('HGETALL', KEYS[1])}
+";
+
 fn clicks_key(tournament: Uuid) -> String {
     format!("lct:clicks:{tournament}")
 }
@@ -503,20 +520,20 @@ pub(super) fn millis(ttl: Duration) -> i64 {
 #[async_trait]
 impl SharedState for RedisSharedState {
     /// Errors: Redis is down or does not answer in time, or the stored list cannot be read.
-    async fn record_click(&self, tournament: Uuid, click: Click, ttl: Duration) -> Result<Vec<Click>, LiveError> {
+    async fn record_click(&self, tournament: Uuid, click: Click, ttl: Duration) -> Result<ClickList, LiveError> {
         let key = clicks_key(tournament);
         let field = format!("{}\u{1f}{}", click.name, click.surname);
         let json = serde_json::to_string(&click).map_err(|error| LiveError(format!("encoding a click: {error}")))?;
-        let error = |error| self.publisher.error("recording a click", error);
-
-        let pipeline = Pipeline::from(self.client()?);
-        let () = pipeline.hset(&key, (field, json)).await.map_err(error)?;
-        let () = pipeline.pexpire(&key, millis(ttl), None).await.map_err(error)?;
-        let () = pipeline.hgetall(&key).await.map_err(error)?;
-        let (_, _, stored): (i64, i64, HashMap<String, String>) = pipeline.all().await.map_err(error)?;
+        let first_seq = click.at_ms.max(0).saturating_mul(1024).to_string();
+        let args = vec![field, json, millis(ttl).to_string(), first_seq, CLICKS_SEQ_FIELD.to_owned()];
+        let (seq, stored): (i64, HashMap<String, String>) = self
+            .client()?
+            .eval(RECORD_CLICK_SCRIPT, vec![key], args)
+            .await
+            .map_err(|error| self.publisher.error("recording a click", error))?;
 
         let mut clicks = Vec::with_capacity(stored.len());
-        for (field, json) in stored {
+        for (field, json) in stored.into_iter().filter(|(field, _)| field != CLICKS_SEQ_FIELD) {
             match serde_json::from_str::<Click>(&json) {
                 Ok(click) => clicks.push(click),
                 Err(error) => {
@@ -525,7 +542,7 @@ impl SharedState for RedisSharedState {
             }
         }
         clicks.sort_by(|a, b| (a.at_ms, &a.name, &a.surname).cmp(&(b.at_ms, &b.name, &b.surname)));
-        Ok(clicks)
+        Ok(ClickList { seq: u64::try_from(seq).unwrap_or_default(), clicks })
     }
 
     /// Errors: Redis is down or does not answer in time, or the token is already stored.

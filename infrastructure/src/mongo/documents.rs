@@ -98,6 +98,11 @@ pub fn recorded_event(doc: &Document) -> Result<RecordedEvent, StoreError> {
     })
 }
 
+/// The `{_id: streamId, version}` pair of a stream-version aggregation.
+pub fn stream_version(doc: &Document) -> Result<(Uuid, u64), StoreError> {
+    Ok((uuid_from(field(doc, "_id")?, "_id")?, version_from(doc)?))
+}
+
 /// The filter selecting the claim of one unique value, whoever holds it.
 pub fn claim_filter(key: &UniqueKey) -> Document {
     doc! { "scope": &key.scope, "value": &key.value }

@@ -41,6 +41,9 @@ use std::time::Duration;
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
+/// Streams per query of [`EventStore::current_versions`].
+const VERSIONS_PER_QUERY: usize = 500;
+
 /// Longest pause between two attempts of the start-up index creation.
 const MAX_INDEX_RETRY_DELAY: Duration = Duration::from_secs(30);
 
@@ -245,6 +248,34 @@ impl EventStore for MongoEventStore {
         .await?;
         // Ready means able to append, which needs the unique indexes.
         self.require_indexes().await
+    }
+
+    /// One aggregation per few hundred streams that reads the top entry of each stream in the
+    /// `{streamId, version}` index, not the events.
+    async fn current_versions(&self, streams: &[Uuid]) -> Result<Vec<u64>, StoreError> {
+        let events = self.database().await?.collection::<Document>(EVENTS);
+        let mut found = std::collections::HashMap::with_capacity(streams.len());
+        for chunk in streams.chunks(VERSIONS_PER_QUERY) {
+            let ids: Vec<_> = chunk.iter().map(|id| documents::uuid_bson(*id)).collect();
+            let pipeline = [
+                doc! { "$match": { "streamId": { "$in": ids } } },
+                doc! { "$sort": { "streamId": 1, "version": -1 } },
+                doc! { "$group": { "_id": "$streamId", "version": { "$first": "$version" } } },
+            ];
+            self.bounded(async {
+                let mut cursor =
+                    events.aggregate(pipeline).await.map_err(|e| store_error("reading stream versions", &e))?;
+                while cursor.advance().await.map_err(|e| store_error("reading stream versions", &e))? {
+                    let document =
+                        cursor.deserialize_current().map_err(|e| store_error("reading stream versions", &e))?;
+                    let (stream, version) = documents::stream_version(&document)?;
+                    found.insert(stream, version);
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(streams.iter().map(|stream| found.get(stream).copied().unwrap_or(0)).collect())
     }
 }
 

@@ -1,0 +1,293 @@
+//! One tournament's feed on this pod: a task that owns the tournament's local connections and
+//! the last version it delivered to them, so that ordering needs no lock.
+//!
+//! An event at or below the feed's version is a duplicate and dropped; the next one is
+//! delivered; a later one means something was missed, and the feed reads what it lacks from
+//! the event store, delivering in order. Whoever learns that the store may be ahead (the
+//! periodic check, a bus reconnect, a pod announcing lost publications) asks the feed to catch
+//! up the same way. A connection whose bounded queue is full is cut off instead of slowing the
+//! others; it can reconnect and resume.
+
+use crate::connection::{CloseReason, ConnectionControl, Protocol};
+use crate::hub::HubInner;
+use crate::messages::{channel, encode_event, Encoded};
+use crate::stats::{HubStats, RepairCause};
+use crate::Frame;
+use domain::ports::RecordedEvent;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// Pause between two attempts of a feed's first read of the store.
+const START_RETRY: Duration = Duration::from_millis(500);
+
+/// How an event reached the feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Via {
+    /// Committed on this pod.
+    Local,
+    /// From another pod, over the bus.
+    Bus,
+}
+
+pub(crate) enum FeedCommand<F> {
+    Subscribe {
+        subscriber: Subscriber<F>,
+        since: Option<u64>,
+        ready: oneshot::Sender<()>,
+    },
+    Unsubscribe {
+        id: u64,
+    },
+    Event {
+        event: RecordedEvent,
+        via: Via,
+    },
+    /// A message without a version (presence), delivered as it comes.
+    Unversioned(Arc<Encoded<F>>),
+    /// A click list; one older than the last delivered is dropped.
+    Clicks {
+        seq: u64,
+        encoded: Arc<Encoded<F>>,
+    },
+    /// The store may hold events past the feed's version (at least `at_least`, when known).
+    CatchUp {
+        cause: RepairCause,
+        at_least: Option<u64>,
+    },
+}
+
+pub(crate) struct Subscriber<F> {
+    pub id: u64,
+    pub protocol: Protocol,
+    pub queue: mpsc::Sender<F>,
+    pub control: Arc<ConnectionControl>,
+}
+
+/// What a feed's task shares with the hub.
+#[derive(Debug)]
+pub(crate) struct FeedShared {
+    /// The last version delivered, read by the periodic check.
+    pub version: AtomicU64,
+    /// A command could not be queued: the feed catches up from the store.
+    pub overflowed: AtomicBool,
+    /// Stops the task: its last connection left, or the pod drains.
+    pub stop: CancellationToken,
+}
+
+impl FeedShared {
+    pub fn new(stop: CancellationToken) -> Self {
+        FeedShared { version: AtomicU64::new(0), overflowed: AtomicBool::new(false), stop }
+    }
+}
+
+struct Feed<F> {
+    tournament: Uuid,
+    version: u64,
+    /// Sequence number of the last click list delivered.
+    clicks_seq: u64,
+    subscribers: Vec<Subscriber<F>>,
+    inner: Arc<HubInner<F>>,
+    shared: Arc<FeedShared>,
+}
+
+/// The task of a feed: listens on the tournament's bus channel, learns the stream's version,
+/// then handles commands until stopped or the hub lets go of it.
+pub(crate) async fn run<F: Frame>(
+    inner: Arc<HubInner<F>>,
+    tournament: Uuid,
+    mut commands: mpsc::Receiver<FeedCommand<F>>,
+    shared: Arc<FeedShared>,
+) {
+    let channel = channel(tournament);
+    // Subscribe before reading the version, so nothing committed in between is missed.
+    inner.bus.subscribe(&channel).await;
+    if let Some(version) = start_version(&inner, tournament, &shared.stop).await {
+        shared.version.store(version, Ordering::Release);
+        let mut feed = Feed {
+            tournament,
+            version,
+            clicks_seq: 0,
+            subscribers: Vec::new(),
+            inner: Arc::clone(&inner),
+            shared: Arc::clone(&shared),
+        };
+        loop {
+            let command = tokio::select! {
+                biased;
+                () = shared.stop.cancelled() => break,
+                command = commands.recv() => match command {
+                    Some(command) => command,
+                    None => break,
+                },
+            };
+            feed.handle(command).await;
+            if shared.overflowed.swap(false, Ordering::AcqRel) {
+                feed.catch_up(Some(RepairCause::Overflow)).await;
+            }
+        }
+    }
+    inner.bus.unsubscribe(&channel).await;
+}
+
+/// The stream's version as the feed starts, read until it succeeds or the feed is stopped.
+async fn start_version<F: Frame>(inner: &HubInner<F>, tournament: Uuid, stop: &CancellationToken) -> Option<u64> {
+    let stream = [tournament];
+    loop {
+        let read = tokio::select! {
+            () = stop.cancelled() => return None,
+            read = inner.store.current_versions(&stream) => read,
+        };
+        match read {
+            Ok(versions) => return Some(versions.first().copied().unwrap_or(0)),
+            Err(error) => {
+                tracing::warn!(%tournament, %error, "live feed cannot read the event store; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(START_RETRY) => {}
+                    () = stop.cancelled() => return None,
+                }
+            }
+        }
+    }
+}
+
+impl<F: Frame> Feed<F> {
+    async fn handle(&mut self, command: FeedCommand<F>) {
+        match command {
+            FeedCommand::Subscribe { subscriber, since, ready } => {
+                self.add(subscriber, since).await;
+                let _ = ready.send(());
+            }
+            FeedCommand::Unsubscribe { id } => self.subscribers.retain(|s| s.id != id),
+            FeedCommand::Event { event, via } => self.on_event(event, via).await,
+            FeedCommand::Unversioned(encoded) => self.send_all(&encoded),
+            FeedCommand::Clicks { seq, encoded } => {
+                // Lists of two clicks recorded at once can arrive in either order; the older one
+                // must not replace the newer.
+                if seq == 0 || seq > self.clicks_seq {
+                    self.clicks_seq = self.clicks_seq.max(seq);
+                    self.send_all(&encoded);
+                }
+            }
+            FeedCommand::CatchUp { cause, at_least } => {
+                if at_least.is_none_or(|version| version > self.version) {
+                    self.catch_up(Some(cause)).await;
+                }
+            }
+        }
+    }
+
+    async fn add(&mut self, subscriber: Subscriber<F>, since: Option<u64>) {
+        if let Some(since) = since {
+            // Deliver what the store has beyond our version to everyone first, then replay the
+            // missed part to the newcomer: no gap and no duplicate at the seam.
+            self.catch_up(None).await;
+            if since < self.version {
+                match self.inner.store.load(self.tournament, since).await {
+                    Ok(events) => {
+                        for event in events.iter().filter(|e| e.version <= self.version) {
+                            if !send(&subscriber, &encode_event(event), &self.inner.stats) {
+                                return;
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(tournament = %self.tournament, %error, "replay failed; closing the connection");
+                        subscriber.control.close(CloseReason::TooSlow);
+                        return;
+                    }
+                }
+            }
+        }
+        if subscriber.protocol == Protocol::V2 {
+            // Tells the client it is live: everything after this version will reach it.
+            let subscribed =
+                serde_json::json!({"type": "Subscribed", "tournamentId": self.tournament, "version": self.version});
+            // A marker, not a delivered message: it is not counted.
+            if subscriber.queue.try_send(subscribed.to_string().into()).is_err() {
+                subscriber.control.close(CloseReason::TooSlow);
+                return;
+            }
+        }
+        self.subscribers.push(subscriber);
+    }
+
+    async fn on_event(&mut self, event: RecordedEvent, via: Via) {
+        if event.version <= self.version {
+            return;
+        }
+        if event.version == self.version + 1 {
+            self.deliver(&event, via == Via::Bus);
+        } else {
+            self.catch_up(Some(RepairCause::BusGap)).await;
+        }
+    }
+
+    /// Reads and delivers whatever the store has after our version; counts a repair of `cause`
+    /// when that was anything. A failed read is retried by the next periodic check.
+    async fn catch_up(&mut self, cause: Option<RepairCause>) {
+        let before = self.version;
+        match self.inner.store.load(self.tournament, self.version).await {
+            Ok(events) => {
+                for event in &events {
+                    if event.version == self.version + 1 {
+                        self.deliver(event, true);
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(tournament = %self.tournament, %error, "live feed could not catch up"),
+        }
+        if let Some(cause) = cause.filter(|_| self.version > before) {
+            self.inner.stats.repaired(cause);
+        }
+    }
+
+    /// Delivers the next version to every connection; `remote` when it was not committed on
+    /// this pod just now (its commit-to-delivery time is measured).
+    fn deliver(&mut self, event: &RecordedEvent, remote: bool) {
+        self.version = event.version;
+        self.shared.version.store(event.version, Ordering::Release);
+        if !self.subscribers.is_empty() {
+            if remote {
+                let delay_ms = (self.inner.clock.now_ms() - event.recorded_at_ms).max(0);
+                self.inner.stats.commit_to_delivery.observe(delay_ms as f64 / 1000.0);
+            }
+            self.send_all(&encode_event(event));
+        }
+    }
+
+    fn send_all(&mut self, encoded: &Encoded<F>) {
+        let stats = &self.inner.stats;
+        self.subscribers.retain(|s| send(s, encoded, stats));
+    }
+}
+
+/// Queues a message for one connection; a full queue cuts the connection off (what it still
+/// had queued is lost to it, and counted).
+fn send<F: Frame>(subscriber: &Subscriber<F>, encoded: &Encoded<F>, stats: &HubStats) -> bool {
+    let frame = match subscriber.protocol {
+        Protocol::SignalR => match &encoded.signalr {
+            Some(frame) => frame.clone(),
+            None => return true,
+        },
+        Protocol::V2 => encoded.v2.clone(),
+    };
+    match subscriber.queue.try_send(frame) {
+        Ok(()) => {
+            stats.delivered.fetch_add(1, Ordering::Relaxed);
+            true
+        }
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            let queued = subscriber.queue.max_capacity() - subscriber.queue.capacity();
+            stats.slow_disconnects.fetch_add(1, Ordering::Relaxed);
+            stats.slow_consumer_messages_dropped.fetch_add(1 + queued as u64, Ordering::Relaxed);
+            tracing::warn!(connection = subscriber.id, "live connection fell behind its queue; disconnecting it");
+            subscriber.control.close(CloseReason::TooSlow);
+            false
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => false,
+    }
+}

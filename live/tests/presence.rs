@@ -1,0 +1,108 @@
+//! Presence on one pod under tokio's paused time, with a presence store whose clean-up is slow:
+//! a player who reconnects at once stays online whichever of the old connection's clean-up and
+//! the new connection's join reaches the store first.
+
+mod support;
+
+use async_trait::async_trait;
+use live::ports::{LiveError, PresenceEntry, PresenceStore};
+use live::{Hub, HubOptions, Presence, SystemClock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use support::{MemoryStore, Network};
+use uuid::Uuid;
+
+/// Presence in memory; a leave takes a while to land.
+#[derive(Default)]
+struct SlowLeaves {
+    online: Mutex<HashMap<(Uuid, Uuid), PresenceEntry>>,
+}
+
+impl SlowLeaves {
+    fn players(&self, tournament: Uuid) -> Vec<PresenceEntry> {
+        let online = self.online.lock().unwrap();
+        online.iter().filter(|((t, _), _)| *t == tournament).map(|(_, e)| e.clone()).collect()
+    }
+}
+
+#[async_trait]
+impl PresenceStore for SlowLeaves {
+    async fn join(
+        &self,
+        tournament: Uuid,
+        entry: &PresenceEntry,
+        _: &str,
+        _: Duration,
+    ) -> Result<Vec<PresenceEntry>, LiveError> {
+        self.online.lock().unwrap().insert((tournament, entry.player_id), entry.clone());
+        Ok(self.players(tournament))
+    }
+
+    async fn leave(&self, tournament: Uuid, player_id: Uuid, _: &str) -> Result<Vec<PresenceEntry>, LiveError> {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.online.lock().unwrap().remove(&(tournament, player_id));
+        Ok(self.players(tournament))
+    }
+
+    async fn online(&self, tournament: Uuid) -> Result<Vec<PresenceEntry>, LiveError> {
+        Ok(self.players(tournament))
+    }
+
+    async fn clear_pod(&self, _: &str) -> Result<Vec<Uuid>, LiveError> {
+        Ok(Vec::new())
+    }
+}
+
+fn presence() -> (Presence<String>, Arc<SlowLeaves>) {
+    let store = Arc::new(SlowLeaves::default());
+    let hub = Hub::new(
+        Arc::new(MemoryStore::default()),
+        Network::new(1, Default::default()).bus(),
+        Arc::new(SystemClock),
+        HubOptions::default(),
+    );
+    (Presence::new(store.clone(), "pod-a".into(), hub), store)
+}
+
+fn ann() -> PresenceEntry {
+    PresenceEntry { player_id: Uuid::new_v4(), name: "Ann".into(), surname: "A".into() }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_player_who_reconnects_at_once_stays_online() {
+    let (presence, store) = presence();
+    let (tournament, ann) = (Uuid::new_v4(), ann());
+    let first = presence.connected(tournament, ann.clone()).await;
+    drop(first);
+    let _second = presence.connected(tournament, ann.clone()).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(store.players(tournament), vec![ann]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_player_who_reconnects_while_the_old_clean_up_runs_stays_online() {
+    let (presence, store) = presence();
+    let (tournament, ann) = (Uuid::new_v4(), ann());
+    let first = presence.connected(tournament, ann.clone()).await;
+    drop(first);
+    // The clean-up has started its slow leave when the new connection joins.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let _second = presence.connected(tournament, ann.clone()).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(store.players(tournament), vec![ann]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_last_connection_gone_takes_the_player_offline() {
+    let (presence, store) = presence();
+    let (tournament, ann) = (Uuid::new_v4(), ann());
+    let first = presence.connected(tournament, ann.clone()).await;
+    let second = presence.connected(tournament, ann.clone()).await;
+    drop(first);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(store.players(tournament), vec![ann.clone()], "one connection left");
+    drop(second);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(store.players(tournament), vec![]);
+}
