@@ -228,6 +228,13 @@ async fn a_redis_restart_loses_nothing_not_even_the_last_event() {
     redis.kill().await;
     assert_eq!(join(&http, &b.server.base, &id, "Ben", "S").await.status(), 200);
     assert_eq!(select(&http, &a.server.base, &id, "Anna", "S", TEAMS[0]).await.status(), 200);
+    // A click needs Redis: refused as a dependency outage, not as a rule, and nothing internal
+    // is shown.
+    let mut clicker = SignalR::connect(&a.server.base, &id).await;
+    clicker.click(Some("c"), "Chelsea", "Anna", "S").await;
+    let completion = clicker.next_completion().await;
+    assert_eq!(completion["error"], "A dependency is unavailable; try again shortly.", "{completion}");
+    drop(clicker);
     redis.restart().await;
     // Right after the restart, before the pods are back on Redis, if they can be that quick.
     assert_eq!(select(&http, &b.server.base, &id, "Ben", "S", TEAMS[1]).await.status(), 200);

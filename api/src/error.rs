@@ -140,3 +140,25 @@ pub async fn not_found(uri: Uri) -> Response {
 pub async fn method_not_allowed(uri: Uri) -> Response {
     refusal(&uri, ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "This method is not allowed on this route."))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use live::ports::LiveError;
+
+    #[test]
+    fn a_refused_click_is_a_conflict_with_the_rule_and_an_outage_an_opaque_503() {
+        let refused = ApiError::from(ClickError::Refused(DomainError::PlayerNotInTournament));
+        assert_eq!(
+            (refused.status, refused.message.as_str()),
+            (StatusCode::CONFLICT, "The player has not joined the tournament.")
+        );
+        let missing = ApiError::from(ClickError::Refused(DomainError::TournamentNotFound));
+        assert_eq!(missing.status, StatusCode::NOT_FOUND);
+        let outage = ApiError::from(ClickError::Unavailable(LiveError("Redis at 10.0.0.7:6379: EVAL failed".into())));
+        assert_eq!(outage.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(!outage.message.contains("Redis") && !outage.message.contains("10.0.0.7"), "{}", outage.message);
+        let store = ApiError::from(ClickError::Store(StoreError::Unavailable("mongo down".into())));
+        assert_eq!(store.status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+}

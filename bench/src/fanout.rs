@@ -105,7 +105,7 @@ struct Step {
 }
 
 /// A load worker process and its command pipes.
-struct Worker {
+pub(crate) struct Worker {
     child: Child,
     stdin: ChildStdin,
     lines: Lines<BufReader<ChildStdout>>,
@@ -113,7 +113,7 @@ struct Worker {
 }
 
 impl Worker {
-    async fn start(config: &WorkerConfig) -> anyhow::Result<Worker> {
+    pub(crate) async fn start(config: &WorkerConfig) -> anyhow::Result<Worker> {
         let mut child = tokio::process::Command::new(std::env::current_exe()?)
             .arg("worker")
             .stdin(Stdio::piped())
@@ -134,7 +134,7 @@ impl Worker {
         Ok(())
     }
 
-    async fn answer<T: serde::de::DeserializeOwned>(&mut self, timeout: Duration) -> anyhow::Result<T> {
+    pub(crate) async fn answer<T: serde::de::DeserializeOwned>(&mut self, timeout: Duration) -> anyhow::Result<T> {
         let line = tokio::time::timeout(timeout, self.lines.next_line())
             .await
             .context("a load worker did not answer in time")??
@@ -373,7 +373,7 @@ fn server_usage(servers: &[Server]) -> anyhow::Result<Usage> {
 }
 
 /// lct lobbies are tournaments with their driver joined; Socket.IO rooms need nothing.
-async fn create_lobbies(system: System, addr: &str, count: usize) -> anyhow::Result<Vec<Lobby>> {
+pub(crate) async fn create_lobbies(system: System, addr: &str, count: usize) -> anyhow::Result<Vec<Lobby>> {
     let lobby = |id: String, i: usize| Lobby { id, driver_name: "Driver".into(), driver_surname: format!("L{i}") };
     match system {
         System::Socketio => Ok((0..count).map(|i| lobby(uuid::Uuid::new_v4().to_string(), i)).collect()),

@@ -8,7 +8,10 @@
 //! Redis adapter on the same machine in the same run (see `docs/benchmarks.md`).
 //! `lct-bench store`: memory and start-up time on embedded stores of growing size, and load
 //! latency at the largest.
+//! `lct-bench check-cost`: what the live feeds' periodic check of the event store costs (see
+//! `docs/delivery.md`).
 
+mod check_cost;
 mod fanout;
 mod processes;
 mod store;
@@ -59,6 +62,8 @@ enum Command {
     /// Memory and start-up time of lct on embedded stores of 10 000 to 1 000 000 events, and
     /// load latency at the largest.
     Store(store::StoreOptions),
+    /// CPU and store reads of the live feeds' periodic check, with idle clients on two pods.
+    CheckCost(check_cost::CheckCostOptions),
     /// A load process started by `fanout` (reads its commands on stdin).
     #[command(hide = true)]
     Worker,
@@ -195,6 +200,7 @@ async fn main() -> anyhow::Result<()> {
         Command::StalledReaders { connections, id_bytes } => stalled_readers(&cli.lct, connections, id_bytes).await,
         Command::Fanout(options) => fanout::run(&cli.lct, &options).await,
         Command::Store(options) => store::run(&cli.lct, &options).await,
+        Command::CheckCost(options) => check_cost::run(&cli.lct, &options).await,
         Command::Worker => worker::run().await,
     }
 }

@@ -142,3 +142,19 @@ impl IntoResponse for Problem {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use live::ports::LiveError;
+    use live::ClickError;
+
+    #[test]
+    fn clicks_refused_by_a_rule_name_the_rule_and_an_outage_is_a_dependency_problem() {
+        let refused = Problem::from(ClickError::Refused(DomainError::PlayerNotInTournament));
+        assert_eq!((refused.status, refused.kind), (StatusCode::CONFLICT, "player-not-in-tournament"));
+        let outage = Problem::from(ClickError::Unavailable(LiveError("Redis down".into())));
+        assert_eq!((outage.status, outage.kind), (StatusCode::SERVICE_UNAVAILABLE, "dependency-unavailable"));
+        assert!(!outage.detail.contains("Redis"), "{}", outage.detail);
+    }
+}
