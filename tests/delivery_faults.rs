@@ -201,12 +201,13 @@ async fn a_publisher_link_blackholed_for_ten_seconds_loses_nothing() {
     let draw = http.get(a.server.url(&format!("/api/Tournament/draw?tournamentId={id}"))).send().await.unwrap();
     assert_eq!(draw.status(), 200);
     expected.push(("TeamsDrawn", ""));
-    // Every client, on either side of the blackhole, gets everything while it lasts.
+    // Every client, on either side of the blackhole, gets everything while it lasts: the link is
+    // restored only below, once everything arrived.
     watchers.expect(2, &expected).await;
-    assert!(tokio::time::Instant::now() < blackholed_until, "delivered while the link was still blackholed");
     // Pod B had nothing after the draw to show it a gap: the periodic check found it.
     assert!(metric(&http, &b.server, &repaired("periodic_check")).await >= 1.0);
 
+    // The fault lasts ten seconds at least, however quickly the clients got everything.
     tokio::time::sleep_until(blackholed_until).await;
     a.link.set(Mode::Pass);
     wait_for_numsub(&redis, &id, 2).await;
