@@ -226,33 +226,26 @@ async fn a_client_that_stops_reading_is_cut_off_while_the_others_keep_receiving(
     let (mut clicks, mut echoes) = clicker.split();
     clicks.send(Message::text("{\"protocol\":\"json\",\"version\":1}\u{1e}")).await.unwrap();
     tokio::spawn(async move { while let Some(Ok(_)) = echoes.next().await {} });
-    let teams = TEAMS;
     // The clicker goes ahead in small batches and waits for the reader, so only the stalled
-    // client can fall behind, however slow this machine is.
-    let sent = 10_000usize;
-    let (progress_tx, mut progress) = tokio::sync::watch::channel(0usize);
-    let reading = async {
-        let mut received = 0usize;
-        while received < sent {
+    // client can fall behind, however slow this machine is; it goes on until the server has cut
+    // the stalled client off (what the kernel buffers for it varies with the machine's load).
+    let cut_off_line = "live connection fell behind its queue; disconnecting it";
+    let cut_off = |server: &Server| server.log_lines().iter().filter(|l| l["message"] == cut_off_line).count();
+    let limit = 200_000usize;
+    let mut sent = 0usize;
+    while sent < limit && (sent % 1024 != 0 || sent == 0 || cut_off(&server) == 0) {
+        for i in sent..sent + 8 {
+            let record = json!({"type": 1, "target": "TeamClicked",
+                "arguments": [{"groupKey": id, "team": TEAMS[i % 10], "name": format!("Player{}", i % 10), "surname": "Nowak"}]});
+            clicks.send(Message::text(format!("{record}\u{1e}"))).await.unwrap();
+        }
+        sent += 8;
+        for _ in 0..8 {
             let payload = reader.next_payload(&id).await;
             assert_eq!(payload["type"], "TeamClicked");
-            received += 1;
-            let _ = progress_tx.send(received);
         }
-        received
-    };
-    let clicking = async {
-        for i in 0..sent {
-            let record = json!({"type": 1, "target": "TeamClicked",
-                "arguments": [{"groupKey": id, "team": teams[i % 10], "name": format!("Player{}", i % 10), "surname": "Nowak"}]});
-            clicks.send(Message::text(format!("{record}\u{1e}"))).await.unwrap();
-            if i % 8 == 7 {
-                progress.wait_for(|&received| received > i).await.unwrap();
-            }
-        }
-    };
-    let (received, ()) = tokio::join!(reading, clicking);
-    assert_eq!(received, sent, "the reading client got every message");
+    }
+    assert!(sent < limit, "the stalled client was still served after {limit} messages");
 
     // The stalled client was disconnected: draining what the kernel buffered ends in a close.
     let drained = tokio::time::timeout(common::ws::WAIT, async {
@@ -264,11 +257,6 @@ async fn a_client_that_stops_reading_is_cut_off_while_the_others_keep_receiving(
     })
     .await;
     assert!(drained.is_ok(), "the stalled connection was closed by the server");
-    let cut_off = server
-        .log_lines()
-        .iter()
-        .filter(|l| l["message"] == "live connection fell behind its queue; disconnecting it")
-        .count();
-    assert_eq!(cut_off, 1, "exactly the stalled client was cut off as too slow");
+    assert_eq!(cut_off(&server), 1, "exactly the stalled client was cut off as too slow");
     assert_eq!(http.get(server.url("/liveness")).send().await.unwrap().status(), 200);
 }

@@ -225,8 +225,7 @@ async fn run_system(system: System, lct: &std::path::Path, options: &FanoutOptio
     );
     tokio::time::sleep(Duration::from_secs_f64(options.settle_seconds.max(1.0))).await;
     let idle = server_usage(&servers)?;
-    let per_connection =
-        idle.rss_bytes.saturating_sub(before.rss_bytes) as f64 / (per_lobby * options.lobbies) as f64;
+    let per_connection = idle.rss_bytes.saturating_sub(before.rss_bytes) as f64 / (per_lobby * options.lobbies) as f64;
     println!(
         "  server memory: {:.0} MiB before, {:.0} MiB with the idle clients: {:.1} KiB per idle connection",
         before.rss_bytes as f64 / 1048576.0,
@@ -316,7 +315,10 @@ async fn run_system(system: System, lct: &std::path::Path, options: &FanoutOptio
             step.client_cpu_seconds * 100.0 / seconds
         );
         if step.saturated {
-            println!("           ^ past capacity: queues grow; latencies over {:.0} ms are under-measured", window_ms / 2.0);
+            println!(
+                "           ^ past capacity: queues grow; latencies over {:.0} ms are under-measured",
+                window_ms / 2.0
+            );
         }
         steps.push(step);
     }
@@ -429,7 +431,11 @@ fn machine() -> Machine {
 }
 
 fn print_summary(results: &Results) {
-    println!("\nsummary ({} clients, {} per lobby)", results.clients_per_lobby * results.lobbies, results.clients_per_lobby);
+    println!(
+        "\nsummary ({} clients, {} per lobby)",
+        results.clients_per_lobby * results.lobbies,
+        results.clients_per_lobby
+    );
     for system in &results.systems {
         let best = system
             .steps

@@ -120,8 +120,7 @@ impl Shared {
 
 pub async fn run() -> anyhow::Result<()> {
     let mut stdin = BufReader::new(tokio::io::stdin()).lines();
-    let config: WorkerConfig =
-        serde_json::from_str(&stdin.next_line().await?.context("no configuration on stdin")?)?;
+    let config: WorkerConfig = serde_json::from_str(&stdin.next_line().await?.context("no configuration on stdin")?)?;
     let shared = Arc::new(Shared {
         system: config.system,
         base: Instant::now(),

@@ -50,7 +50,10 @@ fn the_fanout_harness_measures_both_systems_and_loses_nothing() {
         for step in steps {
             let offered = step["offered_deliveries_per_second"].as_f64().unwrap();
             let delivered = step["delivered_per_second"].as_f64().unwrap();
-            assert!((delivered - offered).abs() < 0.2 * offered, "{name}: {delivered}/s delivered of {offered}/s offered");
+            assert!(
+                (delivered - offered).abs() < 0.2 * offered,
+                "{name}: {delivered}/s delivered of {offered}/s offered"
+            );
             assert!(step["latency_p50_ms"].as_f64().unwrap() > 0.0, "{name}: latency measured");
         }
     }
