@@ -41,7 +41,7 @@ pub async fn run(
     let LiveAdapters { bus, shared, presence, idempotency, pods, secrets } = live_adapters(&settings).await?;
     let background = tokio_util::sync::CancellationToken::new();
     let tokens = token_keys(&settings, secrets, &background).await?;
-    if settings.redis_url().is_some() {
+    if settings.redis().is_some() {
         metrics.observe_redis(Arc::clone(&bus));
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -132,7 +132,8 @@ fn warn_if_fd_limit_below(max_connections: usize) {
     }
 }
 
-/// What live coordination runs on: Redis when `LCT_REDIS_URL` is set, this process otherwise.
+/// What live coordination runs on: Redis when `LCT_REDIS_URL` or `LCT_REDIS_SENTINELS` is set,
+/// this process otherwise.
 struct LiveAdapters {
     bus: Arc<dyn Bus>,
     shared: Arc<dyn SharedState>,
@@ -144,9 +145,9 @@ struct LiveAdapters {
 }
 
 async fn live_adapters(settings: &Settings) -> anyhow::Result<LiveAdapters> {
-    match settings.redis_url() {
-        Some(url) => {
-            let (bus, shared) = infrastructure::live::connect_redis(url).await.context("configuring Redis")?;
+    match settings.redis() {
+        Some(redis) => {
+            let (bus, shared) = infrastructure::live::connect_redis(redis).await.context("configuring Redis")?;
             tracing::info!("using Redis for fan-out and shared state");
             // Serve with the bus up when Redis is there; otherwise start anyway and catch up later.
             let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);

@@ -54,9 +54,26 @@ pub struct Settings {
     /// (on by default).
     #[arg(long, env = "LCT_MONGODB_RETRY_WRITES", value_parser = clap::builder::BoolishValueParser::new())]
     pub mongodb_retry_writes: Option<bool>,
-    /// Redis URL for fan-out across pods; unset means in-process fan-out.
+    /// Redis for fan-out and shared state across pods: `redis://` or `rediss://` (one server),
+    /// `redis-sentinel://` (sentinels and `?sentinelServiceName=<master>`), `redis-cluster://`
+    /// (cluster nodes); unset, without sentinels, means in-process fan-out. Beside
+    /// `LCT_REDIS_SENTINELS` only its credentials, TLS and database are used. Never logged.
     #[arg(long, env = "LCT_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// Redis Sentinels (comma-separated `host:port`) through which the Redis master is found
+    /// and followed across failovers; needs `LCT_REDIS_SENTINEL_MASTER`.
+    #[arg(long, env = "LCT_REDIS_SENTINELS", value_delimiter = ',')]
+    pub redis_sentinels: Vec<String>,
+    /// Name of the master the sentinels watch (`sentinel monitor <name> ...`).
+    #[arg(long, env = "LCT_REDIS_SENTINEL_MASTER")]
+    pub redis_sentinel_master: Option<String>,
+    /// User name for the sentinels, when they require one.
+    #[arg(long, env = "LCT_REDIS_SENTINEL_USERNAME")]
+    pub redis_sentinel_username: Option<String>,
+    /// Password of the sentinels, when they require one (the Redis password is not sent to
+    /// them). Never logged.
+    #[arg(long, env = "LCT_REDIS_SENTINEL_PASSWORD", hide_env_values = true)]
+    pub redis_sentinel_password: Option<String>,
     /// Elasticsearch URL for request logs; unset means stdout only.
     #[arg(long, env = "LCT_ELASTICSEARCH_URL", hide_env_values = true)]
     pub elasticsearch_url: Option<String>,
@@ -189,8 +206,21 @@ impl Settings {
         non_empty(&self.mongodb_uri)
     }
 
-    pub fn redis_url(&self) -> Option<&str> {
-        non_empty(&self.redis_url)
+    /// Redis of the pods, when a URL or sentinels are configured.
+    pub fn redis(&self) -> Option<infrastructure::live::RedisSettings> {
+        let sentinels: Vec<String> =
+            self.redis_sentinels.iter().map(|s| s.trim()).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+        let master = non_empty(&self.redis_sentinel_master);
+        if non_empty(&self.redis_url).is_none() && sentinels.is_empty() && master.is_none() {
+            return None;
+        }
+        Some(infrastructure::live::RedisSettings {
+            url: non_empty(&self.redis_url).map(str::to_owned),
+            sentinels,
+            sentinel_master: master.map(str::to_owned),
+            sentinel_username: non_empty(&self.redis_sentinel_username).map(str::to_owned),
+            sentinel_password: non_empty(&self.redis_sentinel_password).map(str::to_owned),
+        })
     }
 
     pub fn elasticsearch_url(&self) -> Option<&str> {

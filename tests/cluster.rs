@@ -209,8 +209,8 @@ async fn pods_see_each_other_and_a_killed_or_stopped_pod_leaves_every_view() {
     }
     assert_eq!(presence_fields(&redis, &tournament), vec![format!("{ben}|pod-b")]);
     assert_eq!(redis.cli(&["EXISTS", "lct:pod-presence:pod-c"]), "0");
-    assert_eq!(redis.cli(&["EXISTS", "lct:pod:pod-c"]), "0");
-    assert_eq!(redis.cli(&["HEXISTS", "lct:pods", "pod-c"]), "0");
+    assert_eq!(redis.cli(&["EXISTS", "lct:{pods}:pod:pod-c"]), "0");
+    assert_eq!(redis.cli(&["HEXISTS", "lct:{pods}", "pod-c"]), "0");
     loop {
         if watcher.next_presence().await == vec![ben.clone()] {
             break;
@@ -259,7 +259,7 @@ async fn pods_see_each_other_and_a_killed_or_stopped_pod_leaves_every_view() {
     for view in &views {
         assert_eq!(listed(view), set(&["pod-a", "pod-d"]), "pod B left at once: {view:#}");
     }
-    assert_eq!(redis.cli(&["HEXISTS", "lct:pods", "pod-b"]), "0");
+    assert_eq!(redis.cli(&["HEXISTS", "lct:{pods}", "pod-b"]), "0");
     assert_eq!(redis.cli(&["EXISTS", "lct:pod-presence:pod-b"]), "0", "pod B took its presence along");
     assert!(presence_fields(&redis, &tournament).is_empty());
     assert_dense_ordinals(&views);

@@ -178,8 +178,8 @@ async fn pods_see_each_other_in_start_order_and_a_deregistered_pod_is_gone_at_on
 
     one.state.deregister("a").await.unwrap();
     assert_eq!(ids(&two.state.live_pods().await.unwrap()), vec!["c", "b"]);
-    assert_eq!(server.cli(&["EXISTS", "lct:pod:a"]), "0");
-    assert_eq!(server.cli(&["HEXISTS", "lct:pods", "a"]), "0");
+    assert_eq!(server.cli(&["EXISTS", "lct:{pods}:pod:a"]), "0");
+    assert_eq!(server.cli(&["HEXISTS", "lct:{pods}", "a"]), "0");
 }
 
 #[tokio::test]
@@ -212,8 +212,8 @@ async fn a_lapsed_pod_is_no_longer_live_and_exactly_one_pruner_wins_it() {
         won.extend(prune.await.unwrap());
     }
     assert_eq!(won, vec!["dying".to_owned()], "exactly one pruner removes the dead pod");
-    assert_eq!(server.cli(&["HEXISTS", "lct:pods", "dying"]), "0");
-    assert_eq!(server.cli(&["HEXISTS", "lct:pods", "alive"]), "1");
+    assert_eq!(server.cli(&["HEXISTS", "lct:{pods}", "dying"]), "0");
+    assert_eq!(server.cli(&["HEXISTS", "lct:{pods}", "alive"]), "1");
 
     // A pod that was pruned while it was only late comes back with its next heartbeat, and
     // learns that it had been taken for dead.

@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 pub mod proxy;
+pub mod redis_cluster;
+pub mod redis_sentinel;
 pub mod redis_server;
 pub mod v2;
 pub mod ws;

@@ -1,4 +1,5 @@
-//! A `redis-server` of a test's own, on a free port, that the test can kill and restart.
+//! A `redis-server` of a test's own, on a free port, that the test can kill and restart: a plain
+//! server, a cluster node, a replica or a sentinel, by its arguments.
 //!
 //! Needs `redis-server` and `redis-cli` on the PATH. Uses only std and tokio.
 #![allow(dead_code)]
@@ -13,11 +14,19 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// Attempts of a restart while the port is still held by the killed server.
 const RESTART_ATTEMPTS: u32 = 10;
 
+/// The line a server prints once it accepts connections.
+const SERVER_READY: &str = "Ready to accept connections";
+/// The line a sentinel prints once it watches its master.
+const SENTINEL_READY: &str = "+monitor master";
+
 /// A running `redis-server`; killed when dropped.
 pub struct RedisServer {
     pub port: u16,
     /// `redis://127.0.0.1:{port}`
     pub url: String,
+    /// What it runs with besides the port (the same again on a restart).
+    args: Vec<String>,
+    ready: &'static str,
     child: Option<Child>,
 }
 
@@ -25,9 +34,36 @@ impl RedisServer {
     /// Starts a server without persistence on a free port and returns once it accepts
     /// connections.
     pub async fn start() -> RedisServer {
+        RedisServer::start_with(&[]).await
+    }
+
+    /// Like [`start`](Self::start), with more arguments (`--cluster-enabled yes`,
+    /// `--replicaof 127.0.0.1 6379`, ...), kept for restarts.
+    pub async fn start_with(args: &[String]) -> RedisServer {
+        RedisServer::start_on(free_port(), args.to_vec(), SERVER_READY).await
+    }
+
+    /// A sentinel on a free port with the configuration file `config` (which it rewrites), to
+    /// which the port is added.
+    pub async fn sentinel(config: &std::path::Path) -> RedisServer {
         let port = free_port();
-        let child = spawn(port).await.unwrap_or_else(|error| panic!("starting redis-server on port {port}: {error}"));
-        RedisServer { port, url: format!("redis://127.0.0.1:{port}"), child: Some(child) }
+        let mut text = std::fs::read_to_string(config).expect("reading the sentinel configuration");
+        text.push_str(&format!("\nport {port}\n"));
+        std::fs::write(config, text).expect("writing the sentinel configuration");
+        let args = vec![config.display().to_string(), "--sentinel".to_owned()];
+        RedisServer::start_on(port, args, SENTINEL_READY).await
+    }
+
+    async fn start_on(port: u16, args: Vec<String>, ready: &'static str) -> RedisServer {
+        let child = spawn(port, &args, ready)
+            .await
+            .unwrap_or_else(|error| panic!("starting redis-server on port {port}: {error}"));
+        RedisServer { port, url: format!("redis://127.0.0.1:{port}"), args, ready, child: Some(child) }
+    }
+
+    /// Whether it runs (it was not killed).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     /// Kills the server (SIGKILL) and waits for it to exit.
@@ -42,7 +78,7 @@ impl RedisServer {
         self.kill().await;
         let mut last_error = String::new();
         for attempt in 0..RESTART_ATTEMPTS {
-            match spawn(self.port).await {
+            match spawn(self.port, &self.args, self.ready).await {
                 Ok(child) => {
                     self.child = Some(child);
                     return;
@@ -72,16 +108,24 @@ impl RedisServer {
 }
 
 /// A port that was free a moment ago.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a free port");
     listener.local_addr().expect("local address").port()
 }
 
-/// Spawns `redis-server` on `port` and waits for it to say it is ready. The error holds what the
+/// Spawns `redis-server` on `port` and waits for it to print `ready`. The error holds what the
 /// server printed when it exited (or did not get ready) instead.
-async fn spawn(port: u16) -> Result<Child, String> {
-    let mut child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+async fn spawn(port: u16, args: &[String], ready: &str) -> Result<Child, String> {
+    let mut command = Command::new("redis-server");
+    if args.iter().any(|arg| arg == "--sentinel") {
+        // The port is in the configuration file, and a sentinel keeps no data.
+        command.args(args);
+    } else {
+        command
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(args);
+    }
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -92,7 +136,7 @@ async fn spawn(port: u16) -> Result<Child, String> {
     let mut seen = Vec::new();
     let ready = tokio::time::timeout(START_TIMEOUT, async {
         while let Ok(Some(line)) = lines.next_line().await {
-            let is_ready = line.contains("Ready to accept connections");
+            let is_ready = line.contains(ready);
             seen.push(line);
             if is_ready {
                 return true;

@@ -13,11 +13,14 @@
 pub mod local;
 pub mod local_coordination;
 pub mod redis;
+pub mod redis_config;
 pub mod redis_coordination;
+mod redis_shards;
 
 pub use local::{LocalBus, MemorySharedState};
 pub use local_coordination::LocalPodRegistry;
 pub use redis::{connect_redis, RedisBus, RedisSharedState};
+pub use redis_config::{RedisSettings, Topology};
 
 use live::ports::PresenceEntry;
 use std::collections::HashSet;

@@ -1,8 +1,16 @@
 //! Live coordination over Redis, for deployments of many pods.
 //!
-//! Each pod holds two connections: a publishing one (also used for the shared state) and a
-//! subscribing one. Both reconnect forever with an exponential backoff (100 ms up to 2 s), and
-//! both start in the background: a pod starts, and serves commands, while Redis is down.
+//! Redis may be one server, a master found through Sentinel, or a Redis Cluster (see
+//! [`redis_config`](super::redis_config)). Each pod holds two clients: a publishing one (also
+//! used for the shared state) and a subscribing one, each with one connection per server it
+//! needs (per master in a cluster). Both reconnect forever with an exponential backoff (100 ms up
+//! to 2 s), asking the sentinels for the master of the moment or the cluster for its slot table
+//! each time, and both start in the background: a pod starts, and serves commands, while Redis
+//! is down.
+//!
+//! In a cluster, pub/sub is sharded (`SPUBLISH`, `SSUBSCRIBE`): a tournament's messages only
+//! touch the shard that owns its channel's slot, and the subscriber follows the slot when the
+//! cluster moves it (see [`redis_shards`](super::redis_shards)).
 //!
 //! Subscriptions are counted per channel: the first interest in a channel subscribes, the last
 //! one leaving unsubscribes, and no pattern is ever subscribed, so a pod receives nothing for
@@ -14,10 +22,12 @@
 //! once, and otherwise it gives up after a short timeout, so no command of the application waits
 //! on Redis. The URL may carry a password; only `host:port` is ever logged or put in errors.
 
+use super::redis_config::{resolve, RedisSettings, Resolved, Topology};
+use super::redis_shards::{routing_now, Placement};
 use async_trait::async_trait;
 use fred::clients::{Client, SubscriberClient};
 use fred::prelude::{
-    ClientLike, Config, EventInterface, Expiration, KeysInterface, LuaInterface, Options, PubsubInterface,
+    ClientLike, ClusterInterface, EventInterface, Expiration, KeysInterface, LuaInterface, Options, PubsubInterface,
     ReconnectPolicy, SetOptions, Value,
 };
 use fred::types::config::UnresponsiveConfig;
@@ -47,26 +57,29 @@ const RESYNC_RETRY: Duration = Duration::from_millis(500);
 const RESUBSCRIBE_CHUNK: usize = 500;
 /// Messages buffered between the subscriber connection and the listener.
 const MESSAGE_BUFFER: usize = 4096;
+/// How often, in a cluster, the subscribed channels' slots are checked against the cluster's
+/// slot table (a migration drops their subscriptions without closing the connection).
+const SLOT_CHECK: Duration = Duration::from_secs(1);
 
 /// Opens the Redis connections of this pod and returns the bus and the shared state over them
 /// (the shared state uses the bus's publishing connection). Returns at once, even while Redis is
 /// down: the connections are made in the background and retried forever.
 ///
-/// Errors: only an invalid URL.
-pub async fn connect_redis(url: &str) -> Result<(Arc<RedisBus>, Arc<RedisSharedState>), LiveError> {
-    let bus = RedisBus::connect(url).await?;
+/// Errors: only invalid settings (see [`RedisSettings`]).
+pub async fn connect_redis(
+    settings: impl Into<RedisSettings>,
+) -> Result<(Arc<RedisBus>, Arc<RedisSharedState>), LiveError> {
+    let bus = RedisBus::connect(settings).await?;
     let state = bus.shared_state();
     Ok((Arc::new(bus), Arc::new(state)))
 }
 
-/// Parses the URL and builds a client builder with lct's timeouts and reconnect policy.
-/// Returns the builder and the `host:port` list to log (never the password).
-fn builder(url: &str) -> Result<(Builder, String), LiveError> {
-    // fred's parse errors are not echoed: they could quote the URL, password included.
-    let mut config = Config::from_url(url).map_err(|_| LiveError("the Redis URL is not valid".to_owned()))?;
+/// Builds a client builder of the settings with lct's timeouts and reconnect policy. Returns it
+/// with the topology and what to log for it (hosts and ports, never a password).
+fn builder(settings: &RedisSettings) -> Result<(Builder, Topology, String), LiveError> {
+    let Resolved { mut config, topology, endpoint } = resolve(settings)?;
     // Keep trying in the background when Redis is down at start, instead of failing.
     config.fail_fast = false;
-    let endpoint = config.server.hosts().iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
     let mut builder = Builder::from_config(config);
     builder
         .with_connection_config(|connection| {
@@ -80,7 +93,7 @@ fn builder(url: &str) -> Result<(Builder, String), LiveError> {
             performance.broadcast_channel_capacity = MESSAGE_BUFFER;
         })
         .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
-    Ok((builder, endpoint))
+    Ok((builder, topology, endpoint))
 }
 
 fn build_error(error: fred::error::Error) -> LiveError {
@@ -96,6 +109,7 @@ fn fail_fast(timeout: Duration) -> Options {
 /// holder drops it.
 struct Publisher {
     client: Client,
+    topology: Topology,
     endpoint: String,
 }
 
@@ -158,12 +172,12 @@ impl RedisBus {
     /// once, also while Redis is down (the bus then reports not connected, and subscriptions
     /// are made once it connects).
     ///
-    /// Errors: only an invalid URL.
-    pub async fn connect(url: &str) -> Result<RedisBus, LiveError> {
-        let (builder, endpoint) = builder(url)?;
+    /// Errors: only invalid settings (see [`RedisSettings`]).
+    pub async fn connect(settings: impl Into<RedisSettings>) -> Result<RedisBus, LiveError> {
+        let (builder, topology, endpoint) = builder(&settings.into())?;
         let publisher = builder.build().map_err(build_error)?;
         let subscriber = builder.build_subscriber_client().map_err(build_error)?;
-        tracing::info!(redis = %endpoint, "connecting to Redis");
+        tracing::info!(redis = %endpoint, ?topology, "connecting to Redis");
 
         // Take the event streams before connecting so that no connection or message is missed.
         let messages = subscriber.message_rx();
@@ -173,11 +187,12 @@ impl RedisBus {
         let (interests, interest_rx) = mpsc::unbounded_channel();
         let subscriptions = Subscriptions {
             subscriber: subscriber.clone(),
+            shards: (topology == Topology::Cluster)
+                .then(|| Shards { publisher: publisher.clone(), placement: Placement::default() }),
             wanted: Arc::clone(&wanted),
             stale: HashSet::new(),
             listener: Arc::clone(&listener),
             endpoint: endpoint.clone(),
-            connected_before: false,
             needs_resync: false,
             missed_messages: false,
         };
@@ -190,7 +205,7 @@ impl RedisBus {
         drop(subscriber.connect());
 
         Ok(RedisBus {
-            publisher: Arc::new(Publisher { client: publisher, endpoint }),
+            publisher: Arc::new(Publisher { client: publisher, topology, endpoint }),
             subscriber,
             interests,
             listener,
@@ -234,13 +249,13 @@ impl Bus for RedisBus {
     /// Redis does not answer.
     async fn publish(&self, channel: &str, payload: Vec<u8>) -> Result<(), LiveError> {
         self.publisher.ensure_connected()?;
-        let _receivers: i64 = self
-            .publisher
-            .client
-            .with_options(&fail_fast(PUBLISH_TIMEOUT))
-            .publish(channel, Value::Bytes(payload.into()))
-            .await
-            .map_err(|error| self.publisher.error("PUBLISH", error))?;
+        let client = self.publisher.client.with_options(&fail_fast(PUBLISH_TIMEOUT));
+        let payload = Value::Bytes(payload.into());
+        let _receivers: i64 = match self.publisher.topology {
+            Topology::Cluster => client.spublish(channel, payload).await,
+            Topology::Single | Topology::Sentinel => client.publish(channel, payload).await,
+        }
+        .map_err(|error| self.publisher.error("PUBLISH", error))?;
         Ok(())
     }
 
@@ -258,22 +273,31 @@ impl Bus for RedisBus {
 }
 
 /// The task that owns the subscriptions: it applies interests in order and restores every
-/// subscription after each (re)connection of the subscribing connection.
+/// subscription after each (re)connection of the subscribing connection (in a cluster, of any
+/// of its connections, and after the cluster moved a subscribed channel's slot).
 ///
 /// fred's own re-subscription (`manage_subscriptions`) is not used: it runs beside the caller's
 /// subscribe and unsubscribe calls, so a restore could re-subscribe a channel just dropped.
 struct Subscriptions {
     subscriber: SubscriberClient,
+    /// In a cluster: where the channels are subscribed, and a client to read the slot table.
+    shards: Option<Shards>,
     wanted: Wanted,
     /// Channels no longer wanted whose UNSUBSCRIBE failed on the current connection.
     stale: HashSet<String>,
     listener: ListenerSlot,
     endpoint: String,
-    connected_before: bool,
     /// The current connection may lack some wanted channel (or hold a stale one).
     needs_resync: bool,
     /// Messages may have been missed: tell the listener once the subscriptions are restored.
     missed_messages: bool,
+}
+
+/// What the subscriptions need in a Redis Cluster.
+struct Shards {
+    /// Reads the slot table over its existing connections.
+    publisher: Client,
+    placement: Placement,
 }
 
 impl Subscriptions {
@@ -284,6 +308,8 @@ impl Subscriptions {
     ) {
         let mut retry = tokio::time::interval(RESYNC_RETRY);
         retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut slot_check = tokio::time::interval(SLOT_CHECK);
+        slot_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
@@ -303,6 +329,7 @@ impl Subscriptions {
                     None => break,
                 },
                 _ = retry.tick(), if self.needs_resync && self.subscriber.is_connected() => self.resync().await,
+                _ = slot_check.tick(), if self.watches_slots() => self.follow_slots().await,
             }
         }
     }
@@ -310,14 +337,17 @@ impl Subscriptions {
     /// A new connection has no subscriptions: restore them all, then tell the listener.
     async fn on_connection(&mut self) {
         tracing::info!(redis = %self.endpoint, "Redis subscriber connected");
-        self.stale.clear();
-        let anything_wanted = !lock(&self.wanted).is_empty();
-        // On the very first connection nothing can have been missed unless a channel was
-        // already wanted while Redis was unreachable.
-        if self.connected_before || anything_wanted {
+        if self.shards.is_none() {
+            // A new connection holds no subscription. (In a cluster only one master's connection
+            // is new: the others keep theirs, stale ones included.)
+            self.stale.clear();
+        }
+        // Messages of the wanted channels may have been missed meanwhile; with none wanted (as on
+        // the first connection, or each master's first connection in a cluster) there is nothing
+        // to repair.
+        if !lock(&self.wanted).is_empty() {
             self.missed_messages = true;
         }
-        self.connected_before = true;
         self.needs_resync = true;
         self.resync().await;
     }
@@ -391,8 +421,16 @@ impl Subscriptions {
                 }
             }
         };
-        // A connection that is down holds no subscription, and the next one will not get this one.
-        if !last || !self.subscriber.is_connected() {
+        if !last {
+            return;
+        }
+        if !self.subscriber.is_connected() {
+            // A connection that is down holds no subscription, and the next one will not get
+            // this one; but in a cluster the other masters' connections may hold it.
+            if self.shards.is_some() {
+                self.stale.insert(channel);
+                self.needs_resync = true;
+            }
             return;
         }
         if let Err(error) = self.send_unsubscribe(vec![channel.clone()]).await {
@@ -402,15 +440,61 @@ impl Subscriptions {
         }
     }
 
-    async fn send_subscribe(&self, channels: Vec<String>) -> Result<(), fred::error::Error> {
+    async fn send_subscribe(&mut self, channels: Vec<String>) -> Result<(), fred::error::Error> {
         if channels.is_empty() {
             return Ok(());
         }
-        self.subscriber.with_options(&fail_fast(SUBSCRIPTION_TIMEOUT)).subscribe(channels).await
+        let subscriber = self.subscriber.with_options(&fail_fast(SUBSCRIPTION_TIMEOUT));
+        let Some(shards) = &mut self.shards else { return subscriber.subscribe(channels).await };
+        // One channel per SSUBSCRIBE: each is answered once, which fred needs to follow the
+        // cluster's redirections (and channels of several slots cannot share one anyway).
+        for channel in channels {
+            subscriber.ssubscribe(channel.as_str()).await?;
+            shards.placement.record(&self.subscriber, &channel);
+        }
+        Ok(())
     }
 
-    async fn send_unsubscribe(&self, channels: Vec<String>) -> Result<(), fred::error::Error> {
-        self.subscriber.with_options(&fail_fast(SUBSCRIPTION_TIMEOUT)).unsubscribe(channels).await
+    async fn send_unsubscribe(&mut self, channels: Vec<String>) -> Result<(), fred::error::Error> {
+        let subscriber = self.subscriber.with_options(&fail_fast(SUBSCRIPTION_TIMEOUT));
+        let Some(shards) = &mut self.shards else { return subscriber.unsubscribe(channels).await };
+        for channel in channels {
+            // A channel whose slot has moved is no longer subscribed anywhere.
+            if shards.placement.forget(&self.subscriber, &channel) {
+                subscriber.sunsubscribe(channel.as_str()).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// In a cluster with subscriptions, while connected.
+    fn watches_slots(&self) -> bool {
+        self.shards.as_ref().is_some_and(|shards| !shards.placement.is_empty()) && self.subscriber.is_connected()
+    }
+
+    /// Compares where the channels are subscribed with the cluster's slot table; when the
+    /// cluster has moved some, refreshes the subscriber's table, subscribes every channel again
+    /// (on their slots' masters of now) and tells the listener, which repairs from the store.
+    async fn follow_slots(&mut self) {
+        let Some(shards) = &self.shards else { return };
+        let moved = match routing_now(&shards.publisher, &fail_fast(COMMAND_TIMEOUT)).await {
+            Ok(routing) => shards.placement.moved(&routing),
+            Err(error) => {
+                tracing::debug!(redis = %self.endpoint, %error, "reading the cluster's slots failed; will retry");
+                return;
+            }
+        };
+        if moved.is_empty() {
+            return;
+        }
+        tracing::info!(redis = %self.endpoint, channels = moved.len(), "Redis Cluster moved subscribed channels; following them");
+        if let Err(error) = self.subscriber.sync_cluster().await {
+            tracing::warn!(redis = %self.endpoint, %error, "refreshing the cluster's slots failed; will retry");
+            return;
+        }
+        self.missed_messages = true;
+        self.needs_resync = true;
+        self.resync().await;
     }
 }
 
@@ -424,7 +508,8 @@ async fn forward_messages(
     loop {
         match messages.recv().await {
             Ok(message) => {
-                if message.kind != MessageKind::Message || !lock(&wanted).contains_key(&*message.channel) {
+                let published = matches!(message.kind, MessageKind::Message | MessageKind::SMessage);
+                if !published || !lock(&wanted).contains_key(&*message.channel) {
                     continue;
                 }
                 let payload: &[u8] = match &message.value {
@@ -468,12 +553,12 @@ impl RedisSharedState {
     /// Opens its own connection in the background and returns at once, also while Redis is
     /// down. Prefer [`connect_redis`], which shares the bus's publishing connection.
     ///
-    /// Errors: only an invalid URL.
-    pub async fn connect(url: &str) -> Result<RedisSharedState, LiveError> {
-        let (builder, endpoint) = builder(url)?;
+    /// Errors: only invalid settings (see [`RedisSettings`]).
+    pub async fn connect(settings: impl Into<RedisSettings>) -> Result<RedisSharedState, LiveError> {
+        let (builder, topology, endpoint) = builder(&settings.into())?;
         let client = builder.build().map_err(build_error)?;
         drop(client.connect());
-        Ok(RedisSharedState { publisher: Arc::new(Publisher { client, endpoint }) })
+        Ok(RedisSharedState { publisher: Arc::new(Publisher { client, topology, endpoint }) })
     }
 
     /// The shared connection with fail-fast options; an error at once while it is down.
@@ -570,14 +655,14 @@ mod tests {
 
     #[test]
     fn an_invalid_url_is_refused_without_echoing_it() {
-        let error = builder("not a url with secret").err().unwrap();
+        let error = builder(&"not a url with secret".into()).err().unwrap();
         assert!(!error.0.contains("secret"), "{error}");
     }
 
     #[test]
     fn only_host_and_port_of_the_url_are_kept_for_logs() {
-        let (_, endpoint) = builder("redis://:secret@redis.example:6390/0").unwrap();
-        assert_eq!(endpoint, "redis.example:6390");
+        let (_, topology, endpoint) = builder(&"redis://:secret@redis.example:6390/0".into()).unwrap();
+        assert_eq!((topology, endpoint.as_str()), (Topology::Single, "redis.example:6390"));
     }
 
     #[test]

@@ -9,9 +9,14 @@
 //!   `{tournament}|{player_id}` that pod holds, so that its entries can be found when it dies.
 //!   Both expire `ttl` after the last join.
 //! - `lct:secret:{name}`: a value all pods agree on (see [`SharedSecrets`]), without expiry.
-//! - `lct:pods`: a hash with a field per registered pod, and `lct:pod:{id}`: the pod's latest
-//!   heartbeat as JSON, expiring when its lapse ends. A field whose key has expired is a dead
-//!   pod; a script removes it only while its key is still missing, so exactly one pruner wins it.
+//! - `lct:{pods}`: a hash with a field per registered pod, and `lct:{pods}:pod:<id>`: the pod's
+//!   latest heartbeat as JSON, expiring when its lapse ends. A field whose key has expired is a
+//!   dead pod; a script removes it only while its key is still missing, so exactly one pruner
+//!   wins it. The braces are a hash tag: in a Redis Cluster every registry key is in one slot,
+//!   which the script (and `MGET` of the heartbeats) need.
+//!
+//! Every other command touches one key, so the other keys need no hash tag: in a cluster they
+//! spread over the shards (a pipeline of commands on several keys goes to each key's shard).
 
 use super::online_order;
 use super::redis::{millis, RedisSharedState};
@@ -25,8 +30,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 use uuid::Uuid;
 
-/// The registry of pods: one field per registered pod.
-pub const PODS_KEY: &str = "lct:pods";
+/// The registry of pods: one field per registered pod. `{pods}` is the hash tag of every
+/// registry key (see the module documentation).
+pub const PODS_KEY: &str = "lct:{pods}";
 
 /// Removes each given pod (ARGV) from the registry (KEYS[1]) whose heartbeat key (KEYS[i + 1])
 /// is gone, and returns those it removed: the check and the removal are one atomic step, so a
@@ -65,9 +71,9 @@ fn pod_presence_member(tournament: Uuid, player: Uuid) -> String {
     format!("{tournament}|{player}")
 }
 
-/// The heartbeat key of a pod.
+/// The heartbeat key of a pod, in the registry's slot.
 pub fn pod_key(id: &str) -> String {
-    format!("lct:pod:{id}")
+    format!("{PODS_KEY}:pod:{id}")
 }
 
 /// Decodes the values of a presence hash, skipping (and logging) what cannot be read.
@@ -307,7 +313,16 @@ mod tests {
         assert_eq!(presence_field(p, "pod-1"), format!("{p}|pod-1"));
         assert_eq!(pod_presence_key("pod-1"), "lct:pod-presence:pod-1");
         assert_eq!(pod_presence_member(t, p), format!("{t}|{p}"));
-        assert_eq!(pod_key("pod-1"), "lct:pod:pod-1");
+        assert_eq!(pod_key("pod-1"), "lct:{pods}:pod:pod-1");
+        assert_eq!(PODS_KEY, "lct:{pods}");
+    }
+
+    #[test]
+    fn the_registry_keys_share_one_cluster_slot() {
+        let slot = super::super::redis_shards::slot;
+        for id in ["pod-1", "lct-7d9f-x2", "a{b}c", "}{"] {
+            assert_eq!(slot(&pod_key(id)), slot(PODS_KEY), "{id}");
+        }
     }
 
     #[test]
