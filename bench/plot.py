@@ -16,8 +16,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 def main(source: str, target: str) -> None:
     with open(source) as f:
         results = json.load(f)
-    colours = {"lct": "#1f77b4", "socketio": "#d62728"}
-    names = {"lct": "lct (2 pods + Redis)", "socketio": "Socket.IO + Redis adapter (2 node processes)"}
+    colours = {"lct": "#1f77b4", "lct-cluster": "#2ca02c", "socketio": "#d62728"}
+    names = {
+        "lct": "lct (2 pods + Redis)",
+        "lct-cluster": "lct (2 pods + 3-shard Redis Cluster)",
+        "socketio": "Socket.IO + Redis adapter (2 node processes)",
+    }
     fig, (latency, throughput) = plt.subplots(1, 2, figsize=(13, 5.2))
     for system in results["systems"]:
         name = system["system"]

@@ -1,9 +1,10 @@
-//! The fan-out benchmark: for each system, a fresh `redis-server` and two server processes,
-//! N WebSocket clients over M lobbies with each lobby's clients alternating between the two
-//! processes (so every broadcast crosses Redis), and one click driver per lobby. For each
-//! offered rate it reports delivered messages per second, click-to-client latency percentiles,
-//! server CPU seconds per 100 000 deliveries, and, before any load, server memory per idle
-//! connection. Everything runs on loopback and stops by itself.
+//! The fan-out benchmark: for each system, a fresh `redis-server` (for `lct-cluster`, a Redis
+//! Cluster of three masters) and two server processes, N WebSocket clients over M lobbies with
+//! each lobby's clients alternating between the two processes (so every broadcast crosses
+//! Redis), and one click driver per lobby. For each offered rate it reports delivered messages
+//! per second, click-to-client latency percentiles, server CPU seconds per 100 000 deliveries,
+//! each Redis server's (each shard's) share of the publications, and, before any load, server
+//! memory per idle connection. Everything runs on loopback and stops by itself.
 
 use crate::processes::{Redis, Server, TempDir, Usage};
 use crate::worker::{Lobby, System, TotalsReport, WindowReport, WorkerConfig};
@@ -38,7 +39,8 @@ pub struct FanoutOptions {
     /// Idle seconds after all clients connected, before memory is read and load starts.
     #[arg(long, default_value_t = 5.0)]
     pub settle_seconds: f64,
-    /// Systems to measure, in order.
+    /// Systems to measure, in order: `lct` (one Redis), `lct-cluster` (a Redis Cluster of three
+    /// masters), `socketio`.
     #[arg(long, value_delimiter = ',', default_value = "lct,socketio")]
     pub systems: Vec<System>,
     /// Client processes (a process here may hold at most 20 000 sockets); by default one per
@@ -102,6 +104,10 @@ struct Step {
     latency_window_ms: f64,
     /// Delivered fell short of offered or latencies reached the window: past capacity.
     saturated: bool,
+    /// Publications per second each Redis server handled (each master of a cluster, in port
+    /// order), and their shares of the total.
+    redis_publications_per_second: Vec<f64>,
+    redis_publication_shares: Vec<f64>,
 }
 
 /// A load worker process and its command pipes.
@@ -160,7 +166,7 @@ pub async fn run(lct: &std::path::Path, options: &FanoutOptions) -> anyhow::Resu
         systems: Vec::new(),
     };
     println!(
-        "fan-out: {} clients over {} lobbies ({} per lobby), two server processes and redis-server per system, {} cores",
+        "fan-out: {} clients over {} lobbies ({} per lobby), two server processes and Redis per system, {} cores",
         results.clients_per_lobby * options.lobbies,
         options.lobbies,
         results.clients_per_lobby,
@@ -180,10 +186,13 @@ pub async fn run(lct: &std::path::Path, options: &FanoutOptions) -> anyhow::Resu
 
 async fn run_system(system: System, lct: &std::path::Path, options: &FanoutOptions) -> anyhow::Result<SystemResult> {
     let per_lobby = options.clients / options.lobbies;
-    let redis = Redis::start().await?;
+    let redis = match system {
+        System::LctCluster => Redis::cluster(3).await?,
+        System::Lct | System::Socketio => Redis::start().await?,
+    };
     let data = TempDir::new("fanout");
     let servers = match system {
-        System::Lct => {
+        System::Lct | System::LctCluster => {
             let env = [("LCT_REDIS_URL", redis.url.clone())];
             vec![Server::lct(lct, &data.0, "pod-a", &env).await?, Server::lct(lct, &data.0, "pod-b", &env).await?]
         }
@@ -192,7 +201,8 @@ async fn run_system(system: System, lct: &std::path::Path, options: &FanoutOptio
             Server::socketio(&options.socketio_dir, &redis.url).await?,
         ],
     };
-    println!("\n{system:?}: servers on {} and {}, redis on {}", servers[0].addr, servers[1].addr, redis.url);
+    let redis_kind = if redis.ports.len() > 1 { "a Redis Cluster of three masters" } else { "one redis-server" };
+    println!("\n{system:?}: servers on {} and {}, {redis_kind} ({})", servers[0].addr, servers[1].addr, redis.url);
     let lobbies = create_lobbies(system, &servers[0].addr, options.lobbies).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = server_usage(&servers)?;
@@ -257,6 +267,7 @@ async fn run_system(system: System, lct: &std::path::Path, options: &FanoutOptio
         tokio::time::sleep(Duration::from_secs_f64(options.warmup_seconds)).await;
         let cpu_before = server_usage(&servers)?.cpu_seconds;
         let redis_before = redis.usage()?.cpu_seconds;
+        let publications_before = redis.publications()?;
         let clients_before: f64 = workers.iter().map(|w| w.usage().cpu_seconds).sum();
         for worker in &mut workers {
             worker.send(&serde_json::json!({"cmd": "mark"})).await?;
@@ -267,6 +278,9 @@ async fn run_system(system: System, lct: &std::path::Path, options: &FanoutOptio
         }
         let server_cpu = server_usage(&servers)?.cpu_seconds - cpu_before;
         let redis_cpu = redis.usage()?.cpu_seconds - redis_before;
+        let publications: Vec<u64> =
+            redis.publications()?.iter().zip(&publications_before).map(|(after, before)| after - before).collect();
+        let all_publications = publications.iter().sum::<u64>().max(1) as f64;
         let client_cpu = workers.iter().map(|w| w.usage().cpu_seconds).sum::<f64>() - clients_before;
         let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
         let (mut received, mut clicks, mut seconds) = (0u64, 0u64, 0f64);
@@ -298,6 +312,8 @@ async fn run_system(system: System, lct: &std::path::Path, options: &FanoutOptio
             deliveries_per_server_cpu_second: if server_cpu > 0.0 { received as f64 / server_cpu } else { 0.0 },
             latency_window_ms: window_ms,
             saturated: rate > 0.0 && (delivered < 0.97 * rate * per_lobby as f64 || ms(0.999) > window_ms / 2.0),
+            redis_publications_per_second: publications.iter().map(|n| *n as f64 / seconds).collect(),
+            redis_publication_shares: publications.iter().map(|n| *n as f64 / all_publications).collect(),
         };
         println!(
             "  {:>8.0} {:>10.0} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>8.1} {:>9.3} {:>9.0} {:>6.0} {:>6.0} {:>6.0}",
@@ -319,6 +335,15 @@ async fn run_system(system: System, lct: &std::path::Path, options: &FanoutOptio
                 "           ^ past capacity: queues grow; latencies over {:.0} ms are under-measured",
                 window_ms / 2.0
             );
+        }
+        if redis.ports.len() > 1 {
+            let shares: Vec<String> = step
+                .redis_publication_shares
+                .iter()
+                .zip(&step.redis_publications_per_second)
+                .map(|(share, rate)| format!("{:.0} % ({rate:.0}/s)", share * 100.0))
+                .collect();
+            println!("           publications by shard: {}", shares.join(", "));
         }
         steps.push(step);
     }
@@ -379,7 +404,7 @@ pub(crate) async fn create_lobbies(system: System, addr: &str, count: usize) -> 
     let lobby = |id: String, i: usize| Lobby { id, driver_name: "Driver".into(), driver_surname: format!("L{i}") };
     match system {
         System::Socketio => Ok((0..count).map(|i| lobby(uuid::Uuid::new_v4().to_string(), i)).collect()),
-        System::Lct => {
+        System::Lct | System::LctCluster => {
             let http = reqwest::Client::new();
             let created = futures::stream::iter((0..count).map(|i| {
                 let http = http.clone();

@@ -1,6 +1,7 @@
 //! The server processes a harness starts on loopback: `lct` pods, Socket.IO node processes and
-//! `redis-server`, with their memory and CPU time read from `/proc`. Every child is killed when
-//! its handle is dropped, so a harness never leaves anything running.
+//! `redis-server` (one, or the masters of a Redis Cluster), with their memory and CPU time read
+//! from `/proc`. Every child is killed when its handle is dropped, so a harness never leaves
+//! anything running.
 
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
@@ -104,33 +105,132 @@ impl Server {
     }
 }
 
-/// A `redis-server` on a free loopback port, without persistence.
+/// A `redis-server` on a free loopback port, or the masters of a Redis Cluster, without
+/// persistence.
 pub struct Redis {
-    child: tokio::process::Child,
+    children: Vec<tokio::process::Child>,
+    /// The ports of the server or of the cluster's masters.
+    pub ports: Vec<u16>,
     pub url: String,
+    _dir: Option<TempDir>,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Starts `redis-server` on `port` with more arguments and returns once it accepts connections.
+async fn redis_server(port: u16, args: &[String]) -> anyhow::Result<tokio::process::Child> {
+    let child = tokio::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args(args)
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting redis-server (install it with `apt-get install -y redis-server`)")?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        if tokio::time::Instant::now() > deadline {
+            bail!("redis-server did not start listening on port {port}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(child)
+}
+
+/// `redis-cli -p {port} {args}`, its output trimmed.
+pub fn redis_cli(port: u16, args: &[&str]) -> anyhow::Result<String> {
+    let output = std::process::Command::new("redis-cli")
+        .arg("-p")
+        .arg(port.to_string())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .context("running redis-cli")?;
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
 impl Redis {
     pub async fn start() -> anyhow::Result<Redis> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let child = tokio::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting redis-server (install it with `apt-get install -y redis-server`)")?;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            if tokio::time::Instant::now() > deadline {
-                bail!("redis-server did not start listening on port {port}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Ok(Redis { child, url: format!("redis://127.0.0.1:{port}") })
+        let port = free_port()?;
+        let child = redis_server(port, &[]).await?;
+        Ok(Redis { children: vec![child], ports: vec![port], url: format!("redis://127.0.0.1:{port}"), _dir: None })
     }
 
+    /// A Redis Cluster of `masters` masters without replicas (`redis-cli --cluster create`),
+    /// once every node says it is ok.
+    pub async fn cluster(masters: usize) -> anyhow::Result<Redis> {
+        let dir = TempDir::new("cluster");
+        let (mut children, mut ports) = (Vec::new(), Vec::new());
+        for index in 0..masters {
+            let home = dir.0.join(index.to_string());
+            std::fs::create_dir_all(&home)?;
+            let port = free_port()?;
+            let args: Vec<String> = vec![
+                "--cluster-enabled".into(),
+                "yes".into(),
+                "--cluster-config-file".into(),
+                home.join("nodes.conf").display().to_string(),
+                "--cluster-port".into(),
+                free_port()?.to_string(),
+                "--dir".into(),
+                home.display().to_string(),
+            ];
+            children.push(redis_server(port, &args).await?);
+            ports.push(port);
+        }
+        let created = std::process::Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(ports.iter().map(|port| format!("127.0.0.1:{port}")))
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .context("running redis-cli --cluster create")?;
+        if !created.status.success() {
+            bail!("redis-cli --cluster create failed: {}", String::from_utf8_lossy(&created.stdout));
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        for &port in &ports {
+            while !redis_cli(port, &["CLUSTER", "INFO"])?.contains("cluster_state:ok") {
+                if tokio::time::Instant::now() > deadline {
+                    bail!("the cluster node on port {port} never became ok");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        let url = format!("redis-cluster://127.0.0.1:{}", ports[0]);
+        Ok(Redis { children, ports, url, _dir: Some(dir) })
+    }
+
+    /// CPU time and memory of every server process together.
     pub fn usage(&self) -> anyhow::Result<Usage> {
-        Usage::of(self.child.id().context("redis-server exited")?)
+        let all = self
+            .children
+            .iter()
+            .map(|child| Usage::of(child.id().context("redis-server exited")?))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Usage::sum(&all))
+    }
+
+    /// Publications each server (or master) has handled so far (`PUBLISH` and `SPUBLISH` in
+    /// `INFO commandstats`), in the order of [`ports`](Self::ports).
+    pub fn publications(&self) -> anyhow::Result<Vec<u64>> {
+        self.ports
+            .iter()
+            .map(|&port| {
+                let stats = redis_cli(port, &["INFO", "commandstats"])?;
+                let calls = |command: &str| {
+                    let prefix = format!("cmdstat_{command}:calls=");
+                    stats
+                        .lines()
+                        .find_map(|line| line.strip_prefix(prefix.as_str()))
+                        .and_then(|rest| rest.split(',').next())
+                        .and_then(|n| n.parse::<u64>().ok())
+                        .unwrap_or(0)
+                };
+                Ok(calls("publish") + calls("spublish"))
+            })
+            .collect()
     }
 }
 

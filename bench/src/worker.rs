@@ -32,8 +32,11 @@ fn team_name(n: usize) -> &'static str {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum System {
-    /// lct's SignalR-compatible hub.
+    /// lct's SignalR-compatible hub, two pods on one Redis.
     Lct,
+    /// The same two lct pods on a Redis Cluster of three masters (sharded pub/sub).
+    #[serde(rename = "lct-cluster")]
+    LctCluster,
     /// Socket.IO with the Redis adapter.
     Socketio,
 }
@@ -228,12 +231,12 @@ async fn connect_with_retries(system: System, server: &str, lobby: &str) -> anyh
 /// Opens a client and completes the protocol's handshake.
 async fn connect(system: System, server: &str, lobby: &str) -> anyhow::Result<Socket> {
     let url = match system {
-        System::Lct => format!("ws://{server}/hubs/actions?tournamentId={lobby}"),
+        System::Lct | System::LctCluster => format!("ws://{server}/hubs/actions?tournamentId={lobby}"),
         System::Socketio => format!("ws://{server}/socket.io/?EIO=4&transport=websocket&tournamentId={lobby}"),
     };
     let (mut socket, _) = tokio_tungstenite::connect_async_with_config(url, Some(client_config()), true).await?;
     match system {
-        System::Lct => {
+        System::Lct | System::LctCluster => {
             socket.send(Message::text("{\"protocol\":\"json\",\"version\":1}\u{1e}")).await?;
             match socket.next().await {
                 Some(Ok(Message::Text(text))) if text.as_str() == "{}\u{1e}" => {}
@@ -281,7 +284,7 @@ async fn connection(
                     Some(Ok(_)) => continue,
                 };
                 let reply = match shared.system {
-                    System::Lct => on_signalr(text.as_str(), &clock, &shared),
+                    System::Lct | System::LctCluster => on_signalr(text.as_str(), &clock, &shared),
                     System::Socketio => on_socketio(text.as_str(), &clock, &shared),
                 };
                 if let Some(reply) = reply {
@@ -295,7 +298,7 @@ async fn connection(
                     break;
                 }
             }
-            _ = keepalive.tick(), if shared.system == System::Lct => {
+            _ = keepalive.tick(), if shared.system != System::Socketio => {
                 if socket.send(Message::text("{\"type\":6}\u{1e}")).await.is_err() {
                     break;
                 }
@@ -375,7 +378,7 @@ impl Driver {
             "surname": self.lobby.driver_surname,
         });
         match system {
-            System::Lct => format!(
+            System::Lct | System::LctCluster => format!(
                 "{{\"type\":1,\"target\":\"TeamClicked\",\"invocationId\":\"{}\",\"arguments\":[{click}]}}\u{1e}",
                 self.next
             ),

@@ -1,13 +1,14 @@
-//! The fan-out harness end to end at a small scale, against the debug `lct` build and the
-//! Socket.IO server: every client connects, every acknowledged click reaches every client of
-//! its lobby, and the figures are written. (The figures themselves are not judged here: they
-//! are measurements, reported in docs/benchmarks.md.)
+//! The fan-out harness end to end at a small scale, against the debug `lct` build (on one Redis
+//! and on a Redis Cluster of three masters) and the Socket.IO server: every client connects,
+//! every acknowledged click reaches every client of its lobby, each Redis server's publications
+//! are counted, and the figures are written. (The figures themselves are not judged here: they
+//! are measurements, reported in docs/benchmarks.md and docs/scaling.md.)
 
 use std::path::Path;
 use std::process::Command;
 
 #[test]
-fn the_fanout_harness_measures_both_systems_and_loses_nothing() {
+fn the_fanout_harness_measures_every_system_and_loses_nothing() {
     let bench = Path::new(env!("CARGO_BIN_EXE_lct-bench"));
     let lct = std::env::var_os("LCT_BIN").map(Into::into).unwrap_or_else(|| bench.with_file_name("lct"));
     assert!(lct.exists(), "{} is missing: run `cargo build --bin lct` first", lct.display());
@@ -21,7 +22,16 @@ fn the_fanout_harness_measures_both_systems_and_loses_nothing() {
         .arg("--lct")
         .arg(&lct)
         .args(["fanout", "--clients", "120", "--lobbies", "6", "--rates", "30,60"])
-        .args(["--step-seconds", "2", "--warmup-seconds", "1", "--settle-seconds", "1", "--systems", "lct,socketio"])
+        .args([
+            "--step-seconds",
+            "2",
+            "--warmup-seconds",
+            "1",
+            "--settle-seconds",
+            "1",
+            "--systems",
+            "lct,lct-cluster,socketio",
+        ])
         .arg("--socketio-dir")
         .arg(&socketio)
         .arg("--out")
@@ -35,9 +45,9 @@ fn the_fanout_harness_measures_both_systems_and_loses_nothing() {
     let _ = std::fs::remove_file(&out);
     assert_eq!(figures["clients_per_lobby"], 20);
     let systems = figures["systems"].as_array().unwrap();
-    assert_eq!(systems.len(), 2, "{stdout}");
+    assert_eq!(systems.len(), 3, "{stdout}");
     for system in systems {
-        let name = &system["system"];
+        let name = system["system"].as_str().unwrap();
         let totals = &system["totals"];
         assert_eq!(totals["connections_closed"], 0, "{name}: no client was dropped");
         assert_eq!(totals["click_errors"], 0, "{name}: every click accepted");
@@ -47,7 +57,22 @@ fn the_fanout_harness_measures_both_systems_and_loses_nothing() {
         assert!(system["memory_per_idle_connection_bytes"].as_f64().unwrap() > 0.0, "{name}");
         let steps = system["steps"].as_array().unwrap();
         assert_eq!(steps.len(), 2);
+        let servers = if name == "lct-cluster" { 3 } else { 1 };
         for step in steps {
+            let shares = step["redis_publication_shares"].as_array().unwrap();
+            assert_eq!(shares.len(), servers, "{name}: one share per Redis server (per shard of a cluster)");
+            let total: f64 = shares.iter().map(|s| s.as_f64().unwrap()).sum();
+            assert!((total - 1.0).abs() < 1e-6, "{name}: the shares add up ({total})");
+            if name != "socketio" {
+                // lct publishes each click's list once, to the shard of its tournament.
+                let published: f64 =
+                    step["redis_publications_per_second"].as_array().unwrap().iter().map(|p| p.as_f64().unwrap()).sum();
+                let clicks = step["clicks_per_second"].as_f64().unwrap();
+                assert!(
+                    (published - clicks).abs() < 0.3 * clicks,
+                    "{name}: {published}/s published for {clicks} clicks/s"
+                );
+            }
             let offered = step["offered_deliveries_per_second"].as_f64().unwrap();
             let delivered = step["delivered_per_second"].as_f64().unwrap();
             assert!(
