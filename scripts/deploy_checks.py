@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 LCT_MONGODB_URI = "mongodb://mongo1:27017,mongo2:27017,mongo3:27017/?replicaSet=rs0"
 LCT_SERVICES = ("lct1", "lct2")
+# The Pods metric the HorizontalPodAutoscaler scales on (through prometheus-adapter).
+HPA_CONNECTIONS_METRIC = "lct_ws_connections"
 REQUIRED_COMPOSE_SERVICES = {
     "mongo1", "mongo2", "mongo3", "mongo-init", "redis", "elasticsearch", "kibana",
     "kibana-setup", "apm-server", "prometheus", "grafana", "lct1", "lct2", "nginx",
@@ -447,15 +449,7 @@ def check_k8s(rendered: str, secret_template: str) -> int:
 
     hpa = index.get(("HorizontalPodAutoscaler", "lct"))
     if p.check(hpa is not None, "HorizontalPodAutoscaler lct is missing"):
-        target = hpa["spec"]["scaleTargetRef"]
-        p.check((target["kind"], target["name"]) in index, "HPA lct: scale target does not exist")
-        cpu = [m for m in hpa["spec"]["metrics"] if m.get("resource", {}).get("name") == "cpu"]
-        p.check(bool(cpu) and cpu[0]["resource"]["target"].get("averageUtilization") == 60, "HPA lct: CPU target must be 60%")
-        behavior = hpa["spec"].get("behavior", {})
-        p.check(behavior.get("scaleDown", {}).get("stabilizationWindowSeconds") == 300,
-                "HPA lct: scale-down stabilization must be 300s")
-        p.check(bool(behavior.get("scaleUp", {}).get("policies")), "HPA lct: scale-up policies are missing")
-        p.check(hpa["spec"].get("minReplicas", 1) >= 2, "HPA lct: minReplicas should keep 2 replicas")
+        check_hpa(p, hpa, index, pod.get("terminationGracePeriodSeconds", 30))
 
     pdb = index.get(("PodDisruptionBudget", "lct"))
     p.check(pdb is not None and pdb["spec"].get("minAvailable") == 1
@@ -483,14 +477,162 @@ def check_k8s(rendered: str, secret_template: str) -> int:
     p.check(script.encode() == (ROOT / "deploy/mongo/init-replica-set.js").read_bytes(),
             "ConfigMap mongodb-init-script differs from deploy/mongo/init-replica-set.js")
 
-    redis_svc = index.get(("Service", "redis"))
-    redis_workload = index.get(("StatefulSet", "redis")) or index.get(("Deployment", "redis"))
+    # One Redis (the base), or the members of the Sentinel topology (components/redis-sentinel).
+    redis_svc = index.get(("Service", "redis")) or index.get(("Service", "redis-nodes"))
+    redis_workload = (index.get(("StatefulSet", "redis")) or index.get(("StatefulSet", "redis-node"))
+                      or index.get(("Deployment", "redis")))
     p.check(redis_svc is not None and redis_workload is not None, "Redis workload and Service are required")
     if redis_workload:
         rc = redis_workload["spec"]["template"]["spec"]["containers"][0]
         p.check(any((e.get("valueFrom") or {}).get("secretKeyRef", {}).get("key") == "redis-password"
                     for e in rc.get("env", [])), "Redis: password must come from the Secret")
     return p.finish("kubernetes consistency")
+
+
+def check_hpa(p: Problems, hpa: dict, index: dict, termination_grace: float) -> None:
+    """Scale on live connections per pod and on CPU; scale down one drain at a time."""
+    target = hpa["spec"]["scaleTargetRef"]
+    p.check((target["kind"], target["name"]) in index, "HPA lct: scale target does not exist")
+    metrics = hpa["spec"]["metrics"]
+    cpu = [m for m in metrics if m.get("resource", {}).get("name") == "cpu"]
+    p.check(bool(cpu) and cpu[0]["resource"]["target"].get("averageUtilization") == 60, "HPA lct: CPU target must be 60%")
+    pods = [m["pods"] for m in metrics if m.get("type") == "Pods"]
+    p.check(len(pods) == 1 and pods[0]["metric"]["name"] == HPA_CONNECTIONS_METRIC
+            and pods[0]["target"]["type"] == "AverageValue" and int(pods[0]["target"]["averageValue"]) > 0,
+            f"HPA lct: needs a Pods metric {HPA_CONNECTIONS_METRIC} with an AverageValue target")
+    p.check(metric_exported(HPA_CONNECTIONS_METRIC), f"HPA lct: lct does not export {HPA_CONNECTIONS_METRIC}")
+    behavior = hpa["spec"].get("behavior", {})
+    down = behavior.get("scaleDown", {})
+    p.check(down.get("stabilizationWindowSeconds", 0) >= 300, "HPA lct: scale-down stabilization must be at least 300s")
+    policies = down.get("policies", [])
+    # Each removed pod drains (terminationGracePeriodSeconds) and its clients' reconnections reach
+    # the metrics about a minute later; only then may the next pod go.
+    p.check(bool(policies) and all(pol["type"] == "Pods" and pol["value"] == 1
+                                   and pol["periodSeconds"] >= termination_grace + 60 for pol in policies),
+            f"HPA lct: scale-down must remove one pod per period of at least {termination_grace + 60:.0f}s "
+            "(terminationGracePeriodSeconds + 60s of metric delay)")
+    p.check(bool(behavior.get("scaleUp", {}).get("policies")), "HPA lct: scale-up policies are missing")
+    p.check(hpa["spec"].get("minReplicas", 1) >= 2, "HPA lct: minReplicas should keep 2 replicas")
+
+
+def metric_exported(name: str) -> bool:
+    """Whether lct's metrics registry names the series (api/src/metrics.rs)."""
+    return f'"{name}"' in (ROOT / "api/src/metrics.rs").read_text()
+
+
+# --- prometheus-adapter -----------------------------------------------------------------------
+
+def check_adapter(values_path: str, rendered_hpa: str, out_path: str) -> int:
+    """The adapter serves the HPA's Pods metric per pod from the series lct exports; writes its
+    metrics query, with the adapter's template filled in, as a rule file for promtool."""
+    p = Problems()
+    values = yaml.safe_load(Path(values_path).read_text())
+    docs = load_docs(rendered_hpa)
+    hpa = next((d for d in docs if d["kind"] == "HorizontalPodAutoscaler"), None)
+    wanted = [m["pods"]["metric"]["name"] for m in (hpa or {}).get("spec", {}).get("metrics", []) if m.get("type") == "Pods"]
+    p.check(bool(wanted), "no Pods metric in the HPA")
+    rules = (values.get("rules") or {}).get("custom") or []
+    queries = []
+    for name in wanted:
+        rule = next((r for r in rules if (r.get("name") or {}).get("as") == name), None)
+        if not p.check(rule is not None, f"prometheus-adapter: no custom rule serves {name}"):
+            continue
+        p.check(name in rule.get("seriesQuery", "") and metric_exported(name),
+                f"prometheus-adapter: the rule for {name} must query the series lct exports")
+        overrides = (rule.get("resources") or {}).get("overrides") or {}
+        p.check((overrides.get("namespace") or {}).get("resource") == "namespace"
+                and (overrides.get("pod") or {}).get("resource") == "pod",
+                f"prometheus-adapter: the rule for {name} must map the namespace and pod labels")
+        query = (rule.get("metricsQuery", "")
+                 .replace("<<.Series>>", name)
+                 .replace("<<.LabelMatchers>>", 'namespace="lct",pod=~"lct-.*"')
+                 .replace("<<.GroupBy>>", "pod"))
+        p.check("<<" not in query, f"prometheus-adapter: unknown template field in {rule.get('metricsQuery')}")
+        queries.append({"record": f"adapter:{name}", "expr": query})
+    Path(out_path).write_text(yaml.safe_dump({"groups": [{"name": "prometheus-adapter", "rules": queries}]}))
+    return p.finish("prometheus-adapter rules")
+
+
+# --- Redis Sentinel topology (compose override and k8s component) -----------------------------
+
+def check_compose_sentinel(config_json: str) -> int:
+    p = Problems()
+    services = json.loads(Path(config_json).read_text()).get("services", {})
+    sentinels = sorted(n for n, svc in services.items() if (svc.get("command") or [])[-1:] == ["sentinel"])
+    servers = sorted(n for n, svc in services.items() if (svc.get("command") or [])[-1:] == ["server"])
+    p.check(len(sentinels) >= 3 and len(sentinels) % 2 == 1, f"an odd number of at least 3 sentinels, got {sentinels}")
+    p.check(len(servers) >= 2 and "redis" in servers, f"a master and a replica, got {servers}")
+    members = {n: services[n] for n in sentinels + servers}
+    names = {svc.get("environment", {}).get("SENTINEL_MASTER") for svc in members.values()}
+    p.check(len(names) == 1, f"every member names the same master: {names}")
+    for n, svc in members.items():
+        e = svc.get("environment", {})
+        p.check(e.get("REDIS_ANNOUNCE") == n, f"{n}: REDIS_ANNOUNCE must be its service name")
+        p.check(sorted(e.get("SENTINEL_PEERS", "").split()) == sentinels, f"{n}: SENTINEL_PEERS must list the sentinels")
+        p.check(e.get("REDIS_FIRST_MASTER") == "redis", f"{n}: REDIS_FIRST_MASTER must be redis")
+        script = [v for v in svc.get("volumes", []) if v.get("target") == "/scripts/redis-sentinel.sh"]
+        p.check(bool(script) and Path(script[0]["source"]).resolve() == (ROOT / "deploy/redis/redis-sentinel.sh"),
+                f"{n}: must mount deploy/redis/redis-sentinel.sh")
+    for name in LCT_SERVICES:
+        e = services.get(name, {}).get("environment", {})
+        listed = sorted(h.rsplit(":", 1)[0] for h in e.get("LCT_REDIS_SENTINELS", "").split(","))
+        p.check(listed == sentinels and all(h.endswith(":26379") for h in e.get("LCT_REDIS_SENTINELS", "").split(",")),
+                f"{name}: LCT_REDIS_SENTINELS must list every sentinel on port 26379")
+        p.check(e.get("LCT_REDIS_SENTINEL_MASTER") in names, f"{name}: LCT_REDIS_SENTINEL_MASTER must be {names}")
+        p.check(bool(e.get("LCT_REDIS_SENTINEL_PASSWORD")), f"{name}: the sentinels require a password")
+        p.check(all(s in (services[name].get("depends_on") or {}) for s in sentinels), f"{name}: must wait for the sentinels")
+    return p.finish("compose sentinel consistency")
+
+
+def check_k8s_sentinel(rendered: str, secret_template: str) -> int:
+    p = Problems()
+    docs = load_docs(rendered)
+    index = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    secret = load_docs(secret_template)[0]
+    secret_keys = set((secret.get("stringData") or {}) | (secret.get("data") or {}))
+    p.check(("StatefulSet", "redis") not in index and ("Service", "redis") not in index,
+            "the single Redis of the base must be gone")
+    sts = index.get(("StatefulSet", "redis-node"))
+    if not p.check(sts is not None, "StatefulSet redis-node is missing"):
+        return p.finish("kubernetes sentinel consistency")
+    replicas = sts["spec"]["replicas"]
+    p.check(replicas >= 3 and replicas % 2 == 1, "redis-node: an odd number of at least 3 members")
+    headless = index.get(("Service", sts["spec"]["serviceName"]))
+    p.check(headless is not None and headless["spec"].get("clusterIP") == "None"
+            and headless["spec"].get("publishNotReadyAddresses") is True,
+            "redis-node: its serviceName must be a headless Service publishing not-ready addresses")
+    service = sts["spec"]["serviceName"]
+    hosts = [f"redis-node-{i}.{service}" for i in range(replicas)]
+    pod = sts["spec"]["template"]["spec"]
+    containers = {c["name"]: c for c in pod["containers"]}
+    p.check(set(containers) == {"redis", "sentinel"}, "redis-node: a redis and a sentinel container")
+    master_names = set()
+    for c in containers.values():
+        env = {e["name"]: e for e in c.get("env", [])}
+        master_names.add(env.get("SENTINEL_MASTER", {}).get("value"))
+        p.check(env.get("SENTINEL_PEERS", {}).get("value", "").split() == hosts, f"redis-node/{c['name']}: SENTINEL_PEERS must be {hosts}")
+        p.check(env.get("REDIS_FIRST_MASTER", {}).get("value") == hosts[0], f"redis-node/{c['name']}: REDIS_FIRST_MASTER must be {hosts[0]}")
+        p.check(env.get("REDIS_ANNOUNCE", {}).get("value") == f"$(POD_NAME).{service}"
+                and list(env).index("POD_NAME") < list(env).index("REDIS_ANNOUNCE"),
+                f"redis-node/{c['name']}: REDIS_ANNOUNCE must be $(POD_NAME).{service} after POD_NAME")
+        p.check(c.get("command", [])[-2:] in (["/scripts/redis-sentinel.sh", "server"], ["/scripts/redis-sentinel.sh", "sentinel"]),
+                f"redis-node/{c['name']}: must run redis-sentinel.sh")
+    p.check(len(master_names) == 1, f"redis-node: both containers name the same master: {master_names}")
+    script = next((d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("redis-sentinel-script")), {})
+    p.check(script.get("data", {}).get("redis-sentinel.sh", "").encode() == (ROOT / "deploy/redis/redis-sentinel.sh").read_bytes(),
+            "the ConfigMap redis-sentinel-script differs from deploy/redis/redis-sentinel.sh")
+    pdb = index.get(("PodDisruptionBudget", "redis-node"))
+    p.check(pdb is not None and pdb["spec"].get("maxUnavailable") == 1, "redis-node: a PodDisruptionBudget with maxUnavailable 1")
+
+    dep = index[("Deployment", "lct")]
+    env = {e["name"]: e for e in next(c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == "lct")["env"]}
+    p.check(env.get("LCT_REDIS_SENTINELS", {}).get("value", "").split(",") == [f"{h}:26379" for h in hosts],
+            f"Deployment lct: LCT_REDIS_SENTINELS must list {hosts} on port 26379")
+    p.check(env.get("LCT_REDIS_SENTINEL_MASTER", {}).get("value") in master_names,
+            "Deployment lct: LCT_REDIS_SENTINEL_MASTER must be the sentinels' master name")
+    ref = (env.get("LCT_REDIS_SENTINEL_PASSWORD", {}).get("valueFrom") or {}).get("secretKeyRef", {})
+    p.check(ref.get("key") in secret_keys, "Deployment lct: LCT_REDIS_SENTINEL_PASSWORD must come from the Secret")
+    return p.finish("kubernetes sentinel consistency")
 
 
 COMMANDS = {
@@ -500,6 +642,9 @@ COMMANDS = {
     "grafana-rules": grafana_rules,
     "kibana": check_kibana,
     "k8s": check_k8s,
+    "adapter": check_adapter,
+    "compose-sentinel": check_compose_sentinel,
+    "k8s-sentinel": check_k8s_sentinel,
 }
 
 if __name__ == "__main__":

@@ -199,6 +199,13 @@ compose_requires_token_secret() {
   grep -q "LCT_TOKEN_SECRET is not set" <<<"${out}"
 }
 
+compose_sentinel() {
+  # The Sentinel topology: docker-compose.yml with docker-compose.sentinel.yml on top.
+  "$(bin docker-compose)" --project-directory . -f docker-compose.yml -f docker-compose.sentinel.yml \
+    --env-file .env.example config --format json >"${work}/compose-sentinel.json"
+  "$(bin python)" scripts/deploy_checks.py compose-sentinel "${work}/compose-sentinel.json"
+}
+
 compose_consistency() {
   "$(bin docker-compose)" --project-directory . -f docker-compose.yml --env-file .env.example \
     config --format json >"${work}/compose.json"
@@ -240,17 +247,46 @@ k8s_render() {
   echo "rendered $(grep -c '^kind:' "${work}/k8s-rendered.yaml") resources"
 }
 
+k8s_render_sentinel() {
+  # An overlay of the base with the redis-sentinel component, as a user would write one (outside
+  # k8s/: kustomize refuses an overlay inside the base it builds on).
+  local kubectl overlay root
+  kubectl="$(resolve_kubectl)"
+  overlay="${work}/overlays/redis-sentinel"
+  mkdir -p "${overlay}"
+  root="$(realpath --relative-to="${overlay}" .)"
+  printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - %s/k8s\ncomponents:\n  - %s/k8s/components/redis-sentinel\n' \
+    "${root}" "${root}" >"${overlay}/kustomization.yaml"
+  rm -f "${work}/k8s-sentinel-rendered.yaml"
+  "${kubectl}" kustomize "${overlay}" >"${work}/k8s-sentinel-rendered.yaml.tmp"
+  mv "${work}/k8s-sentinel-rendered.yaml.tmp" "${work}/k8s-sentinel-rendered.yaml"
+  echo "rendered $(grep -c '^kind:' "${work}/k8s-sentinel-rendered.yaml") resources"
+}
+
 k8s_schema() {
-  [[ -s "${work}/k8s-rendered.yaml" ]] || { echo "no rendered manifests (kustomize build failed)" >&2; return 1; }
-  "$(bin kubernetes-validate)" --strict --quiet -k "$1" "${work}/k8s-rendered.yaml" k8s/secret.example.yaml
+  local rendered="${2:-k8s-rendered.yaml}"
+  [[ -s "${work}/${rendered}" ]] || { echo "no rendered manifests (kustomize build failed)" >&2; return 1; }
+  "$(bin kubernetes-validate)" --strict --quiet -k "$1" "${work}/${rendered}" k8s/secret.example.yaml
 }
 
 k8s_consistency() {
   "$(bin python)" scripts/deploy_checks.py k8s "${work}/k8s-rendered.yaml" k8s/secret.example.yaml
 }
 
+k8s_sentinel_consistency() {
+  "$(bin python)" scripts/deploy_checks.py k8s "${work}/k8s-sentinel-rendered.yaml" k8s/secret.example.yaml
+  "$(bin python)" scripts/deploy_checks.py k8s-sentinel "${work}/k8s-sentinel-rendered.yaml" k8s/secret.example.yaml
+}
+
+prometheus_adapter() {
+  # The adapter's rule serves the HPA's Pods metric; its query, filled in, must parse.
+  "$(bin python)" scripts/deploy_checks.py adapter k8s/prometheus-adapter/values.yaml \
+    "${work}/k8s-rendered.yaml" "${work}/adapter-queries.rules.yml"
+  "$(resolve_promtool)" check rules "${work}/adapter-queries.rules.yml"
+}
+
 yaml_lint() {
-  "$(bin yamllint)" --strict -d "${YAMLLINT_CONFIG}" docker-compose.yml k8s deploy
+  "$(bin yamllint)" --strict -d "${YAMLLINT_CONFIG}" docker-compose.yml docker-compose.sentinel.yml k8s deploy
 }
 
 prometheus_config() {
@@ -292,7 +328,11 @@ nginx_config() {
 
 shell_lint() {
   "$(bin shellcheck)" --version | sed -n 2p
-  "$(bin shellcheck)" scripts/validate-deploy.sh deploy/kibana/import-saved-objects.sh
+  "$(bin shellcheck)" scripts/validate-deploy.sh deploy/kibana/import-saved-objects.sh deploy/redis/redis-sentinel.sh
+}
+
+redis_sentinel_script() {
+  cmp deploy/redis/redis-sentinel.sh k8s/components/redis-sentinel/redis-sentinel.sh
 }
 
 mongo_init_script() {
@@ -334,11 +374,18 @@ main() {
   run_check "compose: refuses to start without the secrets of .env" compose_requires_secrets
   run_check "compose: refuses to start the replicas without a shared token secret" compose_requires_token_secret
   run_check "compose: services, env, nginx upstreams and Prometheus targets agree" compose_consistency
+  run_check "compose: the Sentinel topology (docker-compose.sentinel.yml) renders and agrees" compose_sentinel
   run_check "k8s: kustomize build k8s/" k8s_render
   for version in "${K8S_VERSIONS[@]}"; do
     run_check "k8s: kubernetes-validate --strict (Kubernetes ${version})" k8s_schema "${version}"
   done
-  run_check "k8s: probes, shutdown timing, selectors, secret keys" k8s_consistency
+  run_check "k8s: probes, shutdown timing, selectors, secret keys, HPA" k8s_consistency
+  run_check "k8s: kustomize build of the base with components/redis-sentinel" k8s_render_sentinel
+  for version in "${K8S_VERSIONS[@]}"; do
+    run_check "k8s: kubernetes-validate --strict, Sentinel topology (Kubernetes ${version})" k8s_schema "${version}" k8s-sentinel-rendered.yaml
+  done
+  run_check "k8s: Sentinel topology: members, sentinels named to lct, secret keys" k8s_sentinel_consistency
+  run_check "k8s: prometheus-adapter serves the HPA's connections metric (promtool)" prometheus_adapter
   run_check "yaml: yamllint --strict" yaml_lint
   run_check "prometheus: promtool check config (with alert rules)" prometheus_config
   run_check "prometheus: promtool test rules (alert unit tests)" prometheus_rule_tests
@@ -347,6 +394,7 @@ main() {
   run_check "kibana: saved objects ndjson and index template" kibana_objects
   run_check "nginx: crossplane parse, known directives, WebSocket proxying, round-robin" nginx_config
   run_check "shell: shellcheck" shell_lint
+  run_check "redis: Sentinel start script, both copies identical" redis_sentinel_script
   if command -v node >/dev/null; then
     run_check "mongo: replica-set init script parses, both copies identical" mongo_init_script
   else
