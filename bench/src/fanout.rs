@@ -105,9 +105,10 @@ struct Step {
     /// Delivered fell short of offered or latencies reached the window: past capacity.
     saturated: bool,
     /// Publications per second each Redis server handled (each master of a cluster, in port
-    /// order), and their shares of the total.
+    /// order), their shares of the total, and each server's CPU time over the window.
     redis_publications_per_second: Vec<f64>,
     redis_publication_shares: Vec<f64>,
+    redis_cpu_seconds_by_server: Vec<f64>,
 }
 
 /// A load worker process and its command pipes.
@@ -266,7 +267,7 @@ async fn run_system(system: System, lct: &std::path::Path, options: &FanoutOptio
         }
         tokio::time::sleep(Duration::from_secs_f64(options.warmup_seconds)).await;
         let cpu_before = server_usage(&servers)?.cpu_seconds;
-        let redis_before = redis.usage()?.cpu_seconds;
+        let redis_before = redis.usage_by_server()?;
         let publications_before = redis.publications()?;
         let clients_before: f64 = workers.iter().map(|w| w.usage().cpu_seconds).sum();
         for worker in &mut workers {
@@ -277,7 +278,13 @@ async fn run_system(system: System, lct: &std::path::Path, options: &FanoutOptio
             worker.send(&serde_json::json!({"cmd": "report"})).await?;
         }
         let server_cpu = server_usage(&servers)?.cpu_seconds - cpu_before;
-        let redis_cpu = redis.usage()?.cpu_seconds - redis_before;
+        let redis_cpu_by_server: Vec<f64> = redis
+            .usage_by_server()?
+            .iter()
+            .zip(&redis_before)
+            .map(|(after, before)| after.cpu_seconds - before.cpu_seconds)
+            .collect();
+        let redis_cpu: f64 = redis_cpu_by_server.iter().sum();
         let publications: Vec<u64> =
             redis.publications()?.iter().zip(&publications_before).map(|(after, before)| after - before).collect();
         let all_publications = publications.iter().sum::<u64>().max(1) as f64;
@@ -314,6 +321,7 @@ async fn run_system(system: System, lct: &std::path::Path, options: &FanoutOptio
             saturated: rate > 0.0 && (delivered < 0.97 * rate * per_lobby as f64 || ms(0.999) > window_ms / 2.0),
             redis_publications_per_second: publications.iter().map(|n| *n as f64 / seconds).collect(),
             redis_publication_shares: publications.iter().map(|n| *n as f64 / all_publications).collect(),
+            redis_cpu_seconds_by_server: redis_cpu_by_server,
         };
         println!(
             "  {:>8.0} {:>10.0} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>8.1} {:>9.3} {:>9.0} {:>6.0} {:>6.0} {:>6.0}",
@@ -341,7 +349,10 @@ async fn run_system(system: System, lct: &std::path::Path, options: &FanoutOptio
                 .redis_publication_shares
                 .iter()
                 .zip(&step.redis_publications_per_second)
-                .map(|(share, rate)| format!("{:.0} % ({rate:.0}/s)", share * 100.0))
+                .zip(&step.redis_cpu_seconds_by_server)
+                .map(|((share, rate), cpu)| {
+                    format!("{:.0} % ({rate:.0}/s, {:.0} % CPU)", share * 100.0, cpu * 100.0 / seconds)
+                })
                 .collect();
             println!("           publications by shard: {}", shares.join(", "));
         }

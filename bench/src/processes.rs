@@ -204,12 +204,12 @@ impl Redis {
 
     /// CPU time and memory of every server process together.
     pub fn usage(&self) -> anyhow::Result<Usage> {
-        let all = self
-            .children
-            .iter()
-            .map(|child| Usage::of(child.id().context("redis-server exited")?))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(Usage::sum(&all))
+        Ok(Usage::sum(&self.usage_by_server()?))
+    }
+
+    /// CPU time and memory of each server process, in the order of [`ports`](Self::ports).
+    pub fn usage_by_server(&self) -> anyhow::Result<Vec<Usage>> {
+        self.children.iter().map(|child| Usage::of(child.id().context("redis-server exited")?)).collect()
     }
 
     /// Publications each server (or master) has handled so far (`PUBLISH` and `SPUBLISH` in

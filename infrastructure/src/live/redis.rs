@@ -477,21 +477,24 @@ impl Subscriptions {
     /// (on their slots' masters of now) and tells the listener, which repairs from the store.
     async fn follow_slots(&mut self) {
         let Some(shards) = &self.shards else { return };
-        let moved = match routing_now(&shards.publisher, &fail_fast(COMMAND_TIMEOUT)).await {
-            Ok(routing) => shards.placement.moved(&routing),
+        // The cheap check, on a connection the publisher already has.
+        match routing_now(&shards.publisher, &fail_fast(COMMAND_TIMEOUT)).await {
+            Ok(routing) if shards.placement.moved(&routing).is_empty() => return,
+            Ok(_) => {}
             Err(error) => {
                 tracing::debug!(redis = %self.endpoint, %error, "reading the cluster's slots failed; will retry");
                 return;
             }
-        };
-        if moved.is_empty() {
-            return;
         }
-        tracing::info!(redis = %self.endpoint, channels = moved.len(), "Redis Cluster moved subscribed channels; following them");
+        // The node asked may know better, or worse, than the subscriber: refresh the
+        // subscriber's own table and decide on it.
         if let Err(error) = self.subscriber.sync_cluster().await {
             tracing::warn!(redis = %self.endpoint, %error, "refreshing the cluster's slots failed; will retry");
             return;
         }
+        let moved = self.subscriber.cached_cluster_state().map(|routing| shards.placement.moved(&routing));
+        let Some(moved) = moved.filter(|moved| !moved.is_empty()) else { return };
+        tracing::info!(redis = %self.endpoint, channels = moved.len(), "Redis Cluster moved subscribed channels; following them");
         self.missed_messages = true;
         self.needs_resync = true;
         self.resync().await;

@@ -42,11 +42,15 @@ impl Placement {
     }
 
     /// The channels whose slot `routing` gives to another master than the one they were
-    /// subscribed on.
+    /// subscribed on. A master named without a host (a node that does not know its address)
+    /// is not taken for a move.
     pub fn moved(&self, routing: &ClusterRouting) -> Vec<String> {
         self.nodes
             .iter()
-            .filter(|(channel, node)| routing.get_server(slot(channel)) != Some(node))
+            .filter(|(channel, node)| match routing.get_server(slot(channel)) {
+                Some(owner) => owner != *node && !matches!(&*owner.host, "" | "?"),
+                None => false,
+            })
             .map(|(channel, _)| channel.clone())
             .collect()
     }
@@ -64,7 +68,5 @@ fn owner(routing: &Option<ClusterRouting>, channel: &str) -> Option<Server> {
 /// (`CLUSTER SLOTS`), so that checking costs no new connection.
 pub(super) async fn routing_now(client: &Client, options: &Options) -> Result<ClusterRouting, fred::error::Error> {
     let slots: Value = client.with_options(options).cluster_slots().await?;
-    // Nodes that do not know their own address answer an empty host; fred's own table then
-    // holds the address it used, so such a node reads as moved and is checked again by a sync.
     ClusterRouting::from_cluster_slots(slots, "")
 }
