@@ -262,7 +262,7 @@ async fn a_sentinel_failover_mid_stream_keeps_commands_answering_and_every_clien
 
     let create_v2 = |pod: &Server| {
         http.post(pod.url("/api/v2/tournaments"))
-            .header("Idempotency-Key", "sentinel-night")
+            .header("Idempotency-Key", "sentinel-night-5f3a9c1e7b2d4a6c8e0f")
             .json(&json!({"name": "Once", "playerLimit": 4}))
             .send()
     };
