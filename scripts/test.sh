@@ -3,16 +3,17 @@
 # with the official @microsoft/signalr client, the browser test of the web client, short runs of
 # the k6 scripts, schemathesis against the OpenAPI document, the MongoDB adapter's suites against
 # a MongoDB wire-protocol stand-in (not MongoDB), and the Rust workspace (unit, router and
-# end-to-end tests against the real binary, with redis-server instances of their own, and a small
-# run of the fan-out benchmark harness against lct and Socket.IO). With LCT_TEST_MONGODB_URI naming
-# a real replica set, the MongoDB suites run against it too, races included. Installs what is
-# missing when run as root on Debian.
+# end-to-end tests against the real binary, with redis-server instances of their own: single, a
+# Redis Cluster and Sentinel; and a small run of the fan-out benchmark harness against lct and
+# Socket.IO). With LCT_TEST_MONGODB_URI naming a real replica set, the MongoDB suites run against
+# it too, races included. Installs what is missing when run as root on Debian.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 need() { command -v "$1" >/dev/null 2>&1; }
 missing=()
 need redis-server || missing+=(redis-server)
+need redis-cli || missing+=(redis-tools)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 need node || missing+=(nodejs)
 need npm || missing+=(npm)
