@@ -202,6 +202,11 @@ impl Redis {
         Ok(Redis { children, ports, url, _dir: Some(dir) })
     }
 
+    /// CPU time and memory of every server process together.
+    pub fn usage(&self) -> anyhow::Result<Usage> {
+        Ok(Usage::sum(&self.usage_by_server()?))
+    }
+
     /// CPU time and memory of each server process, in the order of [`ports`](Self::ports).
     pub fn usage_by_server(&self) -> anyhow::Result<Vec<Usage>> {
         self.children.iter().map(|child| Usage::of(child.id().context("redis-server exited")?)).collect()
