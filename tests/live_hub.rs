@@ -233,7 +233,7 @@ async fn a_client_that_stops_reading_is_cut_off_while_the_others_keep_receiving(
     let cut_off = |server: &Server| server.log_lines().iter().filter(|l| l["message"] == cut_off_line).count();
     let limit = 200_000usize;
     let mut sent = 0usize;
-    while sent < limit && (sent % 1024 != 0 || sent == 0 || cut_off(&server) == 0) {
+    while sent < limit && (!sent.is_multiple_of(1024) || sent == 0 || cut_off(&server) == 0) {
         for i in sent..sent + 8 {
             let record = json!({"type": 1, "target": "TeamClicked",
                 "arguments": [{"groupKey": id, "team": TEAMS[i % 10], "name": format!("Player{}", i % 10), "surname": "Nowak"}]});
