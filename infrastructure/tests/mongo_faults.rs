@@ -190,12 +190,14 @@ async fn a_commit_whose_answer_is_lost_is_found_in_the_stream_and_answered_as_co
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the MongoDB wire-protocol stand-in: LCT_TEST_MONGODB_STANDIN, and --ignored"]
-async fn a_commit_that_never_reached_the_server_is_answered_unavailable_and_a_retry_succeeds() {
+async fn a_commit_that_never_reached_the_server_is_answered_unavailable_with_nothing_stored() {
     let (_standin, proxy, store, id) = through_a_proxy().await;
     proxy.arm(LOSE_REQUEST);
     let answer = store.append(request(id, 1, joined("Ben"))).await;
     assert!(matches!(&answer, Err(StoreError::Unavailable(m)) if m.contains("did not happen")), "{answer:?}");
     assert_eq!(store.load(id, 1).await.unwrap(), vec![], "nothing was committed");
-    let retry = request(id, 1, joined("Ben"));
-    assert_eq!(store.append(retry.clone()).await, Ok(retry.recorded()));
+    // Whether a retry succeeds at once is not checked here: the abandoned transaction is still
+    // open on the server under the pooled session, and a retry may get that session. MongoDB
+    // aborts it when the session starts its next transaction; the stand-in may instead refuse
+    // with "transaction already in progress" until the old one expires.
 }
