@@ -4,9 +4,10 @@
 # the k6 scripts, schemathesis against the OpenAPI document, the MongoDB adapter's suites against
 # a MongoDB wire-protocol stand-in (not MongoDB), and the Rust workspace (unit, router and
 # end-to-end tests against the real binary, with redis-server instances of their own: single, a
-# Redis Cluster and Sentinel; and a small run of the fan-out benchmark harness against lct and
-# Socket.IO). With LCT_TEST_MONGODB_URI naming a real replica set, the MongoDB suites run against
-# it too, races included. Installs what is missing when run as root on Debian.
+# Redis Cluster and Sentinel; and a small run of the fan-out benchmark harness against lct, the
+# floor server, Socket.IO and socketioxide). With LCT_TEST_MONGODB_URI naming a real replica set,
+# the MongoDB suites run against it too, races included. Installs what is missing when run as
+# root on Debian.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,6 +43,8 @@ step() {
 
 cargo build --bin lct || exit 1
 export LCT_BIN="$PWD/target/debug/lct"
+# The fan-out harness's smoke test runs the socketioxide server, found beside lct-bench.
+cargo build -p lct-bench-socketioxide || exit 1
 # The fan-out harness's smoke test runs the Socket.IO server too.
 if [ ! -d bench/socketio/node_modules ] || [ bench/socketio/package-lock.json -nt bench/socketio/node_modules ]; then
   (cd bench/socketio && npm ci --no-audit --no-fund --loglevel=error && touch node_modules) || exit 1

@@ -7,11 +7,12 @@
 //! memory per idle connection. Everything runs on loopback and stops by itself.
 
 use crate::processes::{Redis, Server, TempDir, Usage};
-use crate::worker::{Lobby, System, TotalsReport, WindowReport, WorkerConfig};
+use crate::worker::{LatestReport, Lobby, System, TotalsReport, WindowReport, WorkerConfig};
 use anyhow::{bail, Context};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -23,12 +24,13 @@ pub struct FanoutOptions {
     /// WebSocket clients in all.
     #[arg(long, default_value_t = 20_000)]
     pub clients: usize,
-    /// Lobbies they are spread over (clients per lobby = clients / lobbies).
-    #[arg(long, default_value_t = 200)]
+    /// Lobbies they are spread over (clients per lobby = clients / lobbies; by default ten, the
+    /// product's lobby size).
+    #[arg(long, default_value_t = 2_000)]
     pub lobbies: usize,
     /// Offered click rates in clicks per second over all lobbies, one measurement step each.
     /// Each click is broadcast to every client of its lobby.
-    #[arg(long, value_delimiter = ',', default_value = "250,500,1000,1500,2000,2500,3000")]
+    #[arg(long, value_delimiter = ',', default_value = "1000,2500,5000,7500,10000")]
     pub rates: Vec<f64>,
     /// Seconds measured per step.
     #[arg(long, default_value_t = 10.0)]
@@ -40,13 +42,18 @@ pub struct FanoutOptions {
     #[arg(long, default_value_t = 5.0)]
     pub settle_seconds: f64,
     /// Systems to measure, in order: `lct` (one Redis), `lct-cluster` (a Redis Cluster of three
-    /// masters), `socketio`.
-    #[arg(long, value_delimiter = ',', default_value = "lct,socketio")]
+    /// masters), `floor` (the least server the clients accept, the yardstick of CPU per
+    /// delivery), `socketio` (node, Redis adapter), `socketioxide` (Rust, Redis adapter).
+    #[arg(long, value_delimiter = ',', default_value = "lct,floor,socketio,socketioxide")]
     pub systems: Vec<System>,
     /// Client processes (a process here may hold at most 20 000 sockets); by default one per
     /// 8 000 clients, at least two.
     #[arg(long)]
     pub workers: Option<usize>,
+    /// The socketioxide server (`cargo build -p lct-bench-socketioxide`); by default the one
+    /// beside this executable.
+    #[arg(long)]
+    pub socketioxide: Option<PathBuf>,
     /// The Socket.IO server's directory (with `npm ci` run in it).
     #[arg(long, default_value = "bench/socketio")]
     pub socketio_dir: PathBuf,
@@ -109,6 +116,128 @@ struct Step {
     redis_publications_per_second: Vec<f64>,
     redis_publication_shares: Vec<f64>,
     redis_cpu_seconds_by_server: Vec<f64>,
+    /// Server CPU-seconds per delivery divided by the floor's at the same step of the same run
+    /// (`None` when the floor was not measured or delivered nothing at that step).
+    cpu_per_delivery_vs_floor: Option<f64>,
+    /// From the step's first click until it settled (clicking stopped, every click answered,
+    /// nothing more arriving): how the system shed load, if it did.
+    overload: Overload,
+}
+
+/// How a step's clicks fared, counted once the step settled.
+#[derive(Debug, Default, Serialize)]
+struct Overload {
+    clicks_sent: u64,
+    clicks_acknowledged: u64,
+    /// Clicks answered with an error, and the errors' texts with their counts.
+    clicks_refused: u64,
+    refusals: BTreeMap<String, u64>,
+    /// Clicks with no answer when the step settled (or gave up settling).
+    clicks_unanswered: u64,
+    /// Acknowledged clicks times the clients of their lobby.
+    deliveries_expected: u64,
+    deliveries_received: u64,
+    /// Expected deliveries that did not arrive (negative: more arrived than were acknowledged).
+    deliveries_missing: i64,
+    /// Clients of lobbies with an acknowledged click, and how many of them last received that
+    /// lobby's latest list.
+    clients_in_clicked_lobbies: u64,
+    clients_holding_latest: u64,
+    connections_closed: u64,
+    settle_seconds: f64,
+    /// `none`, or how load was shed, joined by `+`: `refused` (clicks answered with an error),
+    /// `unanswered`, `coalesced` (deliveries missing but every client holds the latest list),
+    /// `dropped` (deliveries missing and some clients lack the latest list), `disconnected`.
+    shed: String,
+}
+
+impl Overload {
+    fn between(before: &TotalsReport, after: &TotalsReport, latest: &LatestReport, settle_seconds: f64) -> Overload {
+        let mut refusals = BTreeMap::new();
+        for (error, count) in &after.refusals {
+            let new = count - before.refusals.get(error).copied().unwrap_or(0);
+            if new > 0 {
+                refusals.insert(error.clone(), new);
+            }
+        }
+        let clicks_sent = after.clicks_sent - before.clicks_sent;
+        let clicks_acknowledged = after.clicks_acknowledged - before.clicks_acknowledged;
+        let clicks_refused = after.click_errors - before.click_errors;
+        let clicks_unanswered = clicks_sent.saturating_sub(clicks_acknowledged + clicks_refused);
+        let deliveries_expected = after.expected - before.expected;
+        let deliveries_received = after.received - before.received;
+        let deliveries_missing = deliveries_expected as i64 - deliveries_received as i64;
+        let connections_closed = after.connections_closed - before.connections_closed;
+        let mut shed = Vec::new();
+        if clicks_refused > 0 {
+            shed.push("refused");
+        }
+        if clicks_unanswered > 0 {
+            shed.push("unanswered");
+        }
+        if deliveries_missing > 0 {
+            shed.push(if latest.holding_latest == latest.clients { "coalesced" } else { "dropped" });
+        }
+        if connections_closed > 0 {
+            shed.push("disconnected");
+        }
+        Overload {
+            clicks_sent,
+            clicks_acknowledged,
+            clicks_refused,
+            refusals,
+            clicks_unanswered,
+            deliveries_expected,
+            deliveries_received,
+            deliveries_missing,
+            clients_in_clicked_lobbies: latest.clients,
+            clients_holding_latest: latest.holding_latest,
+            connections_closed,
+            settle_seconds,
+            shed: if shed.is_empty() { "none".into() } else { shed.join("+") },
+        }
+    }
+}
+
+fn refusal_text(refusals: &BTreeMap<String, u64>) -> String {
+    refusals.iter().map(|(error, count)| format!("{count}x \"{error}\"")).collect::<Vec<_>>().join(", ")
+}
+
+/// Every worker's whole-run figures, added up.
+async fn totals_of(workers: &mut [Worker]) -> anyhow::Result<TotalsReport> {
+    let mut totals = TotalsReport::default();
+    for worker in workers.iter_mut() {
+        worker.send(&serde_json::json!({"cmd": "totals"})).await?;
+        let part: TotalsReport = worker.answer(Duration::from_secs(30)).await?;
+        totals.add(&part);
+    }
+    Ok(totals)
+}
+
+/// Stops clicking and waits until every click was answered and nothing more arrives (all
+/// expected deliveries arrived, or none for a second), at most 30 seconds: the totals then, and
+/// the seconds it took.
+async fn settle(workers: &mut [Worker]) -> anyhow::Result<(TotalsReport, f64)> {
+    for worker in workers.iter_mut() {
+        worker.send(&serde_json::json!({"cmd": "drive", "rate": 0.0})).await?;
+    }
+    let started = std::time::Instant::now();
+    let mut totals = totals_of(workers).await?;
+    let mut quiet_since = std::time::Instant::now();
+    loop {
+        let answered = totals.clicks_acknowledged + totals.click_errors >= totals.clicks_sent;
+        let complete = answered && totals.received >= totals.expected;
+        let quiet = answered && quiet_since.elapsed() >= Duration::from_secs(1);
+        if complete || quiet || started.elapsed() > Duration::from_secs(30) {
+            return Ok((totals, started.elapsed().as_secs_f64()));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let next = totals_of(workers).await?;
+        if next.received != totals.received || next.clicks_acknowledged != totals.clicks_acknowledged {
+            quiet_since = std::time::Instant::now();
+        }
+        totals = next;
+    }
 }
 
 /// A load worker process and its command pipes.
@@ -177,6 +306,7 @@ pub async fn run(lct: &std::path::Path, options: &FanoutOptions) -> anyhow::Resu
         let result = run_system(*system, lct, options).await?;
         results.systems.push(result);
     }
+    compare_with_floor(&mut results.systems);
     print_summary(&results);
     if let Some(out) = &options.out {
         std::fs::write(out, serde_json::to_string_pretty(&results)? + "\n")?;
@@ -189,7 +319,7 @@ async fn run_system(system: System, lct: &std::path::Path, options: &FanoutOptio
     let per_lobby = options.clients / options.lobbies;
     let redis = match system {
         System::LctCluster => Redis::cluster(3).await?,
-        System::Lct | System::Socketio => Redis::start().await?,
+        System::Lct | System::Socketio | System::Floor | System::Socketioxide => Redis::start().await?,
     };
     let data = TempDir::new("fanout");
     let servers = match system {
@@ -200,6 +330,11 @@ async fn run_system(system: System, lct: &std::path::Path, options: &FanoutOptio
         System::Socketio => vec![
             Server::socketio(&options.socketio_dir, &redis.url).await?,
             Server::socketio(&options.socketio_dir, &redis.url).await?,
+        ],
+        System::Floor => vec![Server::floor(&redis.url).await?, Server::floor(&redis.url).await?],
+        System::Socketioxide => vec![
+            Server::socketioxide(&socketioxide_binary(options)?, &redis.url).await?,
+            Server::socketioxide(&socketioxide_binary(options)?, &redis.url).await?,
         ],
     };
     let redis_kind = if redis.ports.len() > 1 { "a Redis Cluster of three masters" } else { "one redis-server" };
@@ -260,6 +395,7 @@ async fn run_system(system: System, lct: &std::path::Path, options: &FanoutOptio
     );
 
     let mut steps = Vec::new();
+    let mut before_step = totals_of(&mut workers).await?;
     for &rate in &options.rates {
         for worker in &mut workers {
             let share = rate * worker.lobbies as f64 / options.lobbies as f64;
@@ -303,7 +439,7 @@ async fn run_system(system: System, lct: &std::path::Path, options: &FanoutOptio
         let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
         let window_ms = if rate > 0.0 { 10.0 * options.lobbies as f64 / rate * 1000.0 } else { f64::INFINITY };
         let delivered = received as f64 / seconds;
-        let step = Step {
+        let mut step = Step {
             offered_clicks_per_second: rate,
             offered_deliveries_per_second: rate * per_lobby as f64,
             clicks_per_second: clicks as f64 / seconds,
@@ -322,6 +458,8 @@ async fn run_system(system: System, lct: &std::path::Path, options: &FanoutOptio
             redis_publications_per_second: publications.iter().map(|n| *n as f64 / seconds).collect(),
             redis_publication_shares: publications.iter().map(|n| *n as f64 / all_publications).collect(),
             redis_cpu_seconds_by_server: redis_cpu_by_server,
+            cpu_per_delivery_vs_floor: None,
+            overload: Overload::default(),
         };
         println!(
             "  {:>8.0} {:>10.0} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>8.1} {:>9.3} {:>9.0} {:>6.0} {:>6.0} {:>6.0}",
@@ -356,32 +494,36 @@ async fn run_system(system: System, lct: &std::path::Path, options: &FanoutOptio
                 .collect();
             println!("           publications by shard: {}", shares.join(", "));
         }
+        // Stop clicking and let the step settle: what was refused, what never arrived, and
+        // whether every client still got its lobby's latest list.
+        let (after_step, settle_seconds) = settle(&mut workers).await?;
+        let mut latest = LatestReport::default();
+        for worker in &mut workers {
+            worker.send(&serde_json::json!({"cmd": "latest"})).await?;
+            let part: LatestReport = worker.answer(Duration::from_secs(30)).await?;
+            latest.clients += part.clients;
+            latest.holding_latest += part.holding_latest;
+        }
+        let overload = Overload::between(&before_step, &after_step, &latest, settle_seconds);
+        println!(
+            "           {} clicks: {} refused{}, {} unanswered; {} of {} deliveries missing; {} of {} clients hold the latest list; shed: {}",
+            overload.clicks_sent,
+            overload.clicks_refused,
+            if overload.refusals.is_empty() { String::new() } else { format!(" ({})", refusal_text(&overload.refusals)) },
+            overload.clicks_unanswered,
+            overload.deliveries_missing,
+            overload.deliveries_expected,
+            overload.clients_holding_latest,
+            overload.clients_in_clicked_lobbies,
+            overload.shed
+        );
+        step.overload = overload;
+        before_step = after_step;
         steps.push(step);
     }
 
     // Quiet down until nothing more arrives, then compare what should have arrived with what did.
-    for worker in &mut workers {
-        worker.send(&serde_json::json!({"cmd": "drive", "rate": 0.0})).await?;
-    }
-    let mut totals = TotalsReport::default();
-    let quiet_deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let previous = totals.received;
-        totals = TotalsReport::default();
-        for worker in &mut workers {
-            worker.send(&serde_json::json!({"cmd": "totals"})).await?;
-            let part: TotalsReport = worker.answer(Duration::from_secs(30)).await?;
-            totals.clicks_acknowledged += part.clicks_acknowledged;
-            totals.click_errors += part.click_errors;
-            totals.expected += part.expected;
-            totals.received += part.received;
-            totals.connections_closed += part.connections_closed;
-        }
-        if totals.received == previous || std::time::Instant::now() > quiet_deadline {
-            break;
-        }
-    }
+    let (totals, _) = settle(&mut workers).await?;
     for worker in &mut workers {
         let _ = worker.send(&serde_json::json!({"cmd": "stop"})).await;
     }
@@ -406,6 +548,15 @@ async fn run_system(system: System, lct: &std::path::Path, options: &FanoutOptio
     })
 }
 
+/// The socketioxide server binary: `--socketioxide`, else `lct-bench-socketioxide` beside this
+/// executable (both are built into the same target directory).
+fn socketioxide_binary(options: &FanoutOptions) -> anyhow::Result<PathBuf> {
+    match &options.socketioxide {
+        Some(path) => Ok(path.clone()),
+        None => Ok(std::env::current_exe()?.with_file_name("lct-bench-socketioxide")),
+    }
+}
+
 fn server_usage(servers: &[Server]) -> anyhow::Result<Usage> {
     Ok(Usage::sum(&servers.iter().map(Server::usage).collect::<anyhow::Result<Vec<_>>>()?))
 }
@@ -414,7 +565,9 @@ fn server_usage(servers: &[Server]) -> anyhow::Result<Usage> {
 pub(crate) async fn create_lobbies(system: System, addr: &str, count: usize) -> anyhow::Result<Vec<Lobby>> {
     let lobby = |id: String, i: usize| Lobby { id, driver_name: "Driver".into(), driver_surname: format!("L{i}") };
     match system {
-        System::Socketio => Ok((0..count).map(|i| lobby(uuid::Uuid::new_v4().to_string(), i)).collect()),
+        System::Socketio | System::Floor | System::Socketioxide => {
+            Ok((0..count).map(|i| lobby(uuid::Uuid::new_v4().to_string(), i)).collect())
+        }
         System::Lct | System::LctCluster => {
             let http = reqwest::Client::new();
             let created = futures::stream::iter((0..count).map(|i| {
@@ -466,12 +619,53 @@ fn machine() -> Machine {
     Machine { cpus: std::thread::available_parallelism().map_or(1, |n| n.get()), cpu_model, memory_gib, kernel }
 }
 
+/// Each step's server CPU-seconds per delivery as a ratio to the floor's at the same step.
+fn compare_with_floor(systems: &mut [SystemResult]) {
+    let per_delivery = |step: &Step| {
+        let delivered = step.delivered_per_second;
+        (delivered > 0.0).then(|| step.server_cpu_seconds / delivered)
+    };
+    let Some(floor) = systems.iter().find(|s| s.system == System::Floor) else { return };
+    let floor: Vec<Option<f64>> = floor.steps.iter().map(per_delivery).collect();
+    for system in systems.iter_mut() {
+        for (step, floor) in system.steps.iter_mut().zip(&floor) {
+            step.cpu_per_delivery_vs_floor = match (per_delivery(step), floor) {
+                (Some(cost), Some(floor)) if *floor > 0.0 => Some(cost / floor),
+                _ => None,
+            };
+        }
+    }
+}
+
 fn print_summary(results: &Results) {
     println!(
         "\nsummary ({} clients, {} per lobby)",
         results.clients_per_lobby * results.lobbies,
         results.clients_per_lobby
     );
+    println!(
+        "  {:<13} {:>8} {:>10} {:>8} {:>9} {:>9} {:>8} {:>8} {:>13}  {}",
+        "system", "clicks/s", "deliv/s", "p99 ms", "cpu/100k", "vs floor", "missing", "refused", "latest held", "shed"
+    );
+    for system in &results.systems {
+        for step in &system.steps {
+            let ratio = step.cpu_per_delivery_vs_floor.map_or("-".to_owned(), |r| format!("{r:.2}"));
+            let overload = &step.overload;
+            println!(
+                "  {:<13} {:>8.0} {:>10.0} {:>8.2} {:>9.3} {:>9} {:>8} {:>8} {:>13}  {}",
+                system.system.name(),
+                step.clicks_per_second,
+                step.delivered_per_second,
+                step.latency_p99_ms,
+                step.server_cpu_seconds_per_100k,
+                ratio,
+                overload.deliveries_missing,
+                overload.clicks_refused,
+                format!("{}/{}", overload.clients_holding_latest, overload.clients_in_clicked_lobbies),
+                overload.shed
+            );
+        }
+    }
     for system in &results.systems {
         let best = system
             .steps

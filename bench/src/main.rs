@@ -6,6 +6,8 @@
 //! with large invocation ids and never reads, and how long the server takes to cut them off.
 //! `lct-bench fanout`: lobby fan-out through two pods and Redis, against Socket.IO with the
 //! Redis adapter on the same machine in the same run (see `docs/benchmarks.md`).
+//! `lct-bench floor-server`: the least server the fan-out clients accept, measured by `fanout`
+//! as the floor the other systems' CPU per delivery is compared to.
 //! `lct-bench store`: memory and start-up time on embedded stores of growing size, and load
 //! latency at the largest.
 //! `lct-bench check-cost`: what the live feeds' periodic check of the event store costs (see
@@ -13,6 +15,7 @@
 
 mod check_cost;
 mod fanout;
+mod floor;
 mod processes;
 mod store;
 mod worker;
@@ -64,6 +67,16 @@ enum Command {
     Store(store::StoreOptions),
     /// CPU and store reads of the live feeds' periodic check, with idle clients on two pods.
     CheckCost(check_cost::CheckCostOptions),
+    /// The floor of `fanout`: a minimal server that gives the harness's SignalR clients their
+    /// handshake, click completions and lobby broadcasts across processes through Redis.
+    FloorServer {
+        /// Address to listen on (port 0: any free port; the address is printed as JSON).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+        /// The Redis both processes publish through.
+        #[arg(long, default_value = "redis://127.0.0.1:6379")]
+        redis_url: String,
+    },
     /// A load process started by `fanout` (reads its commands on stdin).
     #[command(hide = true)]
     Worker,
@@ -201,6 +214,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Fanout(options) => fanout::run(&cli.lct, &options).await,
         Command::Store(options) => store::run(&cli.lct, &options).await,
         Command::CheckCost(options) => check_cost::run(&cli.lct, &options).await,
+        Command::FloorServer { listen, redis_url } => floor::serve(&listen, &redis_url).await,
         Command::Worker => worker::run().await,
     }
 }

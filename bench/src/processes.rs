@@ -1,6 +1,6 @@
-//! The server processes a harness starts on loopback: `lct` pods, Socket.IO node processes and
-//! `redis-server` (one, or the masters of a Redis Cluster), with their memory and CPU time read
-//! from `/proc`. Every child is killed when its handle is dropped, so a harness never leaves
+//! The server processes a harness starts on loopback: `lct` pods, Socket.IO node processes,
+//! socketioxide processes, floor servers and `redis-server` (one, or the masters of a Redis
+//! Cluster), with their memory and CPU time read from `/proc`. Every child is killed when its handle is dropped, so a harness never leaves
 //! anything running.
 
 use anyhow::{bail, Context};
@@ -86,6 +86,23 @@ impl Server {
         let mut command = tokio::process::Command::new("node");
         command.arg("server.js").current_dir(dir).env("PORT", "0").env("REDIS_URL", redis_url);
         Server::start(command, "node server.js").await
+    }
+
+    /// A floor server process (`lct-bench floor-server`, this executable) on `redis_url`.
+    pub async fn floor(redis_url: &str) -> anyhow::Result<Server> {
+        let mut command = tokio::process::Command::new(std::env::current_exe()?);
+        command.args(["floor-server", "--listen", "127.0.0.1:0", "--redis-url", redis_url]);
+        Server::start(command, "lct-bench floor-server").await
+    }
+
+    /// A socketioxide server process (`lct-bench-socketioxide`) using its Redis adapter.
+    pub async fn socketioxide(binary: &Path, redis_url: &str) -> anyhow::Result<Server> {
+        if !binary.exists() {
+            bail!("{} is missing: run `cargo build -p lct-bench-socketioxide` first", binary.display());
+        }
+        let mut command = tokio::process::Command::new(binary);
+        command.env("PORT", "0").env("REDIS_URL", redis_url);
+        Server::start(command, "lct-bench-socketioxide").await
     }
 
     pub fn pid(&self) -> anyhow::Result<u32> {

@@ -9,13 +9,15 @@
 //! The worker reads commands as JSON lines on stdin and answers on stdout:
 //! `{"cmd":"drive","rate":R}` (clicks per second over its lobbies), `{"cmd":"mark"}` (start a
 //! measurement window), `{"cmd":"report"}` (the window's figures), `{"cmd":"totals"}` and
+//! `{"cmd":"latest"}` (how many clients hold their lobby's latest click list) and
 //! `{"cmd":"stop"}`.
 
 use anyhow::{bail, Context};
 use futures::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -39,6 +41,29 @@ pub enum System {
     LctCluster,
     /// Socket.IO with the Redis adapter.
     Socketio,
+    /// The floor: `lct-bench floor-server`, the least server the SignalR clients accept, two
+    /// processes on one Redis.
+    Floor,
+    /// socketioxide (Socket.IO in Rust) with its Redis adapter, the Socket.IO clients unchanged.
+    Socketioxide,
+}
+
+impl System {
+    /// Whether the clients speak SignalR's JSON hub protocol (else Socket.IO).
+    pub fn speaks_signalr(self) -> bool {
+        matches!(self, System::Lct | System::LctCluster | System::Floor)
+    }
+
+    /// The name used on the command line and in the JSON figures.
+    pub fn name(self) -> &'static str {
+        match self {
+            System::Lct => "lct",
+            System::LctCluster => "lct-cluster",
+            System::Socketio => "socketio",
+            System::Floor => "floor",
+            System::Socketioxide => "socketioxide",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -68,6 +93,7 @@ enum WorkerCommand {
     Mark,
     Report,
     Totals,
+    Latest,
     Stop,
 }
 
@@ -82,13 +108,41 @@ pub struct WindowReport {
 }
 
 /// Whole-run figures: what should have arrived and what did.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct TotalsReport {
+    #[serde(default)]
+    pub clicks_sent: u64,
     pub clicks_acknowledged: u64,
     pub click_errors: u64,
+    /// The errors clicks were answered with, and how many times each.
+    #[serde(default)]
+    pub refusals: BTreeMap<String, u64>,
     pub expected: u64,
     pub received: u64,
     pub connections_closed: u64,
+}
+
+impl TotalsReport {
+    pub fn add(&mut self, part: &TotalsReport) {
+        self.clicks_sent += part.clicks_sent;
+        self.clicks_acknowledged += part.clicks_acknowledged;
+        self.click_errors += part.click_errors;
+        for (error, count) in &part.refusals {
+            *self.refusals.entry(error.clone()).or_default() += count;
+        }
+        self.expected += part.expected;
+        self.received += part.received;
+        self.connections_closed += part.connections_closed;
+    }
+}
+
+/// Whether clients hold their lobby's latest click list: for each lobby with an acknowledged
+/// click, its clients whose last received list carries the team of that click (lists carry one
+/// player's click here, so a list with that team is the latest list's content).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct LatestReport {
+    pub clients: u64,
+    pub holding_latest: u64,
 }
 
 #[derive(Default)]
@@ -96,15 +150,32 @@ struct Stats {
     received: AtomicU64,
     received_total: AtomicU64,
     clicks: AtomicU64,
+    clicks_total: AtomicU64,
     acked: AtomicU64,
     ack_errors: AtomicU64,
     expected: AtomicU64,
     closed: AtomicU64,
 }
 
-/// Per lobby: when each team was last clicked, in nanoseconds since the worker started.
+/// Per lobby: when each team was last clicked, in nanoseconds since the worker started, the
+/// highest acknowledged click (its invocation number + 1, 0 for none) and, per client, the team
+/// of the last list it received (`NO_TEAM` for none).
 struct LobbyClock {
     sent_at: [AtomicU64; 10],
+    last_acked: AtomicU64,
+    last_team: Vec<AtomicU8>,
+}
+
+const NO_TEAM: u8 = u8::MAX;
+
+impl LobbyClock {
+    fn new(clients: usize) -> LobbyClock {
+        LobbyClock {
+            sent_at: Default::default(),
+            last_acked: AtomicU64::new(0),
+            last_team: (0..clients).map(|_| AtomicU8::new(NO_TEAM)).collect(),
+        }
+    }
 }
 
 struct Shared {
@@ -113,6 +184,7 @@ struct Shared {
     stats: Stats,
     latency: Mutex<Histogram<u64>>,
     clients_per_lobby: u64,
+    refusals: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Shared {
@@ -130,13 +202,16 @@ pub async fn run() -> anyhow::Result<()> {
         stats: Stats::default(),
         latency: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3)?),
         clients_per_lobby: config.clients_per_lobby as u64,
+        refusals: Mutex::default(),
     });
 
     // Connect everything, a bounded number at a time.
     let mut plans = Vec::new();
     let mut drivers = Vec::new();
+    let mut clocks = Vec::new();
     for (index, lobby) in config.lobbies.iter().enumerate() {
-        let clock = Arc::new(LobbyClock { sent_at: Default::default() });
+        let clock = Arc::new(LobbyClock::new(config.clients_per_lobby));
+        clocks.push(Arc::clone(&clock));
         let driver_server = (config.first_lobby + index) % config.servers.len();
         for client in 0..config.clients_per_lobby {
             let server = (driver_server + client) % config.servers.len();
@@ -147,19 +222,20 @@ pub async fn run() -> anyhow::Result<()> {
             } else {
                 None
             };
-            plans.push((config.servers[server].clone(), lobby.id.clone(), Arc::clone(&clock), outgoing));
+            let client = Client { clock: Arc::clone(&clock), index: client };
+            plans.push((config.servers[server].clone(), lobby.id.clone(), client, outgoing));
         }
     }
     let total = plans.len();
     let system = config.system;
-    let mut connecting = futures::stream::iter(plans.into_iter().map(|(server, lobby, clock, outgoing)| async move {
+    let mut connecting = futures::stream::iter(plans.into_iter().map(|(server, lobby, client, outgoing)| async move {
         let socket = connect_with_retries(system, &server, &lobby).await?;
-        anyhow::Ok((socket, clock, outgoing))
+        anyhow::Ok((socket, client, outgoing))
     }))
     .buffer_unordered(128);
     while let Some(connected) = connecting.next().await {
-        let (socket, clock, outgoing) = connected?;
-        tokio::spawn(connection(socket, clock, outgoing, Arc::clone(&shared)));
+        let (socket, client, outgoing) = connected?;
+        tokio::spawn(connection(socket, client, outgoing, Arc::clone(&shared)));
     }
     say(&serde_json::json!({"ready": true, "connected": total}));
 
@@ -189,12 +265,28 @@ pub async fn run() -> anyhow::Result<()> {
             WorkerCommand::Totals => {
                 let s = &shared.stats;
                 say(&TotalsReport {
+                    clicks_sent: s.clicks_total.load(Ordering::Relaxed),
                     clicks_acknowledged: s.acked.load(Ordering::Relaxed),
                     click_errors: s.ack_errors.load(Ordering::Relaxed),
+                    refusals: shared.refusals.lock().unwrap().clone(),
                     expected: s.expected.load(Ordering::Relaxed),
                     received: s.received_total.load(Ordering::Relaxed),
                     connections_closed: s.closed.load(Ordering::Relaxed),
                 });
+            }
+            WorkerCommand::Latest => {
+                let mut report = LatestReport::default();
+                for clock in &clocks {
+                    let acked = clock.last_acked.load(Ordering::Relaxed);
+                    if acked == 0 {
+                        continue;
+                    }
+                    let team = ((acked - 1) % 10) as u8;
+                    report.clients += clock.last_team.len() as u64;
+                    report.holding_latest +=
+                        clock.last_team.iter().filter(|t| t.load(Ordering::Relaxed) == team).count() as u64;
+                }
+                say(&report);
             }
             WorkerCommand::Stop => break,
         }
@@ -231,19 +323,21 @@ async fn connect_with_retries(system: System, server: &str, lobby: &str) -> anyh
 /// Opens a client and completes the protocol's handshake.
 async fn connect(system: System, server: &str, lobby: &str) -> anyhow::Result<Socket> {
     let url = match system {
-        System::Lct | System::LctCluster => format!("ws://{server}/hubs/actions?tournamentId={lobby}"),
-        System::Socketio => format!("ws://{server}/socket.io/?EIO=4&transport=websocket&tournamentId={lobby}"),
+        System::Lct | System::LctCluster | System::Floor => format!("ws://{server}/hubs/actions?tournamentId={lobby}"),
+        System::Socketio | System::Socketioxide => {
+            format!("ws://{server}/socket.io/?EIO=4&transport=websocket&tournamentId={lobby}")
+        }
     };
     let (mut socket, _) = tokio_tungstenite::connect_async_with_config(url, Some(client_config()), true).await?;
     match system {
-        System::Lct | System::LctCluster => {
+        System::Lct | System::LctCluster | System::Floor => {
             socket.send(Message::text("{\"protocol\":\"json\",\"version\":1}\u{1e}")).await?;
             match socket.next().await {
                 Some(Ok(Message::Text(text))) if text.as_str() == "{}\u{1e}" => {}
                 other => bail!("unexpected SignalR handshake answer {other:?}"),
             }
         }
-        System::Socketio => {
+        System::Socketio | System::Socketioxide => {
             match socket.next().await {
                 Some(Ok(Message::Text(text))) if text.as_str().starts_with('0') => {}
                 other => bail!("unexpected Engine.IO open packet {other:?}"),
@@ -258,12 +352,19 @@ async fn connect(system: System, server: &str, lobby: &str) -> anyhow::Result<So
     Ok(socket)
 }
 
+/// A client of a lobby: its lobby's clock and its place among the lobby's clients.
+struct Client {
+    clock: Arc<LobbyClock>,
+    index: usize,
+}
+
 /// Reads one connection until it closes, counting broadcasts and acknowledgements; a driver
 /// connection also sends the clicks queued for it. SignalR clients send a keep-alive every 15
 /// seconds as the official clients do; Socket.IO clients answer the server's pings.
+
 async fn connection(
     mut socket: Socket,
-    clock: Arc<LobbyClock>,
+    client: Client,
     mut outgoing: Option<mpsc::UnboundedReceiver<String>>,
     shared: Arc<Shared>,
 ) {
@@ -284,8 +385,8 @@ async fn connection(
                     Some(Ok(_)) => continue,
                 };
                 let reply = match shared.system {
-                    System::Lct | System::LctCluster => on_signalr(text.as_str(), &clock, &shared),
-                    System::Socketio => on_socketio(text.as_str(), &clock, &shared),
+                    System::Lct | System::LctCluster | System::Floor => on_signalr(text.as_str(), &client, &shared),
+                    System::Socketio | System::Socketioxide => on_socketio(text.as_str(), &client, &shared),
                 };
                 if let Some(reply) = reply {
                     if socket.send(Message::text(reply)).await.is_err() {
@@ -298,7 +399,7 @@ async fn connection(
                     break;
                 }
             }
-            _ = keepalive.tick(), if shared.system != System::Socketio => {
+            _ = keepalive.tick(), if shared.system.speaks_signalr() => {
                 if socket.send(Message::text("{\"type\":6}\u{1e}")).await.is_err() {
                     break;
                 }
@@ -308,27 +409,37 @@ async fn connection(
     shared.stats.closed.fetch_add(1, Ordering::Relaxed);
 }
 
-fn on_signalr(text: &str, clock: &LobbyClock, shared: &Shared) -> Option<&'static str> {
+fn on_signalr(text: &str, client: &Client, shared: &Shared) -> Option<&'static str> {
     for record in text.split('\u{1e}').filter(|r| !r.is_empty()) {
         if record.starts_with("{\"type\":1,") {
-            received(team_of(record, "team\\\":\\\""), clock, shared);
+            received(team_of(record, "team\\\":\\\""), client, shared);
         } else if record.starts_with("{\"type\":3,") {
-            acknowledged(!record.contains("\"error\""), shared);
+            let invocation = string_field(record, "\"invocationId\":\"").and_then(|id| id.parse().ok());
+            acknowledged(invocation, string_field(record, "\"error\":\""), client, shared);
         }
     }
     None
 }
 
-fn on_socketio(text: &str, clock: &LobbyClock, shared: &Shared) -> Option<&'static str> {
+fn on_socketio(text: &str, client: &Client, shared: &Shared) -> Option<&'static str> {
     if text == "2" {
         return Some("3");
     }
     if text.starts_with("42[") {
-        received(team_of(text, "\"team\":\""), clock, shared);
-    } else if text.starts_with("43") {
-        acknowledged(!text.contains("\"error\""), shared);
+        received(team_of(text, "\"team\":\""), client, shared);
+    } else if let Some(rest) = text.strip_prefix("43") {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let error = string_field(text, "\"error\":\"").or(text.contains("\"error\"").then_some("error"));
+        acknowledged(rest[..digits].parse().ok(), error, client, shared);
     }
     None
+}
+
+/// The string value after `key` (which ends with its opening quote), without unescaping.
+fn string_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    let start = text.find(key)? + key.len();
+    let rest = &text[start..];
+    Some(&rest[..rest.find('"')?])
 }
 
 /// The team named after `key` in a broadcast.
@@ -341,11 +452,12 @@ fn team_of(text: &str, key: &str) -> Option<usize> {
     })
 }
 
-fn received(team: Option<usize>, clock: &LobbyClock, shared: &Shared) {
+fn received(team: Option<usize>, client: &Client, shared: &Shared) {
     shared.stats.received.fetch_add(1, Ordering::Relaxed);
     shared.stats.received_total.fetch_add(1, Ordering::Relaxed);
     if let Some(team) = team {
-        let sent = clock.sent_at[team].load(Ordering::Relaxed);
+        client.clock.last_team[client.index].store(team as u8, Ordering::Relaxed);
+        let sent = client.clock.sent_at[team].load(Ordering::Relaxed);
         if sent > 0 {
             let micros = (shared.now_ns().saturating_sub(sent) / 1_000).max(1);
             let _ = shared.latency.lock().unwrap().record(micros);
@@ -353,12 +465,24 @@ fn received(team: Option<usize>, clock: &LobbyClock, shared: &Shared) {
     }
 }
 
-fn acknowledged(ok: bool, shared: &Shared) {
-    if ok {
-        shared.stats.acked.fetch_add(1, Ordering::Relaxed);
-        shared.stats.expected.fetch_add(shared.clients_per_lobby, Ordering::Relaxed);
-    } else {
-        shared.stats.ack_errors.fetch_add(1, Ordering::Relaxed);
+/// A click's answer: `invocation` is the click's number in its lobby (the driver clicks team
+/// `number % 10`), `error` what the server refused it with.
+fn acknowledged(invocation: Option<u64>, error: Option<&str>, client: &Client, shared: &Shared) {
+    match error {
+        None => {
+            shared.stats.acked.fetch_add(1, Ordering::Relaxed);
+            shared.stats.expected.fetch_add(shared.clients_per_lobby, Ordering::Relaxed);
+            if let Some(number) = invocation {
+                client.clock.last_acked.fetch_max(number + 1, Ordering::Relaxed);
+            }
+        }
+        Some(error) => {
+            shared.stats.ack_errors.fetch_add(1, Ordering::Relaxed);
+            let mut refusals = shared.refusals.lock().unwrap();
+            let known = refusals.len() < 16 || refusals.contains_key(error);
+            let error: String = if known { error.chars().take(160).collect() } else { "(other errors)".into() };
+            *refusals.entry(error).or_default() += 1;
+        }
     }
 }
 
@@ -378,11 +502,11 @@ impl Driver {
             "surname": self.lobby.driver_surname,
         });
         match system {
-            System::Lct | System::LctCluster => format!(
+            System::Lct | System::LctCluster | System::Floor => format!(
                 "{{\"type\":1,\"target\":\"TeamClicked\",\"invocationId\":\"{}\",\"arguments\":[{click}]}}\u{1e}",
                 self.next
             ),
-            System::Socketio => format!("42{}[\"TeamClicked\",{click}]", self.next),
+            System::Socketio | System::Socketioxide => format!("42{}[\"TeamClicked\",{click}]", self.next),
         }
     }
 }
@@ -417,6 +541,7 @@ async fn drive(mut drivers: Vec<Driver>, rate: Arc<Mutex<f64>>, shared: Arc<Shar
             driver.clock.sent_at[team].store(shared.now_ns().max(1), Ordering::Relaxed);
             let _ = driver.outgoing.send(frame);
             shared.stats.clicks.fetch_add(1, Ordering::Relaxed);
+            shared.stats.clicks_total.fetch_add(1, Ordering::Relaxed);
             sent_since += 1;
         }
     }
