@@ -644,8 +644,8 @@ fn print_summary(results: &Results) {
         results.clients_per_lobby
     );
     println!(
-        "  {:<13} {:>8} {:>10} {:>8} {:>9} {:>9} {:>8} {:>8} {:>13}  {}",
-        "system", "clicks/s", "deliv/s", "p99 ms", "cpu/100k", "vs floor", "missing", "refused", "latest held", "shed"
+        "  {:<13} {:>8} {:>10} {:>8} {:>9} {:>9} {:>8} {:>8} {:>13}  shed",
+        "system", "clicks/s", "deliv/s", "p99 ms", "cpu/100k", "vs floor", "missing", "refused", "latest held"
     );
     for system in &results.systems {
         for step in &system.steps {

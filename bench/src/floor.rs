@@ -73,7 +73,7 @@ pub async fn serve(listen: &str, redis_url: &str) -> anyhow::Result<()> {
         .to_owned();
     let (publish, outgoing) = mpsc::unbounded_channel();
     let mut tag = [0u8; TAG_LEN];
-    tag.copy_from_slice(Uuid::new_v4().simple().to_string()[..TAG_LEN].as_bytes());
+    tag.copy_from_slice(&Uuid::new_v4().simple().to_string().as_bytes()[..TAG_LEN]);
     let state = Arc::new(State { tag, lobbies: Mutex::default(), publish, next_socket: AtomicU64::new(0) });
     let publisher = TcpStream::connect(&redis).await.with_context(|| format!("connecting to Redis at {redis}"))?;
     publisher.set_nodelay(true)?;
@@ -252,6 +252,8 @@ async fn connection(stream: TcpStream, state: Arc<State>) {
         .max_write_buffer_size(256 * 1024)
         .max_message_size(Some(32 * 1024))
         .max_frame_size(Some(32 * 1024));
+    // The handshake library's own callback signature returns its error response unboxed.
+    #[allow(clippy::result_large_err)]
     let callback = |request: &Request, response: Response| {
         lobby = lobby_of(request);
         match lobby {

@@ -361,7 +361,6 @@ struct Client {
 /// Reads one connection until it closes, counting broadcasts and acknowledgements; a driver
 /// connection also sends the clicks queued for it. SignalR clients send a keep-alive every 15
 /// seconds as the official clients do; Socket.IO clients answer the server's pings.
-
 async fn connection(
     mut socket: Socket,
     client: Client,

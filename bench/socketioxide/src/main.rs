@@ -48,8 +48,12 @@ struct ClickList<'a> {
     clicked_teams: Vec<Click>,
 }
 
-/// The latest click of each player per lobby, in the order players first clicked.
-static CLICKS: LazyLock<Mutex<HashMap<String, Vec<(String, Click)>>>> = LazyLock::new(Mutex::default);
+/// A lobby's latest click of each player, keyed by the player, in the order players first
+/// clicked (as a JavaScript `Map` keeps them).
+type LobbyClicks = Vec<(String, Click)>;
+
+/// The clicks of each lobby.
+static CLICKS: LazyLock<Mutex<HashMap<String, LobbyClicks>>> = LazyLock::new(Mutex::default);
 
 /// The lobby a socket joins, from its handshake's `tournamentId`.
 fn lobby_of(socket: &SocketRef<impl Adapter>) -> String {
