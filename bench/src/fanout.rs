@@ -685,3 +685,40 @@ fn print_summary(results: &Results) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn totals(sent: u64, acked: u64, refused: u64, expected: u64, received: u64) -> TotalsReport {
+        let refusals =
+            if refused > 0 { BTreeMap::from([("Too many invocations".to_owned(), refused)]) } else { BTreeMap::new() };
+        TotalsReport {
+            clicks_sent: sent,
+            clicks_acknowledged: acked,
+            click_errors: refused,
+            refusals,
+            expected,
+            received,
+            connections_closed: 0,
+        }
+    }
+
+    #[test]
+    fn a_step_says_how_load_was_shed() {
+        let before = totals(100, 100, 0, 1_000, 1_000);
+        let everyone = LatestReport { clients: 40, holding_latest: 40 };
+        let some = LatestReport { clients: 40, holding_latest: 31 };
+        let shed = |after: TotalsReport, latest: &LatestReport| Overload::between(&before, &after, latest, 1.0);
+
+        let all = shed(totals(200, 200, 0, 2_000, 2_000), &everyone);
+        assert_eq!((all.shed.as_str(), all.deliveries_missing, all.clicks_sent), ("none", 0, 100));
+        let coalesced = shed(totals(200, 200, 0, 2_000, 1_400), &everyone);
+        assert_eq!((coalesced.shed.as_str(), coalesced.deliveries_missing), ("coalesced", 600));
+        assert_eq!(shed(totals(200, 200, 0, 2_000, 1_400), &some).shed, "dropped");
+        let refused = shed(totals(200, 150, 40, 1_500, 1_500), &everyone);
+        assert_eq!(refused.shed, "refused+unanswered");
+        assert_eq!((refused.clicks_refused, refused.clicks_unanswered), (40, 10));
+        assert_eq!(refused.refusals, BTreeMap::from([("Too many invocations".to_owned(), 40)]));
+    }
+}

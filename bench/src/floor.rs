@@ -333,20 +333,23 @@ fn field<'a>(record: &'a str, key: &str) -> Option<&'a str> {
     Some(&rest[..rest.find('"')?])
 }
 
-/// A hub record: an invocation is answered with its completion (pings and anything else need
-/// no answer); a click is delivered locally and published.
+/// A hub record: a click is delivered locally and published, and answered with its completion
+/// when it has an invocation id (pings and anything else need no answer).
 fn on_record(state: &State, lobby: Uuid, record: &str) -> Option<String> {
     if !record.starts_with("{\"type\":1,") {
         return None;
     }
-    let id = field(record, "\"invocationId\":\"")?;
-    let completion = |error: Option<&str>| match error {
-        Some(error) => format!("{{\"type\":3,\"invocationId\":\"{id}\",\"error\":\"{error}\"}}\u{1e}"),
-        None => format!("{{\"type\":3,\"invocationId\":\"{id}\"}}\u{1e}"),
+    let id = field(record, "\"invocationId\":\"");
+    let completion = |error: Option<&str>| {
+        let id = id?;
+        Some(match error {
+            Some(error) => format!("{{\"type\":3,\"invocationId\":\"{id}\",\"error\":\"{error}\"}}\u{1e}"),
+            None => format!("{{\"type\":3,\"invocationId\":\"{id}\"}}\u{1e}"),
+        })
     };
     let click = (field(record, "\"team\":\""), field(record, "\"name\":\""), field(record, "\"surname\":\""));
     let (Some(team), Some(name), Some(surname)) = click else {
-        return Some(completion(Some("A click names a team and a player.")));
+        return completion(Some("A click names a team and a player."));
     };
     let encoded = {
         let mut lobbies = state.lobbies.lock().unwrap();
@@ -356,7 +359,7 @@ fn on_record(state: &State, lobby: Uuid, record: &str) -> Option<String> {
             Some(encoded) => Arc::clone(encoded),
             None => {
                 let Ok(team) = domain::Team::parse(team) else {
-                    return Some(completion(Some("Unknown team.")));
+                    return completion(Some("Unknown team."));
                 };
                 let encoded = Arc::new(encode(state, lobby, team, name, surname));
                 entry.clicks.insert(key, Arc::clone(&encoded));
@@ -366,7 +369,7 @@ fn on_record(state: &State, lobby: Uuid, record: &str) -> Option<String> {
     };
     state.deliver(lobby, &encoded.frame);
     let _ = state.publish.send(encoded.publish.clone());
-    Some(completion(None))
+    completion(None)
 }
 
 fn encode(state: &State, lobby: Uuid, team: domain::Team, name: &str, surname: &str) -> Encoded {
@@ -395,6 +398,35 @@ mod tests {
         }
         assert_eq!(parse(b":1\r\n").unwrap(), Some((Resp::Other, 4)));
         assert!(parse(b"-ERR no\r\n").is_err());
+    }
+
+    #[test]
+    fn a_click_reaches_local_sockets_and_redis_as_the_bytes_lct_sends() {
+        let (publish, mut published) = mpsc::unbounded_channel();
+        let state =
+            State { tag: *b"0123456789abcdef", lobbies: Mutex::default(), publish, next_socket: AtomicU64::new(0) };
+        let lobby = Uuid::new_v4();
+        let (socket, mut frames) = mpsc::unbounded_channel();
+        state.lobbies.lock().unwrap().entry(lobby).or_default().sockets.push((0, socket));
+        let record = format!(
+            r#"{{"type":1,"target":"TeamClicked","invocationId":"4","arguments":[{{"groupKey":"{lobby}","team":"PSG","name":"Driver","surname":"L1"}}]}}"#
+        );
+        for _ in 0..2 {
+            assert_eq!(on_record(&state, lobby, &record).as_deref(), Some("{\"type\":3,\"invocationId\":\"4\"}\u{1e}"));
+            let click =
+                live::ports::Click { team: domain::Team::Psg, name: "Driver".into(), surname: "L1".into(), at_ms: 0 };
+            let lct: String = live::messages::encode_clicks(lobby, &[click]).signalr.unwrap();
+            assert_eq!(frames.try_recv().unwrap(), Message::text(lct.clone()));
+            let mut payload = b"0123456789abcdef".to_vec();
+            payload.extend_from_slice(lct.as_bytes());
+            let channel = format!("floor:{lobby}");
+            assert_eq!(published.try_recv().unwrap(), command(&[b"PUBLISH", channel.as_bytes(), &payload]));
+        }
+        let unknown = record.replace("PSG", "Nobody FC");
+        let answer = on_record(&state, lobby, &unknown).unwrap();
+        assert!(answer.contains("\"error\""), "{answer}");
+        assert!(frames.try_recv().is_err() && published.try_recv().is_err(), "a refused click is not sent");
+        assert_eq!(on_record(&state, lobby, "{\"type\":6}"), None);
     }
 
     #[test]
