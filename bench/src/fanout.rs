@@ -148,6 +148,8 @@ struct Overload {
     /// `none`, or how load was shed, joined by `+`: `refused` (clicks answered with an error),
     /// `unanswered`, `coalesced` (deliveries missing but every client holds the latest list),
     /// `dropped` (deliveries missing and some clients lack the latest list), `disconnected`.
+    /// Judged by the effect: deliberate coalescing and drops that happened to spare every
+    /// lobby's last list both read `coalesced`.
     shed: String,
 }
 

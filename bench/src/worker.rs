@@ -343,9 +343,13 @@ async fn connect(system: System, server: &str, lobby: &str) -> anyhow::Result<So
                 other => bail!("unexpected Engine.IO open packet {other:?}"),
             }
             socket.send(Message::text("40")).await?;
-            match socket.next().await {
-                Some(Ok(Message::Text(text))) if text.as_str().starts_with("40") => {}
-                other => bail!("unexpected Socket.IO connect answer {other:?}"),
+            // The server may ping before it answers the connect: answer as the clients do.
+            loop {
+                match socket.next().await {
+                    Some(Ok(Message::Text(text))) if text.as_str().starts_with("40") => break,
+                    Some(Ok(Message::Text(text))) if text.as_str() == "2" => socket.send(Message::text("3")).await?,
+                    other => bail!("unexpected Socket.IO connect answer {other:?}"),
+                }
             }
         }
     }
