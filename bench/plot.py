@@ -68,7 +68,10 @@ def main(source: str, target: str) -> None:
     cost.set_ylabel("server CPU per delivery / the floor's")
     cost.set_title("Server CPU per delivery against the floor (1 = the floor)")
     cost.grid(True, alpha=0.3)
-    cost.legend(fontsize=8)
+    if cost.get_legend_handles_labels()[0]:
+        cost.legend(fontsize=8)
+    else:
+        cost.text(0.5, 0.5, "no floor in this run", ha="center", va="center", transform=cost.transAxes)
     machine = results["machine"]
     fig.suptitle(
         f"Lobby fan-out: {results['clients_per_lobby'] * results['lobbies']} WebSocket clients, "
