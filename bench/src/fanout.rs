@@ -3,8 +3,11 @@
 //! each lobby's clients alternating between the two processes (so every broadcast crosses
 //! Redis), and one click driver per lobby. For each offered rate it reports delivered messages
 //! per second, click-to-client latency percentiles, server CPU seconds per 100 000 deliveries,
-//! each Redis server's (each shard's) share of the publications, and, before any load, server
-//! memory per idle connection. Everything runs on loopback and stops by itself.
+//! each Redis server's (each shard's) share of the publications, server CPU per delivery as a
+//! multiple of the floor's (`lct-bench floor-server`) at the same step, and, once the step has
+//! settled, how load was shed: clicks refused (with the errors answered), deliveries missing and
+//! how many clients hold their lobby's latest list. Before any load it reads server memory per
+//! idle connection. Everything runs on loopback and stops by itself.
 
 use crate::processes::{Redis, Server, TempDir, Usage};
 use crate::worker::{LatestReport, Lobby, System, TotalsReport, WindowReport, WorkerConfig};

@@ -4,8 +4,9 @@
 //! `lct-bench idle-memory`: server memory per idle SignalR connection of one pod.
 //! `lct-bench stalled-readers`: server memory per SignalR connection that sends invocations
 //! with large invocation ids and never reads, and how long the server takes to cut them off.
-//! `lct-bench fanout`: lobby fan-out through two pods and Redis, against Socket.IO with the
-//! Redis adapter on the same machine in the same run (see `docs/benchmarks.md`).
+//! `lct-bench fanout`: lobby fan-out through two pods and Redis, against the floor server,
+//! Socket.IO and socketioxide with their Redis adapters on the same machine in the same run (see
+//! `docs/benchmarks.md`).
 //! `lct-bench floor-server`: the least server the fan-out clients accept, measured by `fanout`
 //! as the floor the other systems' CPU per delivery is compared to.
 //! `lct-bench store`: memory and start-up time on embedded stores of growing size, and load
@@ -60,7 +61,7 @@ enum Command {
         id_bytes: usize,
     },
     /// Delivered messages per second, latency, CPU and memory of lobby fan-out across two
-    /// server processes and Redis, for lct and for Socket.IO.
+    /// server processes and Redis, for lct, the floor server, Socket.IO and socketioxide.
     Fanout(fanout::FanoutOptions),
     /// Memory and start-up time of lct on embedded stores of 10 000 to 1 000 000 events, and
     /// load latency at the largest.
