@@ -510,11 +510,15 @@ async fn run_system(system: System, lct: &std::path::Path, options: &FanoutOptio
             latest.holding_latest += part.holding_latest;
         }
         let overload = Overload::between(&before_step, &after_step, &latest, settle_seconds);
+        let errors = if overload.refusals.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", refusal_text(&overload.refusals))
+        };
         println!(
-            "           {} clicks: {} refused{}, {} unanswered; {} of {} deliveries missing; {} of {} clients hold the latest list; shed: {}",
+            "           {} clicks: {} refused{errors}, {} unanswered; {} of {} deliveries missing; {} of {} clients hold the latest list; shed: {}",
             overload.clicks_sent,
             overload.clicks_refused,
-            if overload.refusals.is_empty() { String::new() } else { format!(" ({})", refusal_text(&overload.refusals)) },
             overload.clicks_unanswered,
             overload.deliveries_missing,
             overload.deliveries_expected,

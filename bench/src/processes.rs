@@ -1,7 +1,7 @@
 //! The server processes a harness starts on loopback: `lct` pods, Socket.IO node processes,
 //! socketioxide processes, floor servers and `redis-server` (one, or the masters of a Redis
-//! Cluster), with their memory and CPU time read from `/proc`. Every child is killed when its handle is dropped, so a harness never leaves
-//! anything running.
+//! Cluster), with their memory and CPU time read from `/proc`. Every child is killed when its
+//! handle is dropped, so a harness never leaves anything running.
 
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
