@@ -26,8 +26,9 @@ RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS builder
 COPY --from=planner /app/recipe.json recipe.json
-# Dependencies only: this layer is reused until Cargo.toml/Cargo.lock change.
-RUN cargo chef cook --release --locked --recipe-path recipe.json
+# Dependencies of the server only (not those of the benchmark systems): this layer is reused
+# until Cargo.toml/Cargo.lock change.
+RUN cargo chef cook --release --locked --recipe-path recipe.json --package lct
 COPY . .
 RUN cargo build --release --locked --bin lct \
     && install -D -m 0755 target/release/lct /out/lct
