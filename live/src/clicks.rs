@@ -64,6 +64,8 @@ impl<F: Frame> Clicks<F> {
     }
 
     /// Records the click of a player of `tournament` and broadcasts the tournament's list.
+    /// A player this pod knows to have joined (players never leave) is not looked up in the
+    /// event store; any other is, so a click right after joining is accepted.
     /// Errors: `Refused` when the tournament does not exist or the player is not in it; `Store`
     /// or `Unavailable` when a dependency fails (nothing is broadcast then).
     pub async fn record(
@@ -73,14 +75,32 @@ impl<F: Frame> Clicks<F> {
         name: PlayerName,
         surname: PlayerSurname,
     ) -> Result<(), ClickError> {
-        let current = self.service.get(tournament).await?;
-        let joined = current.tournament.as_ref().is_some_and(|t| t.has_player(&name, &surname));
-        if !joined {
-            return Err(ClickError::Refused(DomainError::PlayerNotInTournament));
+        if !self.hub.rosters().has_joined(tournament, &name, &surname) {
+            self.check_in_store(tournament, &name, &surname).await?;
         }
         let click = Click { team, name: name.into(), surname: surname.into(), at_ms: self.clock.now_ms() };
         let list = self.shared.record_click(tournament, click, CLICK_TTL).await.map_err(ClickError::Unavailable)?;
         self.hub.broadcast_clicks(tournament, list);
         Ok(())
+    }
+
+    /// Reads the tournament to check a player this pod does not know to have joined (the
+    /// event may not have reached it yet); the players read are remembered.
+    async fn check_in_store(
+        &self,
+        tournament: Uuid,
+        name: &PlayerName,
+        surname: &PlayerSurname,
+    ) -> Result<(), ClickError> {
+        let current = self.service.get(tournament).await?;
+        let Some(read) = current.tournament.as_ref() else {
+            return Err(ClickError::Refused(DomainError::TournamentNotFound));
+        };
+        self.hub.rosters().learn_tournament(tournament, read);
+        if read.has_player(name, surname) {
+            Ok(())
+        } else {
+            Err(ClickError::Refused(DomainError::PlayerNotInTournament))
+        }
     }
 }

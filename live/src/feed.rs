@@ -250,6 +250,10 @@ impl<F: Frame> Feed<F> {
     fn deliver(&mut self, event: &RecordedEvent, remote: bool) {
         self.version = event.version;
         self.shared.version.store(event.version, Ordering::Release);
+        if remote {
+            // This pod's own commits were learned as they were published.
+            self.inner.rosters.learn_event(event);
+        }
         if !self.subscribers.is_empty() {
             if remote {
                 let delay_ms = (self.inner.clock.now_ms() - event.recorded_at_ms).max(0);

@@ -17,6 +17,7 @@ use crate::connection::{ConnectionControl, Protocol};
 use crate::feed::{self, FeedCommand, FeedShared, Subscriber, Via};
 use crate::messages::{channel, encode_clicks, encode_presence, tournament_of, Received, Stamped, WireMessage};
 use crate::ports::{Bus, BusListener, ClickList, PresenceEntry};
+use crate::rosters::Rosters;
 use crate::stats::{HubStats, RepairCause};
 use crate::Frame;
 use domain::ports::{EventPublisher, EventStore, RecordedEvent};
@@ -97,6 +98,8 @@ pub(crate) struct HubInner<F> {
     shutdown: CancellationToken,
     tracker: TaskTracker,
     pub(crate) stats: HubStats,
+    /// Joined players learned from the events this pod delivers and commits.
+    pub(crate) rosters: Rosters,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -149,6 +152,7 @@ impl<F: Frame> Hub<F> {
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             stats: HubStats::default(),
+            rosters: Rosters::default(),
         });
         bus.set_listener(Arc::new(Listener(Arc::downgrade(&inner))));
         tokio::spawn(publish_loop(Arc::downgrade(&inner), outbox_rx));
@@ -170,6 +174,11 @@ impl<F: Frame> Hub<F> {
 
     pub fn options(&self) -> &HubOptions {
         &self.inner.options
+    }
+
+    /// The joined players this pod knows of, from the events it delivered or committed.
+    pub fn rosters(&self) -> &Rosters {
+        &self.inner.rosters
     }
 
     /// Tasks of live connections, awaited on shutdown.
@@ -250,6 +259,7 @@ impl<F: Frame> Hub<F> {
 impl<F: Frame> EventPublisher for Hub<F> {
     async fn publish(&self, events: &[RecordedEvent]) {
         for event in events {
+            self.inner.rosters.learn_event(event);
             self.inner.dispatch(event.stream_id, FeedCommand::Event { event: event.clone(), via: Via::Local });
             let message = WireMessage::Event { event: event.clone() };
             self.inner.send_to_bus(event.stream_id, &message, Some(event.version));

@@ -15,6 +15,7 @@ pub mod hub;
 pub mod messages;
 pub mod ports;
 pub mod presence;
+pub mod rosters;
 pub mod stats;
 
 pub use clicks::{ClickError, Clicks};
