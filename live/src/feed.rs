@@ -10,14 +10,15 @@
 
 use crate::connection::{CloseReason, ConnectionControl, Protocol};
 use crate::hub::HubInner;
-use crate::messages::{channel, encode_event, Encoded};
-use crate::stats::{HubStats, RepairCause};
+use crate::messages::{channel, encode_clicks, encode_event, Encoded};
+use crate::ports::ClickList;
+use crate::stats::{ClickQueue, HubStats, RepairCause};
 use crate::Frame;
 use domain::ports::RecordedEvent;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -48,11 +49,6 @@ pub(crate) enum FeedCommand<F> {
     },
     /// A message without a version (presence), delivered as it comes.
     Unversioned(Arc<Encoded<F>>),
-    /// A click list; one older than the last delivered is dropped.
-    Clicks {
-        seq: u64,
-        encoded: Arc<Encoded<F>>,
-    },
     /// The store may hold events past the feed's version (at least `at_least`, when known).
     CatchUp {
         cause: RepairCause,
@@ -76,11 +72,42 @@ pub(crate) struct FeedShared {
     pub overflowed: AtomicBool,
     /// Stops the task: its last connection left, or the pod drains.
     pub stop: CancellationToken,
+    /// The newest click list not yet delivered. Click lists bypass the command queue: a newer
+    /// list replaces the waiting one, so a busy feed delivers the latest list instead of
+    /// dropping lists (a list is not an event, the store cannot give it back).
+    clicks: Mutex<Option<Arc<ClickList>>>,
+    /// Wakes the task when a list is waiting.
+    clicks_waiting: Notify,
 }
 
 impl FeedShared {
     pub fn new(stop: CancellationToken) -> Self {
-        FeedShared { version: AtomicU64::new(0), overflowed: AtomicBool::new(false), stop }
+        FeedShared {
+            version: AtomicU64::new(0),
+            overflowed: AtomicBool::new(false),
+            stop,
+            clicks: Mutex::new(None),
+            clicks_waiting: Notify::new(),
+        }
+    }
+
+    /// Hands a click list to the feed, replacing the one still waiting (counted as coalesced)
+    /// unless that one is newer.
+    pub fn offer_clicks(&self, list: Arc<ClickList>, stats: &HubStats) {
+        let mut waiting = self.clicks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(current) = waiting.as_ref() {
+            stats.coalesced(ClickQueue::Feed);
+            if list.seq != 0 && current.seq >= list.seq {
+                return;
+            }
+        }
+        *waiting = Some(list);
+        drop(waiting);
+        self.clicks_waiting.notify_one();
+    }
+
+    fn take_clicks(&self) -> Option<Arc<ClickList>> {
+        self.clicks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
     }
 }
 
@@ -116,15 +143,15 @@ pub(crate) async fn run<F: Frame>(
             shared: Arc::clone(&shared),
         };
         loop {
-            let command = tokio::select! {
+            tokio::select! {
                 biased;
                 () = shared.stop.cancelled() => break,
+                () = shared.clicks_waiting.notified() => feed.deliver_clicks(),
                 command = commands.recv() => match command {
-                    Some(command) => command,
+                    Some(command) => feed.handle(command).await,
                     None => break,
                 },
-            };
-            feed.handle(command).await;
+            }
             if shared.overflowed.swap(false, Ordering::AcqRel) {
                 feed.catch_up(Some(RepairCause::Overflow)).await;
             }
@@ -164,18 +191,23 @@ impl<F: Frame> Feed<F> {
             FeedCommand::Unsubscribe { id } => self.subscribers.retain(|s| s.id != id),
             FeedCommand::Event { event, via } => self.on_event(event, via).await,
             FeedCommand::Unversioned(encoded) => self.send_all(&encoded),
-            FeedCommand::Clicks { seq, encoded } => {
-                // Lists of two clicks recorded at once can arrive in either order; the older one
-                // must not replace the newer.
-                if seq == 0 || seq > self.clicks_seq {
-                    self.clicks_seq = self.clicks_seq.max(seq);
-                    self.send_all(&encoded);
-                }
-            }
             FeedCommand::CatchUp { cause, at_least } => {
                 if at_least.is_none_or(|version| version > self.version) {
                     self.catch_up(Some(cause)).await;
                 }
+            }
+        }
+    }
+
+    /// Delivers the click list waiting, if any, encoded once for every connection. Lists of two
+    /// clicks recorded at once can arrive in either order; the older one must not replace the
+    /// newer.
+    fn deliver_clicks(&mut self) {
+        let Some(list) = self.shared.take_clicks() else { return };
+        if list.seq == 0 || list.seq > self.clicks_seq {
+            self.clicks_seq = self.clicks_seq.max(list.seq);
+            if !self.subscribers.is_empty() {
+                self.send_all(&encode_clicks(self.tournament, &list.clicks));
             }
         }
     }

@@ -1,5 +1,6 @@
 //! Team clicks on one pod under tokio's paused time: who may click without a read of the event
-//! store.
+//! store, how click lists are coalesced rather than dropped when a feed or the bus falls behind,
+//! and how clicks are refused, and counted, when the pod is overloaded.
 
 mod support;
 
@@ -7,24 +8,35 @@ use async_trait::async_trait;
 use domain::ports::{EventMetadata, NoPublisher};
 use domain::service::TournamentService;
 use domain::{DomainError, PlayerLimit, PlayerName, PlayerSurname, Team, TournamentName};
-use live::ports::{Click, ClickList, LiveError, SharedState};
-use live::{ClickError, Clicks, Hub, HubOptions, PublishingStore, SystemClock};
+use live::ports::{Bus, BusListener, Click, ClickList, LiveError, SharedState};
+use live::{ClickError, ClickQueue, Clicks, Hub, HubOptions, Overload, Protocol, PublishingStore, SystemClock};
+use serde_json::Value;
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use support::{Faults, MemoryStore, Network};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
-/// Click lists in memory.
+/// Click lists in memory; while `held`, recording waits for `release`.
 #[derive(Default)]
 struct MemoryClicks {
     lists: Mutex<HashMap<Uuid, ClickList>>,
+    held: AtomicBool,
+    release: Notify,
+    /// Recordings waiting for the release now.
+    waiting: AtomicU64,
 }
 
 #[async_trait]
 impl SharedState for MemoryClicks {
     async fn record_click(&self, tournament: Uuid, click: Click, _: Duration) -> Result<ClickList, LiveError> {
+        if self.held.load(Ordering::Relaxed) {
+            self.waiting.fetch_add(1, Ordering::Relaxed);
+            self.release.notified().await;
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+        }
         let mut lists = self.lists.lock().unwrap();
         let list = lists.entry(tournament).or_insert(ClickList { seq: 0, clicks: Vec::new() });
         list.seq += 1;
@@ -42,21 +54,93 @@ impl SharedState for MemoryClicks {
     }
 }
 
+/// A bus that, while stalled, holds every publication until released; it keeps what it
+/// published.
+#[derive(Default)]
+struct StallingBus {
+    stalled: AtomicBool,
+    release: Notify,
+    /// Publications waiting for the release now.
+    held: AtomicU64,
+    published: Mutex<Vec<(String, Value)>>,
+}
+
+impl StallingBus {
+    fn unstall(&self) {
+        self.stalled.store(false, Ordering::Relaxed);
+        self.release.notify_waiters();
+    }
+
+    /// The click lists published, as (tournament, seq).
+    fn click_lists(&self) -> Vec<(String, u64)> {
+        let published = self.published.lock().unwrap();
+        let lists = published.iter().filter(|(_, message)| message["kind"] == "clicks");
+        lists.map(|(_, m)| (m["tournament_id"].as_str().unwrap().to_owned(), m["seq"].as_u64().unwrap())).collect()
+    }
+}
+
+#[async_trait]
+impl Bus for StallingBus {
+    fn set_listener(&self, _: Arc<dyn BusListener>) {}
+
+    async fn publish(&self, channel: &str, payload: Vec<u8>) -> Result<(), LiveError> {
+        if self.stalled.load(Ordering::Relaxed) {
+            self.held.fetch_add(1, Ordering::Relaxed);
+            let released = self.release.notified();
+            if self.stalled.load(Ordering::Relaxed) {
+                released.await;
+            }
+            self.held.fetch_sub(1, Ordering::Relaxed);
+        }
+        let message = serde_json::from_slice(&payload).unwrap();
+        self.published.lock().unwrap().push((channel.to_owned(), message));
+        Ok(())
+    }
+
+    async fn subscribe(&self, _: &str) {}
+
+    async fn unsubscribe(&self, _: &str) {}
+
+    fn is_connected(&self) -> bool {
+        true
+    }
+}
+
 struct Pod {
     store: Arc<MemoryStore>,
     hub: Hub<String>,
     service: TournamentService,
     clicks: Clicks<String>,
+    shared: Arc<MemoryClicks>,
 }
 
 fn pod(options: HubOptions) -> Pod {
+    pod_on(Network::new(1, Faults::default()).bus(), options)
+}
+
+fn pod_on(bus: Arc<dyn Bus>, options: HubOptions) -> Pod {
     let store = Arc::new(MemoryStore::default());
-    let bus = Network::new(1, Faults::default()).bus();
     let hub = Hub::new(store.clone(), bus, Arc::new(SystemClock), options);
     let committing = Arc::new(PublishingStore::new(store.clone(), Arc::new(hub.clone())));
     let service = TournamentService::new(committing, Arc::new(NoPublisher));
-    let clicks = Clicks::new(service.clone(), Arc::new(MemoryClicks::default()), hub.clone(), Arc::new(SystemClock));
-    Pod { store, hub, service, clicks }
+    let shared = Arc::new(MemoryClicks::default());
+    let clicks = Clicks::new(service.clone(), shared.clone(), hub.clone(), Arc::new(SystemClock));
+    Pod { store, hub, service, clicks, shared }
+}
+
+/// Waits, in paused time, until `condition` holds; fails after a minute.
+async fn until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !condition() {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// A click list of one click by `P{seq}`.
+fn list(seq: u64) -> ClickList {
+    let click = Click { team: Team::Bayern, name: format!("P{seq}"), surname: "S".into(), at_ms: seq as i64 };
+    ClickList { seq, clicks: vec![click] }
 }
 
 fn meta() -> EventMetadata {
@@ -150,4 +234,93 @@ async fn a_player_joined_on_another_pod_is_learned_from_the_feed() {
     let loads = pod.store.loads.load(Ordering::Relaxed);
     click(&pod, id, "Dora").await.unwrap();
     assert_eq!(pod.store.loads.load(Ordering::Relaxed), loads);
+}
+
+#[tokio::test(start_paused = true)]
+async fn click_lists_behind_a_busy_feed_and_bus_are_coalesced_and_the_latest_goes_out() {
+    let options = HubOptions { feed_backlog: 1, ..HubOptions::default() };
+    let pod = pod(options);
+    let id = Uuid::new_v4();
+    let (_membership, mut queue) = pod.hub.subscribe(id, Protocol::V2, None).await;
+    // Fifty clicks before the feed or the publisher get to run.
+    for seq in 1..=50 {
+        pod.hub.broadcast_clicks(id, list(seq));
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let mut shown = Vec::new();
+    while let Ok(frame) = queue.try_recv() {
+        let message: Value = serde_json::from_str(&frame).unwrap();
+        if message["type"] == "TeamClicked" {
+            shown.push(message["clickedTeams"][0]["name"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(shown, ["P50"], "only the latest list, once");
+    let stats = pod.hub.stats();
+    assert_eq!(stats.click_lists_coalesced(ClickQueue::Feed), 49);
+    assert_eq!(stats.click_lists_coalesced(ClickQueue::Bus), 49);
+    assert_eq!(stats.bus_outbox_full.load(Ordering::Relaxed), 0, "nothing dropped");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_bus_publishes_the_latest_list_of_each_tournament_once_it_moves() {
+    let bus = Arc::new(StallingBus::default());
+    let pod = pod_on(bus.clone(), HubOptions::default());
+    let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
+    bus.stalled.store(true, Ordering::Relaxed);
+    pod.hub.broadcast_clicks(first, list(1));
+    until("the publisher holds the first list", || bus.held.load(Ordering::Relaxed) == 1).await;
+    for seq in 2..=10 {
+        pod.hub.broadcast_clicks(first, list(seq));
+    }
+    for seq in 1..=3 {
+        pod.hub.broadcast_clicks(second, list(seq));
+    }
+    assert_eq!(pod.hub.publish_backlog(), 2, "one list per tournament waits");
+    bus.unstall();
+    until("every list went out", || pod.hub.publish_backlog() == 0 && bus.click_lists().len() == 3).await;
+    let expected = [(first.to_string(), 1), (first.to_string(), 10), (second.to_string(), 3)];
+    assert_eq!(bus.click_lists(), expected);
+    assert_eq!(pod.hub.stats().click_lists_coalesced(ClickQueue::Bus), 8 + 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn clicks_are_refused_while_the_publications_waiting_for_the_bus_reach_the_limit() {
+    let bus = Arc::new(StallingBus::default());
+    let pod = pod_on(bus.clone(), HubOptions { click_refusal_backlog: 2, ..HubOptions::default() });
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(tournament_with(&pod, &["Anna"]).await);
+    }
+    until("the joins are published", || pod.hub.publish_backlog() == 0).await;
+    bus.stalled.store(true, Ordering::Relaxed);
+    click(&pod, ids[0], "Anna").await.unwrap();
+    until("the publisher holds the first list", || bus.held.load(Ordering::Relaxed) == 1).await;
+    click(&pod, ids[1], "Anna").await.unwrap();
+    click(&pod, ids[2], "Anna").await.unwrap();
+    assert_eq!(pod.hub.publish_backlog(), 2);
+    assert_eq!(click(&pod, ids[0], "Anna").await, Err(ClickError::Overloaded(Overload::PublishBacklog)));
+    assert_eq!(pod.hub.stats().clicks_refused(Overload::PublishBacklog), 1);
+    bus.unstall();
+    until("the backlog is gone", || pod.hub.publish_backlog() == 0).await;
+    click(&pod, ids[0], "Anna").await.unwrap();
+    until("every accepted click went out", || bus.click_lists().len() == 4).await;
+    assert_eq!(pod.hub.stats().clicks_refused(Overload::InFlight), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn clicks_beyond_the_in_flight_limit_are_refused_until_one_finishes() {
+    let pod = pod(HubOptions { clicks_in_flight: 1, ..HubOptions::default() });
+    let id = tournament_with(&pod, &["Anna", "Ben"]).await;
+    pod.shared.held.store(true, Ordering::Relaxed);
+    let clicks = pod.clicks.clone();
+    let (name, surname) = player("Anna");
+    let first = tokio::spawn(async move { clicks.record(id, Team::Chelsea, name, surname).await });
+    until("the first click waits for the shared state", || pod.shared.waiting.load(Ordering::Relaxed) == 1).await;
+    assert_eq!(click(&pod, id, "Ben").await, Err(ClickError::Overloaded(Overload::InFlight)));
+    assert_eq!(pod.hub.stats().clicks_refused(Overload::InFlight), 1);
+    pod.shared.held.store(false, Ordering::Relaxed);
+    pod.shared.release.notify_waiters();
+    first.await.unwrap().unwrap();
+    click(&pod, id, "Ben").await.unwrap();
+    assert_eq!(pod.hub.stats().clicks_refused(Overload::PublishBacklog), 0);
 }
