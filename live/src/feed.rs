@@ -49,6 +49,9 @@ pub(crate) enum FeedCommand<F> {
     },
     /// A message without a version (presence), delivered as it comes.
     Unversioned(Arc<Encoded<F>>),
+    /// A click list waits in [`FeedShared`]: queued behind what came before it, so a click is
+    /// not shown ahead of the events committed before it.
+    ClicksWaiting,
     /// The store may hold events past the feed's version (at least `at_least`, when known).
     CatchUp {
         cause: RepairCause,
@@ -72,12 +75,12 @@ pub(crate) struct FeedShared {
     pub overflowed: AtomicBool,
     /// Stops the task: its last connection left, or the pod drains.
     pub stop: CancellationToken,
-    /// The newest click list not yet delivered. Click lists bypass the command queue: a newer
-    /// list replaces the waiting one, so a busy feed delivers the latest list instead of
-    /// dropping lists (a list is not an event, the store cannot give it back).
+    /// The newest click list not yet delivered. Only a wake-up goes through the command queue:
+    /// a newer list replaces the waiting one, so a busy feed delivers the latest list instead
+    /// of dropping lists (a list is not an event, the store cannot give it back).
     clicks: Mutex<Option<Arc<ClickList>>>,
-    /// Wakes the task when a list is waiting.
-    clicks_waiting: Notify,
+    /// Wakes the task when a list is waiting and its command queue was full.
+    pub clicks_waiting: Notify,
 }
 
 impl FeedShared {
@@ -91,19 +94,24 @@ impl FeedShared {
         }
     }
 
-    /// Hands a click list to the feed, replacing the one still waiting (counted as coalesced)
-    /// unless that one is newer.
-    pub fn offer_clicks(&self, list: Arc<ClickList>, stats: &HubStats) {
+    /// Leaves a click list for the feed, replacing the one still waiting (counted as coalesced)
+    /// unless that one is newer. Returns `true` when no list was waiting: the feed must then be
+    /// woken ([`FeedCommand::ClicksWaiting`], or `clicks_waiting` when its queue is full).
+    pub fn offer_clicks(&self, list: Arc<ClickList>, stats: &HubStats) -> bool {
         let mut waiting = self.clicks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(current) = waiting.as_ref() {
-            stats.coalesced(ClickQueue::Feed);
-            if list.seq != 0 && current.seq >= list.seq {
-                return;
+        match waiting.as_ref() {
+            Some(current) => {
+                stats.coalesced(ClickQueue::Feed);
+                if list.seq == 0 || list.seq > current.seq {
+                    *waiting = Some(list);
+                }
+                false
+            }
+            None => {
+                *waiting = Some(list);
+                true
             }
         }
-        *waiting = Some(list);
-        drop(waiting);
-        self.clicks_waiting.notify_one();
     }
 
     fn take_clicks(&self) -> Option<Arc<ClickList>> {
@@ -191,6 +199,7 @@ impl<F: Frame> Feed<F> {
             FeedCommand::Unsubscribe { id } => self.subscribers.retain(|s| s.id != id),
             FeedCommand::Event { event, via } => self.on_event(event, via).await,
             FeedCommand::Unversioned(encoded) => self.send_all(&encoded),
+            FeedCommand::ClicksWaiting => self.deliver_clicks(),
             FeedCommand::CatchUp { cause, at_least } => {
                 if at_least.is_none_or(|version| version > self.version) {
                     self.catch_up(Some(cause)).await;

@@ -312,10 +312,15 @@ impl<F: Frame> HubInner<F> {
         }
     }
 
-    /// Hands a click list to the tournament's feed, if this pod serves it.
+    /// Hands a click list to the tournament's feed, if this pod serves it, and wakes the feed
+    /// behind the commands already queued (or at once when its queue is full).
     fn offer_clicks(&self, tournament: Uuid, list: Arc<ClickList>) {
         if let Some(handle) = lock(&self.feeds).get(&tournament) {
-            handle.shared.offer_clicks(list, &self.stats);
+            if handle.shared.offer_clicks(list, &self.stats) {
+                if let Err(TrySendError::Full(_)) = handle.commands.try_send(FeedCommand::ClicksWaiting) {
+                    handle.shared.clicks_waiting.notify_one();
+                }
+            }
         }
     }
 

@@ -324,3 +324,28 @@ async fn clicks_beyond_the_in_flight_limit_are_refused_until_one_finishes() {
     click(&pod, id, "Ben").await.unwrap();
     assert_eq!(pod.hub.stats().clicks_refused(Overload::PublishBacklog), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_click_list_is_not_shown_ahead_of_an_event_committed_before_it() {
+    let pod = pod(HubOptions::default());
+    let id = Uuid::new_v4();
+    let (_membership, mut queue) = pod.hub.subscribe(id, Protocol::V2, None).await;
+    let (name, surname) = player("Anna");
+    let joined = domain::ports::RecordedEvent {
+        stream_id: id,
+        version: 1,
+        schema_version: 1,
+        recorded_at_ms: 0,
+        request_id: None,
+        event: domain::TournamentEvent::PlayerJoined { name, surname },
+    };
+    domain::ports::EventPublisher::publish(&pod.hub, &[joined]).await;
+    pod.hub.broadcast_clicks(id, list(1));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let mut kinds = Vec::new();
+    while let Ok(frame) = queue.try_recv() {
+        let message: Value = serde_json::from_str(&frame).unwrap();
+        kinds.push(message["type"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(kinds, ["Subscribed", "PlayerJoined", "TeamClicked"]);
+}
