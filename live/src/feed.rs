@@ -49,9 +49,10 @@ pub(crate) enum FeedCommand<F> {
     },
     /// A message without a version (presence), delivered as it comes.
     Unversioned(Arc<Encoded<F>>),
-    /// A click list waits in [`FeedShared`]: queued behind what came before it, so a click is
-    /// not shown ahead of the events committed before it.
-    ClicksWaiting,
+    /// A click list, queued behind what came before it so that a preview is not shown ahead
+    /// of the events committed before the click. When the queue is full it waits in
+    /// [`FeedShared`] instead.
+    Clicks(Arc<ClickList>),
     /// The store may hold events past the feed's version (at least `at_least`, when known).
     CatchUp {
         cause: RepairCause,
@@ -75,12 +76,12 @@ pub(crate) struct FeedShared {
     pub overflowed: AtomicBool,
     /// Stops the task: its last connection left, or the pod drains.
     pub stop: CancellationToken,
-    /// The newest click list not yet delivered. Only a wake-up goes through the command queue:
-    /// a newer list replaces the waiting one, so a busy feed delivers the latest list instead
-    /// of dropping lists (a list is not an event, the store cannot give it back).
+    /// The newest click list that found the command queue full. A newer one replaces it, so
+    /// a busy feed delivers the latest list instead of dropping lists (a list is not an event,
+    /// the store cannot give it back).
     clicks: Mutex<Option<Arc<ClickList>>>,
-    /// Wakes the task when a list is waiting and its command queue was full.
-    pub clicks_waiting: Notify,
+    /// Wakes the task when a list is waiting.
+    clicks_waiting: Notify,
 }
 
 impl FeedShared {
@@ -94,10 +95,9 @@ impl FeedShared {
         }
     }
 
-    /// Leaves a click list for the feed, replacing the one still waiting (counted as coalesced)
-    /// unless that one is newer. Returns `true` when no list was waiting: the feed must then be
-    /// woken ([`FeedCommand::ClicksWaiting`], or `clicks_waiting` when its queue is full).
-    pub fn offer_clicks(&self, list: Arc<ClickList>, stats: &HubStats) -> bool {
+    /// Leaves a click list that found the command queue full for the feed, replacing the one
+    /// still waiting (counted as coalesced) unless that one is newer, and wakes the feed.
+    pub fn offer_clicks(&self, list: Arc<ClickList>, stats: &HubStats) {
         let mut waiting = self.clicks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         match waiting.as_ref() {
             Some(current) => {
@@ -105,13 +105,11 @@ impl FeedShared {
                 if list.seq == 0 || list.seq > current.seq {
                     *waiting = Some(list);
                 }
-                false
             }
-            None => {
-                *waiting = Some(list);
-                true
-            }
+            None => *waiting = Some(list),
         }
+        drop(waiting);
+        self.clicks_waiting.notify_one();
     }
 
     fn take_clicks(&self) -> Option<Arc<ClickList>> {
@@ -154,7 +152,11 @@ pub(crate) async fn run<F: Frame>(
             tokio::select! {
                 biased;
                 () = shared.stop.cancelled() => break,
-                () = shared.clicks_waiting.notified() => feed.deliver_clicks(),
+                () = shared.clicks_waiting.notified() => {
+                    if let Some(list) = shared.take_clicks() {
+                        feed.deliver_clicks(&list);
+                    }
+                }
                 command = commands.recv() => match command {
                     Some(command) => feed.handle(command).await,
                     None => break,
@@ -199,7 +201,7 @@ impl<F: Frame> Feed<F> {
             FeedCommand::Unsubscribe { id } => self.subscribers.retain(|s| s.id != id),
             FeedCommand::Event { event, via } => self.on_event(event, via).await,
             FeedCommand::Unversioned(encoded) => self.send_all(&encoded),
-            FeedCommand::ClicksWaiting => self.deliver_clicks(),
+            FeedCommand::Clicks(list) => self.deliver_clicks(&list),
             FeedCommand::CatchUp { cause, at_least } => {
                 if at_least.is_none_or(|version| version > self.version) {
                     self.catch_up(Some(cause)).await;
@@ -208,11 +210,9 @@ impl<F: Frame> Feed<F> {
         }
     }
 
-    /// Delivers the click list waiting, if any, encoded once for every connection. Lists of two
-    /// clicks recorded at once can arrive in either order; the older one must not replace the
-    /// newer.
-    fn deliver_clicks(&mut self) {
-        let Some(list) = self.shared.take_clicks() else { return };
+    /// Delivers a click list, encoded once for every connection. Lists of two clicks recorded
+    /// at once can arrive in either order; the older one must not replace the newer.
+    fn deliver_clicks(&mut self, list: &ClickList) {
         if list.seq == 0 || list.seq > self.clicks_seq {
             self.clicks_seq = self.clicks_seq.max(list.seq);
             if !self.subscribers.is_empty() {

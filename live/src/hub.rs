@@ -40,7 +40,8 @@ pub struct HubOptions {
     /// Messages queued per connection before it is cut off as too slow.
     pub queue_capacity: usize,
     /// Publishes waiting for the bus before newer ones are dropped (subscribers then recover
-    /// from the store). Click lists wait apart, one per tournament (see [`Hub::broadcast_clicks`]).
+    /// from the store). Click lists that find it full are coalesced instead (see
+    /// [`Hub::broadcast_clicks`]).
     pub publish_backlog: usize,
     /// Publications waiting for the bus (events, presence and click lists) from which clicks
     /// are refused as overloaded, so that events keep room in the publish backlog.
@@ -84,8 +85,8 @@ struct FeedHandle<F> {
     shared: Arc<FeedShared>,
 }
 
-/// The newest click list of each tournament waiting for the bus, in the order the tournaments
-/// first had one waiting.
+/// The newest click list of each tournament that found the outbox full, in the order the
+/// tournaments first had one waiting.
 #[derive(Default)]
 struct WaitingClicks {
     lists: HashMap<Uuid, Arc<ClickList>>,
@@ -108,7 +109,7 @@ pub(crate) struct HubInner<F> {
     pub(crate) clock: Arc<dyn Clock>,
     feeds: Mutex<HashMap<Uuid, FeedHandle<F>>>,
     outbox: mpsc::Sender<Outgoing>,
-    /// Click lists waiting for the bus, beside the outbox; a newer list replaces a waiting one.
+    /// Click lists that found the outbox full; a newer list replaces a waiting one.
     waiting_clicks: Mutex<WaitingClicks>,
     /// Wakes the publisher when a click list is waiting.
     clicks_waiting: Arc<Notify>,
@@ -253,10 +254,11 @@ impl<F: Frame> Hub<F> {
     }
 
     /// Delivers a team-click list to this pod's connections of the tournament and to the other
-    /// pods, without waiting. Lists are coalesced, never dropped: where a list of the tournament
-    /// still waits (for the feed, or for the bus), the newer one replaces it, so the latest list
-    /// always goes out (counted in [`HubStats::click_lists_coalesced`]). The list is encoded
-    /// once for this pod's connections, by the feed, and once for the bus, when it is published.
+    /// pods, without waiting. Lists are queued like other messages, but never dropped: one that
+    /// finds the feed's queue or the bus outbox full waits apart, and a newer list of the
+    /// tournament replaces it there, so the latest list always goes out (counted in
+    /// [`HubStats::click_lists_coalesced`]). The list is encoded once for this pod's
+    /// connections, by the feed, and once for the bus.
     pub fn broadcast_clicks(&self, tournament: Uuid, list: ClickList) {
         let list = Arc::new(list);
         self.inner.offer_clicks(tournament, Arc::clone(&list));
@@ -312,21 +314,28 @@ impl<F: Frame> HubInner<F> {
         }
     }
 
-    /// Hands a click list to the tournament's feed, if this pod serves it, and wakes the feed
-    /// behind the commands already queued (or at once when its queue is full).
+    /// Hands a click list to the tournament's feed, if this pod serves it: queued behind the
+    /// commands before it, or, when the feed's queue is full, left to replace the list waiting
+    /// there.
     fn offer_clicks(&self, tournament: Uuid, list: Arc<ClickList>) {
         if let Some(handle) = lock(&self.feeds).get(&tournament) {
-            if handle.shared.offer_clicks(list, &self.stats) {
-                if let Err(TrySendError::Full(_)) = handle.commands.try_send(FeedCommand::ClicksWaiting) {
-                    handle.shared.clicks_waiting.notify_one();
-                }
+            if let Err(TrySendError::Full(FeedCommand::Clicks(list))) =
+                handle.commands.try_send(FeedCommand::Clicks(list))
+            {
+                handle.shared.offer_clicks(list, &self.stats);
             }
         }
     }
 
-    /// Leaves a click list for the publisher, replacing the tournament's waiting list unless
-    /// that one is newer.
+    /// Queues a click list for the bus in the outbox; when the outbox is full, leaves it to
+    /// replace the tournament's waiting list (unless that one is newer).
     fn queue_clicks(&self, tournament: Uuid, list: Arc<ClickList>) {
+        if let Ok(room) = self.outbox.try_reserve() {
+            if let Some(payload) = self.clicks_payload(tournament, &list) {
+                room.send(Outgoing { channel: channel(tournament), payload, event: None });
+            }
+            return;
+        }
         let mut waiting = lock(&self.waiting_clicks);
         let WaitingClicks { lists, order } = &mut *waiting;
         match lists.get_mut(&tournament) {
@@ -345,6 +354,13 @@ impl<F: Frame> HubInner<F> {
         self.clicks_waiting.notify_one();
     }
 
+    /// The bus payload of a click list.
+    fn clicks_payload(&self, tournament: Uuid, list: &ClickList) -> Option<Vec<u8>> {
+        let message = WireMessage::Clicks { tournament_id: tournament, clicks: list.clicks.clone(), seq: list.seq };
+        let stamped = Stamped { message: &message, origin: self.origin, published_at_ms: self.clock.now_ms() };
+        serde_json::to_vec(&stamped).ok()
+    }
+
     /// Publishes the click list that has waited longest; `false` when none waits.
     async fn publish_waiting_clicks(&self) -> bool {
         let next = {
@@ -353,9 +369,7 @@ impl<F: Frame> HubInner<F> {
             order.pop_front().and_then(|tournament| lists.remove(&tournament).map(|list| (tournament, list)))
         };
         let Some((tournament, list)) = next else { return false };
-        let message = WireMessage::Clicks { tournament_id: tournament, clicks: list.clicks.clone(), seq: list.seq };
-        let stamped = Stamped { message: &message, origin: self.origin, published_at_ms: self.clock.now_ms() };
-        let Ok(payload) = serde_json::to_vec(&stamped) else { return true };
+        let Some(payload) = self.clicks_payload(tournament, &list) else { return true };
         if let Err(error) = self.bus.publish(&channel(tournament), payload).await {
             self.stats.bus_publish_failures.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%error, %tournament, "a click list could not be published; the next click replaces it");

@@ -237,12 +237,12 @@ async fn a_player_joined_on_another_pod_is_learned_from_the_feed() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn click_lists_behind_a_busy_feed_and_bus_are_coalesced_and_the_latest_goes_out() {
-    let options = HubOptions { feed_backlog: 1, ..HubOptions::default() };
+async fn click_lists_that_find_the_feed_and_the_outbox_full_are_coalesced_and_the_latest_goes_out() {
+    let options = HubOptions { feed_backlog: 1, publish_backlog: 1, ..HubOptions::default() };
     let pod = pod(options);
     let id = Uuid::new_v4();
     let (_membership, mut queue) = pod.hub.subscribe(id, Protocol::V2, None).await;
-    // Fifty clicks before the feed or the publisher get to run.
+    // Fifty clicks before the feed or the publisher get to run: the first fills each queue.
     for seq in 1..=50 {
         pod.hub.broadcast_clicks(id, list(seq));
     }
@@ -254,17 +254,18 @@ async fn click_lists_behind_a_busy_feed_and_bus_are_coalesced_and_the_latest_goe
             shown.push(message["clickedTeams"][0]["name"].as_str().unwrap().to_owned());
         }
     }
-    assert_eq!(shown, ["P50"], "only the latest list, once");
+    assert_eq!(shown.last().map(String::as_str), Some("P50"), "the latest list last: {shown:?}");
+    assert!(shown.len() <= 2, "the first, queued, and the latest: {shown:?}");
     let stats = pod.hub.stats();
-    assert_eq!(stats.click_lists_coalesced(ClickQueue::Feed), 49);
-    assert_eq!(stats.click_lists_coalesced(ClickQueue::Bus), 49);
+    assert_eq!(stats.click_lists_coalesced(ClickQueue::Feed), 48);
+    assert_eq!(stats.click_lists_coalesced(ClickQueue::Bus), 48);
     assert_eq!(stats.bus_outbox_full.load(Ordering::Relaxed), 0, "nothing dropped");
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_stalled_bus_publishes_the_latest_list_of_each_tournament_once_it_moves() {
     let bus = Arc::new(StallingBus::default());
-    let pod = pod_on(bus.clone(), HubOptions::default());
+    let pod = pod_on(bus.clone(), HubOptions { publish_backlog: 1, ..HubOptions::default() });
     let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
     bus.stalled.store(true, Ordering::Relaxed);
     pod.hub.broadcast_clicks(first, list(1));
@@ -275,12 +276,15 @@ async fn a_stalled_bus_publishes_the_latest_list_of_each_tournament_once_it_move
     for seq in 1..=3 {
         pod.hub.broadcast_clicks(second, list(seq));
     }
-    assert_eq!(pod.hub.publish_backlog(), 2, "one list per tournament waits");
+    // List 2 of the first tournament took the outbox's one place; the others wait apart, one
+    // per tournament.
+    assert_eq!(pod.hub.publish_backlog(), 1 + 2);
     bus.unstall();
-    until("every list went out", || pod.hub.publish_backlog() == 0 && bus.click_lists().len() == 3).await;
-    let expected = [(first.to_string(), 1), (first.to_string(), 10), (second.to_string(), 3)];
-    assert_eq!(bus.click_lists(), expected);
-    assert_eq!(pod.hub.stats().click_lists_coalesced(ClickQueue::Bus), 8 + 2);
+    until("every list went out", || pod.hub.publish_backlog() == 0 && bus.click_lists().len() == 4).await;
+    let (a, b) = (first.to_string(), second.to_string());
+    // Waiting lists take turns with the outbox; a receiver drops list 2 after list 10.
+    assert_eq!(bus.click_lists(), [(a.clone(), 1), (a.clone(), 10), (a, 2), (b, 3)]);
+    assert_eq!(pod.hub.stats().click_lists_coalesced(ClickQueue::Bus), 7 + 2);
 }
 
 #[tokio::test(start_paused = true)]
