@@ -17,6 +17,8 @@ use serde::Serialize;
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// Seconds after which the client may retry, sent as `Retry-After`.
+    pub retry_after: Option<u64>,
 }
 
 /// The error body of the v1 API.
@@ -30,7 +32,7 @@ pub struct ErrorBody {
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into() }
+        Self { status, message: message.into(), retry_after: None }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -41,7 +43,11 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody { request_id: context::request_id(), error_message: self.message };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
@@ -79,9 +85,19 @@ impl From<ClickError> for ApiError {
                 tracing::error!(error = &fault as &dyn std::error::Error, "shared state unavailable");
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "A dependency is unavailable; try again shortly.")
             }
+            ClickError::Overloaded(_) => ApiError {
+                retry_after: Some(CLICK_RETRY_AFTER),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The server is busy: the click was not recorded; try again shortly.",
+                )
+            },
         }
     }
 }
+
+/// Seconds a client waits before clicking again after a click was refused as overloaded.
+pub const CLICK_RETRY_AFTER: u64 = 1;
 
 impl From<NameError> for ApiError {
     fn from(error: NameError) -> Self {
@@ -160,5 +176,15 @@ mod tests {
         assert!(!outage.message.contains("Redis") && !outage.message.contains("10.0.0.7"), "{}", outage.message);
         let store = ApiError::from(ClickError::Store(StoreError::Unavailable("mongo down".into())));
         assert_eq!(store.status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn a_click_refused_as_overloaded_is_a_503_with_retry_after_saying_it_was_not_recorded() {
+        let busy = ApiError::from(ClickError::Overloaded(live::Overload::InFlight));
+        assert_eq!((busy.status, busy.retry_after), (StatusCode::SERVICE_UNAVAILABLE, Some(1)));
+        assert!(busy.message.contains("not recorded"), "{}", busy.message);
+        let response = busy.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[axum::http::header::RETRY_AFTER], "1");
     }
 }

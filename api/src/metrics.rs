@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use live::ports::Bus;
-use live::RepairCause;
+use live::{ClickQueue, Overload, RepairCause};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -284,6 +284,27 @@ impl Collector for HubCollector {
             "cause",
             &repairs,
         )?;
+        let refused: Vec<(&str, u64)> =
+            Overload::ALL.iter().map(|reason| (reason.label(), stats.clicks_refused(*reason))).collect();
+        encode_labelled_counters(
+            &mut encoder,
+            "lct_clicks_refused",
+            "Team clicks refused as overloaded, before anything was recorded (the client is told to \
+             retry): as many clicks as allowed were being recorded on this pod (in_flight), or the \
+             publications waiting for Redis reached their limit (publish_backlog)",
+            "reason",
+            &refused,
+        )?;
+        let coalesced: Vec<(&str, u64)> =
+            ClickQueue::ALL.iter().map(|queue| (queue.label(), stats.click_lists_coalesced(*queue))).collect();
+        encode_labelled_counters(
+            &mut encoder,
+            "lct_click_lists_coalesced",
+            "Team-click lists replaced by a newer list of their tournament while they waited for Redis \
+             (bus) or for a live feed (feed); the newer list went out instead",
+            "queue",
+            &coalesced,
+        )?;
         encode_counter(
             &mut encoder,
             "lct_stream_versions_checked",
@@ -394,6 +415,12 @@ pub(crate) mod tests {
         assert_eq!(sample(&text, r#"lct_messages_dropped_total{reason="bus_outbox_full"}"#), Some(3.0));
         for cause in ["bus_gap", "periodic_check", "resync", "overflow"] {
             assert_eq!(sample(&text, &format!("lct_gaps_repaired_total{{cause=\"{cause}\"}}")), Some(0.0));
+        }
+        for reason in ["in_flight", "publish_backlog"] {
+            assert_eq!(sample(&text, &format!("lct_clicks_refused_total{{reason=\"{reason}\"}}")), Some(0.0));
+        }
+        for queue in ["bus", "feed"] {
+            assert_eq!(sample(&text, &format!("lct_click_lists_coalesced_total{{queue=\"{queue}\"}}")), Some(0.0));
         }
         assert_eq!(sample(&text, r#"lct_commit_to_delivery_seconds_bucket{le="0.25"}"#), Some(1.0));
         assert_eq!(sample(&text, r#"lct_commit_to_delivery_seconds_bucket{le="0.1"}"#), Some(0.0));

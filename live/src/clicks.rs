@@ -5,10 +5,12 @@
 use crate::clock::Clock;
 use crate::hub::Hub;
 use crate::ports::{Click, LiveError, SharedState};
+use crate::stats::Overload;
 use crate::Frame;
 use domain::ports::StoreError;
 use domain::service::{AppError, TournamentService};
 use domain::{DomainError, PlayerName, PlayerSurname, Team};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
@@ -28,6 +30,9 @@ pub enum ClickError {
     /// The shared click list cannot be reached (Redis down): nothing was recorded.
     #[error(transparent)]
     Unavailable(LiveError),
+    /// The pod is overloaded: the click was not recorded, the client may retry shortly.
+    #[error("too many clicks on this pod now ({})", .0.label())]
+    Overloaded(Overload),
 }
 
 impl From<AppError> for ClickError {
@@ -45,6 +50,8 @@ pub struct Clicks<F> {
     shared: Arc<dyn SharedState>,
     hub: Hub<F>,
     clock: Arc<dyn Clock>,
+    /// Clicks being recorded now, by every clone.
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl<F> Clone for Clicks<F> {
@@ -54,16 +61,26 @@ impl<F> Clone for Clicks<F> {
             shared: Arc::clone(&self.shared),
             hub: self.hub.clone(),
             clock: Arc::clone(&self.clock),
+            in_flight: Arc::clone(&self.in_flight),
         }
     }
 }
 
 impl<F: Frame> Clicks<F> {
     pub fn new(service: TournamentService, shared: Arc<dyn SharedState>, hub: Hub<F>, clock: Arc<dyn Clock>) -> Self {
-        Clicks { service, shared, hub, clock }
+        Clicks { service, shared, hub, clock, in_flight: Arc::default() }
     }
 
     /// Records the click of a player of `tournament` and broadcasts the tournament's list.
+    /// A player this pod knows to have joined (players never leave) is not looked up in the
+    /// event store; any other is, so a click right after joining is accepted.
+    ///
+    /// Under overload a click is refused at once, before anything is read or recorded
+    /// (`Overloaded`, counted in [`HubStats::clicks_refused`](crate::HubStats::clicks_refused)):
+    /// when as many clicks as [`HubOptions::clicks_in_flight`](crate::HubOptions) are being
+    /// recorded, or when the publications waiting for the bus reach
+    /// [`HubOptions::click_refusal_backlog`](crate::HubOptions). A click that was accepted is
+    /// always broadcast: its list, or a newer one, goes out.
     /// Errors: `Refused` when the tournament does not exist or the player is not in it; `Store`
     /// or `Unavailable` when a dependency fails (nothing is broadcast then).
     pub async fn record(
@@ -73,14 +90,59 @@ impl<F: Frame> Clicks<F> {
         name: PlayerName,
         surname: PlayerSurname,
     ) -> Result<(), ClickError> {
-        let current = self.service.get(tournament).await?;
-        let joined = current.tournament.as_ref().is_some_and(|t| t.has_player(&name, &surname));
-        if !joined {
-            return Err(ClickError::Refused(DomainError::PlayerNotInTournament));
+        let _admitted = self.admit()?;
+        if !self.hub.rosters().has_joined(tournament, &name, &surname) {
+            self.check_in_store(tournament, &name, &surname).await?;
         }
         let click = Click { team, name: name.into(), surname: surname.into(), at_ms: self.clock.now_ms() };
         let list = self.shared.record_click(tournament, click, CLICK_TTL).await.map_err(ClickError::Unavailable)?;
         self.hub.broadcast_clicks(tournament, list);
         Ok(())
+    }
+
+    /// Counts the click in flight, or refuses it when the pod is overloaded.
+    fn admit(&self) -> Result<Admitted<'_>, ClickError> {
+        let options = self.hub.options();
+        let refuse = |reason: Overload| {
+            self.hub.stats().refused_click(reason);
+            Err(ClickError::Overloaded(reason))
+        };
+        if self.hub.publish_backlog() >= options.click_refusal_backlog.max(1) {
+            return refuse(Overload::PublishBacklog);
+        }
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= options.clicks_in_flight.max(1) {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return refuse(Overload::InFlight);
+        }
+        Ok(Admitted(&self.in_flight))
+    }
+
+    /// Reads the tournament to check a player this pod does not know to have joined (the
+    /// event may not have reached it yet); the players read are remembered.
+    async fn check_in_store(
+        &self,
+        tournament: Uuid,
+        name: &PlayerName,
+        surname: &PlayerSurname,
+    ) -> Result<(), ClickError> {
+        let current = self.service.get(tournament).await?;
+        let Some(read) = current.tournament.as_ref() else {
+            return Err(ClickError::Refused(DomainError::TournamentNotFound));
+        };
+        self.hub.rosters().learn_tournament(tournament, read);
+        if read.has_player(name, surname) {
+            Ok(())
+        } else {
+            Err(ClickError::Refused(DomainError::PlayerNotInTournament))
+        }
+    }
+}
+
+/// A click in flight; no longer counted once dropped.
+struct Admitted<'a>(&'a AtomicUsize);
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }

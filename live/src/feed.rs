@@ -10,14 +10,15 @@
 
 use crate::connection::{CloseReason, ConnectionControl, Protocol};
 use crate::hub::HubInner;
-use crate::messages::{channel, encode_event, Encoded};
-use crate::stats::{HubStats, RepairCause};
+use crate::messages::{channel, encode_clicks, encode_event, Encoded};
+use crate::ports::ClickList;
+use crate::stats::{ClickQueue, HubStats, RepairCause};
 use crate::Frame;
 use domain::ports::RecordedEvent;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -48,11 +49,10 @@ pub(crate) enum FeedCommand<F> {
     },
     /// A message without a version (presence), delivered as it comes.
     Unversioned(Arc<Encoded<F>>),
-    /// A click list; one older than the last delivered is dropped.
-    Clicks {
-        seq: u64,
-        encoded: Arc<Encoded<F>>,
-    },
+    /// A click list, queued behind what came before it so that a preview is not shown ahead
+    /// of the events committed before the click. When the queue is full it waits in
+    /// [`FeedShared`] instead.
+    Clicks(Arc<ClickList>),
     /// The store may hold events past the feed's version (at least `at_least`, when known).
     CatchUp {
         cause: RepairCause,
@@ -76,11 +76,44 @@ pub(crate) struct FeedShared {
     pub overflowed: AtomicBool,
     /// Stops the task: its last connection left, or the pod drains.
     pub stop: CancellationToken,
+    /// The newest click list that found the command queue full. A newer one replaces it, so
+    /// a busy feed delivers the latest list instead of dropping lists (a list is not an event,
+    /// the store cannot give it back).
+    clicks: Mutex<Option<Arc<ClickList>>>,
+    /// Wakes the task when a list is waiting.
+    clicks_waiting: Notify,
 }
 
 impl FeedShared {
     pub fn new(stop: CancellationToken) -> Self {
-        FeedShared { version: AtomicU64::new(0), overflowed: AtomicBool::new(false), stop }
+        FeedShared {
+            version: AtomicU64::new(0),
+            overflowed: AtomicBool::new(false),
+            stop,
+            clicks: Mutex::new(None),
+            clicks_waiting: Notify::new(),
+        }
+    }
+
+    /// Leaves a click list that found the command queue full for the feed, replacing the one
+    /// still waiting (counted as coalesced) unless that one is newer, and wakes the feed.
+    pub fn offer_clicks(&self, list: Arc<ClickList>, stats: &HubStats) {
+        let mut waiting = self.clicks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match waiting.as_ref() {
+            Some(current) => {
+                stats.coalesced(ClickQueue::Feed);
+                if list.seq == 0 || list.seq > current.seq {
+                    *waiting = Some(list);
+                }
+            }
+            None => *waiting = Some(list),
+        }
+        drop(waiting);
+        self.clicks_waiting.notify_one();
+    }
+
+    fn take_clicks(&self) -> Option<Arc<ClickList>> {
+        self.clicks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
     }
 }
 
@@ -116,15 +149,19 @@ pub(crate) async fn run<F: Frame>(
             shared: Arc::clone(&shared),
         };
         loop {
-            let command = tokio::select! {
+            tokio::select! {
                 biased;
                 () = shared.stop.cancelled() => break,
+                () = shared.clicks_waiting.notified() => {
+                    if let Some(list) = shared.take_clicks() {
+                        feed.deliver_clicks(&list);
+                    }
+                }
                 command = commands.recv() => match command {
-                    Some(command) => command,
+                    Some(command) => feed.handle(command).await,
                     None => break,
                 },
-            };
-            feed.handle(command).await;
+            }
             if shared.overflowed.swap(false, Ordering::AcqRel) {
                 feed.catch_up(Some(RepairCause::Overflow)).await;
             }
@@ -164,18 +201,22 @@ impl<F: Frame> Feed<F> {
             FeedCommand::Unsubscribe { id } => self.subscribers.retain(|s| s.id != id),
             FeedCommand::Event { event, via } => self.on_event(event, via).await,
             FeedCommand::Unversioned(encoded) => self.send_all(&encoded),
-            FeedCommand::Clicks { seq, encoded } => {
-                // Lists of two clicks recorded at once can arrive in either order; the older one
-                // must not replace the newer.
-                if seq == 0 || seq > self.clicks_seq {
-                    self.clicks_seq = self.clicks_seq.max(seq);
-                    self.send_all(&encoded);
-                }
-            }
+            FeedCommand::Clicks(list) => self.deliver_clicks(&list),
             FeedCommand::CatchUp { cause, at_least } => {
                 if at_least.is_none_or(|version| version > self.version) {
                     self.catch_up(Some(cause)).await;
                 }
+            }
+        }
+    }
+
+    /// Delivers a click list, encoded once for every connection. Lists of two clicks recorded
+    /// at once can arrive in either order; the older one must not replace the newer.
+    fn deliver_clicks(&mut self, list: &ClickList) {
+        if list.seq == 0 || list.seq > self.clicks_seq {
+            self.clicks_seq = self.clicks_seq.max(list.seq);
+            if !self.subscribers.is_empty() {
+                self.send_all(&encode_clicks(self.tournament, &list.clicks));
             }
         }
     }
@@ -250,6 +291,10 @@ impl<F: Frame> Feed<F> {
     fn deliver(&mut self, event: &RecordedEvent, remote: bool) {
         self.version = event.version;
         self.shared.version.store(event.version, Ordering::Release);
+        if remote {
+            // This pod's own commits were learned as they were published.
+            self.inner.rosters.learn_event(event);
+        }
         if !self.subscribers.is_empty() {
             if remote {
                 let delay_ms = (self.inner.clock.now_ms() - event.recorded_at_ms).max(0);

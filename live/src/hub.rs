@@ -15,16 +15,18 @@
 use crate::clock::Clock;
 use crate::connection::{ConnectionControl, Protocol};
 use crate::feed::{self, FeedCommand, FeedShared, Subscriber, Via};
-use crate::messages::{channel, encode_clicks, encode_presence, tournament_of, Received, Stamped, WireMessage};
+use crate::messages::{channel, encode_presence, tournament_of, Received, Stamped, WireMessage};
 use crate::ports::{Bus, BusListener, ClickList, PresenceEntry};
-use crate::stats::{HubStats, RepairCause};
+use crate::rosters::Rosters;
+use crate::stats::{ClickQueue, HubStats, RepairCause};
 use crate::Frame;
 use domain::ports::{EventPublisher, EventStore, RecordedEvent};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
@@ -38,8 +40,15 @@ pub struct HubOptions {
     /// Messages queued per connection before it is cut off as too slow.
     pub queue_capacity: usize,
     /// Publishes waiting for the bus before newer ones are dropped (subscribers then recover
-    /// from the store).
+    /// from the store). Click lists that find it full are coalesced instead (see
+    /// [`Hub::broadcast_clicks`]).
     pub publish_backlog: usize,
+    /// Publications waiting for the bus (events, presence and click lists) from which clicks
+    /// are refused as overloaded, so that events keep room in the publish backlog.
+    pub click_refusal_backlog: usize,
+    /// Clicks being recorded at once on this pod (waiting for the event store or the shared
+    /// state) beyond which more are refused as overloaded.
+    pub clicks_in_flight: usize,
     /// Commands queued per feed before newer ones are dropped (the feed then catches up from
     /// the store).
     pub feed_backlog: usize,
@@ -53,6 +62,8 @@ impl Default for HubOptions {
         Self {
             queue_capacity: 256,
             publish_backlog: 65_536,
+            click_refusal_backlog: 8_192,
+            clicks_in_flight: 1_024,
             feed_backlog: 1024,
             delivery_bound: Duration::from_secs(5),
         }
@@ -74,6 +85,14 @@ struct FeedHandle<F> {
     shared: Arc<FeedShared>,
 }
 
+/// The newest click list of each tournament that found the outbox full, in the order the
+/// tournaments first had one waiting.
+#[derive(Default)]
+struct WaitingClicks {
+    lists: HashMap<Uuid, Arc<ClickList>>,
+    order: VecDeque<Uuid>,
+}
+
 /// A publication waiting for the bus.
 struct Outgoing {
     channel: String,
@@ -90,6 +109,10 @@ pub(crate) struct HubInner<F> {
     pub(crate) clock: Arc<dyn Clock>,
     feeds: Mutex<HashMap<Uuid, FeedHandle<F>>>,
     outbox: mpsc::Sender<Outgoing>,
+    /// Click lists that found the outbox full; a newer list replaces a waiting one.
+    waiting_clicks: Mutex<WaitingClicks>,
+    /// Wakes the publisher when a click list is waiting.
+    clicks_waiting: Arc<Notify>,
     /// Streams whose events did not reach the bus, with the highest version lost.
     unannounced: Mutex<HashMap<Uuid, u64>>,
     options: HubOptions,
@@ -97,6 +120,8 @@ pub(crate) struct HubInner<F> {
     shutdown: CancellationToken,
     tracker: TaskTracker,
     pub(crate) stats: HubStats,
+    /// Joined players learned from the events this pod delivers and commits.
+    pub(crate) rosters: Rosters,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -136,6 +161,7 @@ impl<F: Frame> Hub<F> {
     pub fn new(store: Arc<dyn EventStore>, bus: Arc<dyn Bus>, clock: Arc<dyn Clock>, options: HubOptions) -> Hub<F> {
         let (outbox, outbox_rx) = mpsc::channel(options.publish_backlog.max(1));
         let check_period = options.check_period();
+        let clicks_waiting = Arc::new(Notify::new());
         let inner = Arc::new(HubInner {
             origin: Uuid::new_v4(),
             store,
@@ -143,15 +169,18 @@ impl<F: Frame> Hub<F> {
             clock,
             feeds: Mutex::new(HashMap::new()),
             outbox,
+            waiting_clicks: Mutex::default(),
+            clicks_waiting: Arc::clone(&clicks_waiting),
             unannounced: Mutex::new(HashMap::new()),
             options,
             next_id: AtomicU64::new(1),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             stats: HubStats::default(),
+            rosters: Rosters::default(),
         });
         bus.set_listener(Arc::new(Listener(Arc::downgrade(&inner))));
-        tokio::spawn(publish_loop(Arc::downgrade(&inner), outbox_rx));
+        tokio::spawn(publish_loop(Arc::downgrade(&inner), outbox_rx, clicks_waiting));
         tokio::spawn(check_loop(Arc::downgrade(&inner), check_period));
         Hub { inner }
     }
@@ -170,6 +199,11 @@ impl<F: Frame> Hub<F> {
 
     pub fn options(&self) -> &HubOptions {
         &self.inner.options
+    }
+
+    /// The joined players this pod knows of, from the events it delivered or committed.
+    pub fn rosters(&self) -> &Rosters {
+        &self.inner.rosters
     }
 
     /// Tasks of live connections, awaited on shutdown.
@@ -220,12 +254,22 @@ impl<F: Frame> Hub<F> {
     }
 
     /// Delivers a team-click list to this pod's connections of the tournament and to the other
-    /// pods.
+    /// pods, without waiting. Lists are queued like other messages, but never dropped: one that
+    /// finds the feed's queue or the bus outbox full waits apart, and a newer list of the
+    /// tournament replaces it there, so the latest list always goes out (counted in
+    /// [`HubStats::click_lists_coalesced`]). The list is encoded once for this pod's
+    /// connections, by the feed, and once for the bus.
     pub fn broadcast_clicks(&self, tournament: Uuid, list: ClickList) {
-        let encoded = Arc::new(encode_clicks(tournament, &list.clicks));
-        self.inner.dispatch(tournament, FeedCommand::Clicks { seq: list.seq, encoded });
-        let message = WireMessage::Clicks { tournament_id: tournament, clicks: list.clicks, seq: list.seq };
-        self.inner.send_to_bus(tournament, &message, None);
+        let list = Arc::new(list);
+        self.inner.offer_clicks(tournament, Arc::clone(&list));
+        self.inner.queue_clicks(tournament, list);
+    }
+
+    /// Publications waiting for the bus: events and presence lists in the outbox, and the
+    /// tournaments with a click list waiting.
+    pub fn publish_backlog(&self) -> usize {
+        let outbox = self.inner.outbox.max_capacity() - self.inner.outbox.capacity();
+        outbox + lock(&self.inner.waiting_clicks).lists.len()
     }
 
     /// Delivers the list of connected players to this pod's connections of the tournament and
@@ -250,6 +294,7 @@ impl<F: Frame> Hub<F> {
 impl<F: Frame> EventPublisher for Hub<F> {
     async fn publish(&self, events: &[RecordedEvent]) {
         for event in events {
+            self.inner.rosters.learn_event(event);
             self.inner.dispatch(event.stream_id, FeedCommand::Event { event: event.clone(), via: Via::Local });
             let message = WireMessage::Event { event: event.clone() };
             self.inner.send_to_bus(event.stream_id, &message, Some(event.version));
@@ -267,6 +312,69 @@ impl<F: Frame> HubInner<F> {
                 handle.shared.overflowed.store(true, Ordering::Release);
             }
         }
+    }
+
+    /// Hands a click list to the tournament's feed, if this pod serves it: queued behind the
+    /// commands before it, or, when the feed's queue is full, left to replace the list waiting
+    /// there.
+    fn offer_clicks(&self, tournament: Uuid, list: Arc<ClickList>) {
+        if let Some(handle) = lock(&self.feeds).get(&tournament) {
+            if let Err(TrySendError::Full(FeedCommand::Clicks(list))) =
+                handle.commands.try_send(FeedCommand::Clicks(list))
+            {
+                handle.shared.offer_clicks(list, &self.stats);
+            }
+        }
+    }
+
+    /// Queues a click list for the bus in the outbox; when the outbox is full, leaves it to
+    /// replace the tournament's waiting list (unless that one is newer).
+    fn queue_clicks(&self, tournament: Uuid, list: Arc<ClickList>) {
+        if let Ok(room) = self.outbox.try_reserve() {
+            if let Some(payload) = self.clicks_payload(tournament, &list) {
+                room.send(Outgoing { channel: channel(tournament), payload, event: None });
+            }
+            return;
+        }
+        let mut waiting = lock(&self.waiting_clicks);
+        let WaitingClicks { lists, order } = &mut *waiting;
+        match lists.get_mut(&tournament) {
+            Some(current) => {
+                self.stats.coalesced(ClickQueue::Bus);
+                if list.seq == 0 || list.seq > current.seq {
+                    *current = list;
+                }
+            }
+            None => {
+                lists.insert(tournament, list);
+                order.push_back(tournament);
+            }
+        }
+        drop(waiting);
+        self.clicks_waiting.notify_one();
+    }
+
+    /// The bus payload of a click list.
+    fn clicks_payload(&self, tournament: Uuid, list: &ClickList) -> Option<Vec<u8>> {
+        let message = WireMessage::Clicks { tournament_id: tournament, clicks: list.clicks.clone(), seq: list.seq };
+        let stamped = Stamped { message: &message, origin: self.origin, published_at_ms: self.clock.now_ms() };
+        serde_json::to_vec(&stamped).ok()
+    }
+
+    /// Publishes the click list that has waited longest; `false` when none waits.
+    async fn publish_waiting_clicks(&self) -> bool {
+        let next = {
+            let mut waiting = lock(&self.waiting_clicks);
+            let WaitingClicks { lists, order } = &mut *waiting;
+            order.pop_front().and_then(|tournament| lists.remove(&tournament).map(|list| (tournament, list)))
+        };
+        let Some((tournament, list)) = next else { return false };
+        let Some(payload) = self.clicks_payload(tournament, &list) else { return true };
+        if let Err(error) = self.bus.publish(&channel(tournament), payload).await {
+            self.stats.bus_publish_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%error, %tournament, "a click list could not be published; the next click replaces it");
+        }
+        true
     }
 
     /// Queues a publication; `version` names the event it carries, remembered when it cannot
@@ -359,7 +467,7 @@ impl<F: Frame> BusListener for Listener<F> {
                 FeedCommand::Unversioned(Arc::new(encode_presence(tournament, &players)))
             }
             WireMessage::Clicks { tournament_id, clicks, seq } if tournament_id == tournament => {
-                FeedCommand::Clicks { seq, encoded: Arc::new(encode_clicks(tournament, &clicks)) }
+                return inner.offer_clicks(tournament, Arc::new(ClickList { seq, clicks }));
             }
             WireMessage::Head { tournament_id, version } if tournament_id == tournament => {
                 FeedCommand::CatchUp { cause: RepairCause::Resync, at_least: Some(version) }
@@ -377,8 +485,13 @@ impl<F: Frame> BusListener for Listener<F> {
 }
 
 /// Publishes to the bus in commit order, off the command path, and announces the streams
-/// whose publications failed once the bus takes publications again.
-async fn publish_loop<F: Frame>(hub: Weak<HubInner<F>>, mut outbox: mpsc::Receiver<Outgoing>) {
+/// whose publications failed once the bus takes publications again. Waiting click lists take
+/// turns with the outbox, one after each publication from it, so neither starves the other.
+async fn publish_loop<F: Frame>(
+    hub: Weak<HubInner<F>>,
+    mut outbox: mpsc::Receiver<Outgoing>,
+    clicks_waiting: Arc<Notify>,
+) {
     let mut retry = tokio::time::interval(ANNOUNCE_RETRY);
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -391,6 +504,17 @@ async fn publish_loop<F: Frame>(hub: Weak<HubInner<F>>, mut outbox: mpsc::Receiv
                     tracing::debug!(%error, channel = outgoing.channel, "bus publish failed; subscribers will recover from the store");
                     if let Some((tournament, version)) = outgoing.event {
                         inner.unannounced(tournament, version);
+                    }
+                }
+                inner.publish_waiting_clicks().await;
+            }
+            () = clicks_waiting.notified() => {
+                let Some(inner) = hub.upgrade() else { return };
+                // Those waiting now; lists queued meanwhile wait for the next turn.
+                let waiting = lock(&inner.waiting_clicks).order.len();
+                for _ in 0..waiting {
+                    if !inner.publish_waiting_clicks().await {
+                        break;
                     }
                 }
             }

@@ -15,6 +15,7 @@ pub mod hub;
 pub mod messages;
 pub mod ports;
 pub mod presence;
+pub mod rosters;
 pub mod stats;
 
 pub use clicks::{ClickError, Clicks};
@@ -24,7 +25,7 @@ pub use commit::PublishingStore;
 pub use connection::{CloseReason, ConnectionControl, Protocol};
 pub use hub::{Hub, HubOptions, Membership};
 pub use presence::{Online, Presence};
-pub use stats::{HubStats, RepairCause};
+pub use stats::{ClickQueue, HubStats, Overload, RepairCause};
 
 /// A text frame of the transport, as queued for a connection: built once per message from its
 /// encoded text (`From<String>`, which must not copy), then cloned for every connection, so a

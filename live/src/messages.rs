@@ -162,7 +162,12 @@ fn clicks_payload(tournament: Uuid, clicks: &[Click]) -> Value {
 
 /// `{"type":1,"target":"<tournament>","arguments":["<payload as a JSON string>"]}␞`
 pub fn signalr_invocation<F: Frame>(tournament: Uuid, payload: &Value) -> F {
-    let mut record = json!({"type": 1, "target": tournament, "arguments": [payload.to_string()]}).to_string();
+    signalr_record(tournament, payload.to_string())
+}
+
+/// The invocation record of a payload already encoded.
+fn signalr_record<F: Frame>(tournament: Uuid, payload: String) -> F {
+    let mut record = json!({"type": 1, "target": tournament, "arguments": [payload]}).to_string();
     record.push(RECORD_SEPARATOR);
     record.into()
 }
@@ -180,10 +185,12 @@ pub fn encode_presence<F: Frame>(tournament: Uuid, players: &[PresenceEntry]) ->
     Encoded { signalr: None, v2: payload.to_string().into() }
 }
 
+/// The same payload for both protocols: it is encoded once, and the SignalR record carries
+/// that text as its argument.
 pub fn encode_clicks<F: Frame>(tournament: Uuid, clicks: &[Click]) -> Encoded<F> {
-    let payload = clicks_payload(tournament, clicks);
-    let v2 = payload.to_string().into();
-    Encoded { signalr: Some(signalr_invocation(tournament, &payload)), v2 }
+    let v2 = clicks_payload(tournament, clicks).to_string();
+    let signalr = signalr_record(tournament, v2.clone());
+    Encoded { signalr: Some(signalr), v2: v2.into() }
 }
 
 #[cfg(test)]

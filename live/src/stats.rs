@@ -37,6 +37,48 @@ impl RepairCause {
     }
 }
 
+/// Why a click was refused because the pod is overloaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overload {
+    /// As many clicks as allowed are being recorded on this pod now.
+    InFlight,
+    /// The publications waiting for the bus reached the limit.
+    PublishBacklog,
+}
+
+impl Overload {
+    pub const ALL: [Overload; 2] = [Overload::InFlight, Overload::PublishBacklog];
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Overload::InFlight => "in_flight",
+            Overload::PublishBacklog => "publish_backlog",
+        }
+    }
+}
+
+/// Where a click list waited when a newer one replaced it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClickQueue {
+    /// Waiting for the bus.
+    Bus,
+    /// Waiting for a feed to deliver it to this pod's connections.
+    Feed,
+}
+
+impl ClickQueue {
+    pub const ALL: [ClickQueue; 2] = [ClickQueue::Bus, ClickQueue::Feed];
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            ClickQueue::Bus => "bus",
+            ClickQueue::Feed => "feed",
+        }
+    }
+}
+
 /// Counters of the hub, for metrics and tests.
 #[derive(Debug)]
 pub struct HubStats {
@@ -55,6 +97,11 @@ pub struct HubStats {
     /// Stream versions read by the periodic check.
     pub versions_checked: AtomicU64,
     repairs: [AtomicU64; 4],
+    /// Clicks refused because the pod was overloaded, by [`Overload`].
+    clicks_refused: [AtomicU64; 2],
+    /// Click lists replaced by a newer list of their tournament before they went out, by
+    /// [`ClickQueue`]: the newer one goes out instead.
+    click_lists_coalesced: [AtomicU64; 2],
     /// Time from publication by any pod to arrival here of bus messages.
     pub pubsub_lag: PubSubLag,
     /// Time from an event's commit (its recorded time) to its delivery here, for events that
@@ -73,6 +120,8 @@ impl Default for HubStats {
             bus_outbox_full: AtomicU64::new(0),
             versions_checked: AtomicU64::new(0),
             repairs: Default::default(),
+            clicks_refused: Default::default(),
+            click_lists_coalesced: Default::default(),
             pubsub_lag: PubSubLag::default(),
             commit_to_delivery: Histogram::new(DELIVERY_BUCKETS),
         }
@@ -87,6 +136,24 @@ impl HubStats {
 
     pub(crate) fn repaired(&self, cause: RepairCause) {
         self.repairs[cause as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Clicks refused for overload, by reason.
+    pub fn clicks_refused(&self, reason: Overload) -> u64 {
+        self.clicks_refused[reason as usize].load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn refused_click(&self, reason: Overload) {
+        self.clicks_refused[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Click lists replaced by a newer one while waiting in `queue`.
+    pub fn click_lists_coalesced(&self, queue: ClickQueue) -> u64 {
+        self.click_lists_coalesced[queue as usize].load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn coalesced(&self, queue: ClickQueue) {
+        self.click_lists_coalesced[queue as usize].fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -96,6 +96,10 @@ impl From<live::ClickError> for Problem {
     fn from(error: live::ClickError) -> Self {
         match error {
             live::ClickError::Refused(rule) => AppError::Rule(rule).into(),
+            overloaded @ live::ClickError::Overloaded(_) => {
+                let api = ApiError::from(overloaded);
+                Problem { retry_after: api.retry_after, ..Problem::new(api.status, "overloaded", api.message) }
+            }
             other => ApiError::from(other).into(),
         }
     }
@@ -121,7 +125,7 @@ impl From<ApiError> for Problem {
             StatusCode::SERVICE_UNAVAILABLE => "dependency-unavailable",
             _ => "internal-error",
         };
-        Problem::new(error.status, kind, error.message)
+        Problem { retry_after: error.retry_after, ..Problem::new(error.status, kind, error.message) }
     }
 }
 
@@ -156,5 +160,17 @@ mod tests {
         let outage = Problem::from(ClickError::Unavailable(LiveError("Redis down".into())));
         assert_eq!((outage.status, outage.kind), (StatusCode::SERVICE_UNAVAILABLE, "dependency-unavailable"));
         assert!(!outage.detail.contains("Redis"), "{}", outage.detail);
+    }
+
+    #[test]
+    fn a_click_refused_as_overloaded_has_its_own_problem_type_and_retry_after() {
+        let busy = Problem::from(ClickError::Overloaded(live::Overload::PublishBacklog));
+        assert_eq!(
+            (busy.status, busy.kind, busy.retry_after),
+            (StatusCode::SERVICE_UNAVAILABLE, "overloaded", Some(1))
+        );
+        let response = busy.into_response();
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/problem+json");
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
     }
 }

@@ -1,0 +1,355 @@
+//! Team clicks on one pod under tokio's paused time: who may click without a read of the event
+//! store, how click lists are coalesced rather than dropped when a feed or the bus falls behind,
+//! and how clicks are refused, and counted, when the pod is overloaded.
+
+mod support;
+
+use async_trait::async_trait;
+use domain::ports::{EventMetadata, NoPublisher};
+use domain::service::TournamentService;
+use domain::{DomainError, PlayerLimit, PlayerName, PlayerSurname, Team, TournamentName};
+use live::ports::{Bus, BusListener, Click, ClickList, LiveError, SharedState};
+use live::{ClickError, ClickQueue, Clicks, Hub, HubOptions, Overload, Protocol, PublishingStore, SystemClock};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use support::{Faults, MemoryStore, Network};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+/// Click lists in memory; while `held`, recording waits for `release`.
+#[derive(Default)]
+struct MemoryClicks {
+    lists: Mutex<HashMap<Uuid, ClickList>>,
+    held: AtomicBool,
+    release: Notify,
+    /// Recordings waiting for the release now.
+    waiting: AtomicU64,
+}
+
+#[async_trait]
+impl SharedState for MemoryClicks {
+    async fn record_click(&self, tournament: Uuid, click: Click, _: Duration) -> Result<ClickList, LiveError> {
+        if self.held.load(Ordering::Relaxed) {
+            self.waiting.fetch_add(1, Ordering::Relaxed);
+            self.release.notified().await;
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+        }
+        let mut lists = self.lists.lock().unwrap();
+        let list = lists.entry(tournament).or_insert(ClickList { seq: 0, clicks: Vec::new() });
+        list.seq += 1;
+        list.clicks.retain(|c| (&c.name, &c.surname) != (&click.name, &click.surname));
+        list.clicks.push(click);
+        Ok(list.clone())
+    }
+
+    async fn put_token(&self, _: &str, _: &str, _: Duration) -> Result<(), LiveError> {
+        Ok(())
+    }
+
+    async fn take_token(&self, _: &str) -> Result<Option<String>, LiveError> {
+        Ok(None)
+    }
+}
+
+/// A bus that, while stalled, holds every publication until released; it keeps what it
+/// published.
+#[derive(Default)]
+struct StallingBus {
+    stalled: AtomicBool,
+    release: Notify,
+    /// Publications waiting for the release now.
+    held: AtomicU64,
+    published: Mutex<Vec<(String, Value)>>,
+}
+
+impl StallingBus {
+    fn unstall(&self) {
+        self.stalled.store(false, Ordering::Relaxed);
+        self.release.notify_waiters();
+    }
+
+    /// The click lists published, as (tournament, seq).
+    fn click_lists(&self) -> Vec<(String, u64)> {
+        let published = self.published.lock().unwrap();
+        let lists = published.iter().filter(|(_, message)| message["kind"] == "clicks");
+        lists.map(|(_, m)| (m["tournament_id"].as_str().unwrap().to_owned(), m["seq"].as_u64().unwrap())).collect()
+    }
+}
+
+#[async_trait]
+impl Bus for StallingBus {
+    fn set_listener(&self, _: Arc<dyn BusListener>) {}
+
+    async fn publish(&self, channel: &str, payload: Vec<u8>) -> Result<(), LiveError> {
+        if self.stalled.load(Ordering::Relaxed) {
+            self.held.fetch_add(1, Ordering::Relaxed);
+            let released = self.release.notified();
+            if self.stalled.load(Ordering::Relaxed) {
+                released.await;
+            }
+            self.held.fetch_sub(1, Ordering::Relaxed);
+        }
+        let message = serde_json::from_slice(&payload).unwrap();
+        self.published.lock().unwrap().push((channel.to_owned(), message));
+        Ok(())
+    }
+
+    async fn subscribe(&self, _: &str) {}
+
+    async fn unsubscribe(&self, _: &str) {}
+
+    fn is_connected(&self) -> bool {
+        true
+    }
+}
+
+struct Pod {
+    store: Arc<MemoryStore>,
+    hub: Hub<String>,
+    service: TournamentService,
+    clicks: Clicks<String>,
+    shared: Arc<MemoryClicks>,
+}
+
+fn pod(options: HubOptions) -> Pod {
+    pod_on(Network::new(1, Faults::default()).bus(), options)
+}
+
+fn pod_on(bus: Arc<dyn Bus>, options: HubOptions) -> Pod {
+    let store = Arc::new(MemoryStore::default());
+    let hub = Hub::new(store.clone(), bus, Arc::new(SystemClock), options);
+    let committing = Arc::new(PublishingStore::new(store.clone(), Arc::new(hub.clone())));
+    let service = TournamentService::new(committing, Arc::new(NoPublisher));
+    let shared = Arc::new(MemoryClicks::default());
+    let clicks = Clicks::new(service.clone(), shared.clone(), hub.clone(), Arc::new(SystemClock));
+    Pod { store, hub, service, clicks, shared }
+}
+
+/// Waits, in paused time, until `condition` holds; fails after a minute.
+async fn until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !condition() {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// A click list of one click by `P{seq}`.
+fn list(seq: u64) -> ClickList {
+    let click = Click { team: Team::Bayern, name: format!("P{seq}"), surname: "S".into(), at_ms: seq as i64 };
+    ClickList { seq, clicks: vec![click] }
+}
+
+fn meta() -> EventMetadata {
+    EventMetadata { request_id: None, recorded_at_ms: 0 }
+}
+
+fn player(name: &str) -> (PlayerName, PlayerSurname) {
+    (PlayerName::parse(name).unwrap(), PlayerSurname::parse("Nowak").unwrap())
+}
+
+async fn click(pod: &Pod, tournament: Uuid, name: &str) -> Result<(), ClickError> {
+    let (name, surname) = player(name);
+    pod.clicks.record(tournament, Team::Bayern, name, surname).await
+}
+
+/// A tournament with `players` joined through the pod, once the pod has learned of them.
+async fn tournament_with(pod: &Pod, players: &[&str]) -> Uuid {
+    let id = Uuid::new_v4();
+    let name = TournamentName::parse(&format!("Cup {id}")).unwrap();
+    pod.service.create(meta(), id, name, PlayerLimit::new(10).unwrap()).await.unwrap();
+    for name in players {
+        let (name, surname) = player(name);
+        pod.service.join(meta(), id, name, surname).await.unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    for name in players {
+        let (name, surname) = player(name);
+        while !pod.hub.rosters().has_joined(id, &name, &surname) {
+            assert!(tokio::time::Instant::now() < deadline, "the pod never learned that {name} joined");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    id
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_click_by_a_player_the_pod_saw_join_reads_nothing_from_the_store() {
+    let pod = pod(HubOptions::default());
+    let id = tournament_with(&pod, &["Anna"]).await;
+    let loads = pod.store.loads.load(Ordering::Relaxed);
+    for _ in 0..3 {
+        click(&pod, id, "Anna").await.unwrap();
+    }
+    assert_eq!(pod.store.loads.load(Ordering::Relaxed), loads, "no store read for a known player");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_click_by_a_player_who_never_joined_is_still_refused() {
+    let pod = pod(HubOptions::default());
+    let id = tournament_with(&pod, &["Anna"]).await;
+    let loads = pod.store.loads.load(Ordering::Relaxed);
+    assert_eq!(click(&pod, id, "Ben").await, Err(ClickError::Refused(DomainError::PlayerNotInTournament)));
+    assert_eq!(pod.store.loads.load(Ordering::Relaxed), loads + 1, "an unknown player is looked up");
+    assert_eq!(
+        click(&pod, Uuid::new_v4(), "Anna").await,
+        Err(ClickError::Refused(DomainError::TournamentNotFound)),
+        "a known player of another tournament"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_player_whose_join_the_pod_has_not_seen_yet_is_accepted_from_the_store_then_remembered() {
+    let pod = pod(HubOptions::default());
+    let id = tournament_with(&pod, &["Anna"]).await;
+    // Committed by another pod: this one has not heard of it.
+    let (name, surname) = player("Carl");
+    let elsewhere = TournamentService::new(pod.store.clone(), Arc::new(NoPublisher));
+    elsewhere.join(meta(), id, name.clone(), surname.clone()).await.unwrap();
+    assert!(!pod.hub.rosters().has_joined(id, &name, &surname));
+    let loads = pod.store.loads.load(Ordering::Relaxed);
+    click(&pod, id, "Carl").await.unwrap();
+    assert_eq!(pod.store.loads.load(Ordering::Relaxed), loads + 1, "the store told");
+    click(&pod, id, "Carl").await.unwrap();
+    assert_eq!(pod.store.loads.load(Ordering::Relaxed), loads + 1, "and the answer is remembered");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_player_joined_on_another_pod_is_learned_from_the_feed() {
+    let pod = pod(HubOptions::default());
+    let id = tournament_with(&pod, &["Anna"]).await;
+    let (_membership, _queue) = pod.hub.subscribe(id, live::Protocol::V2, None).await;
+    let (name, surname) = player("Dora");
+    let elsewhere = TournamentService::new(pod.store.clone(), Arc::new(NoPublisher));
+    elsewhere.join(meta(), id, name.clone(), surname.clone()).await.unwrap();
+    // Nothing published it: the periodic check finds it in the store within the bound.
+    let deadline = tokio::time::Instant::now() + HubOptions::default().delivery_bound * 2;
+    while !pod.hub.rosters().has_joined(id, &name, &surname) {
+        assert!(tokio::time::Instant::now() < deadline, "the feed never delivered the join");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let loads = pod.store.loads.load(Ordering::Relaxed);
+    click(&pod, id, "Dora").await.unwrap();
+    assert_eq!(pod.store.loads.load(Ordering::Relaxed), loads);
+}
+
+#[tokio::test(start_paused = true)]
+async fn click_lists_that_find_the_feed_and_the_outbox_full_are_coalesced_and_the_latest_goes_out() {
+    let options = HubOptions { feed_backlog: 1, publish_backlog: 1, ..HubOptions::default() };
+    let pod = pod(options);
+    let id = Uuid::new_v4();
+    let (_membership, mut queue) = pod.hub.subscribe(id, Protocol::V2, None).await;
+    // Fifty clicks before the feed or the publisher get to run: the first fills each queue.
+    for seq in 1..=50 {
+        pod.hub.broadcast_clicks(id, list(seq));
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let mut shown = Vec::new();
+    while let Ok(frame) = queue.try_recv() {
+        let message: Value = serde_json::from_str(&frame).unwrap();
+        if message["type"] == "TeamClicked" {
+            shown.push(message["clickedTeams"][0]["name"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(shown.last().map(String::as_str), Some("P50"), "the latest list last: {shown:?}");
+    assert!(shown.len() <= 2, "the first, queued, and the latest: {shown:?}");
+    let stats = pod.hub.stats();
+    assert_eq!(stats.click_lists_coalesced(ClickQueue::Feed), 48);
+    assert_eq!(stats.click_lists_coalesced(ClickQueue::Bus), 48);
+    assert_eq!(stats.bus_outbox_full.load(Ordering::Relaxed), 0, "nothing dropped");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_bus_publishes_the_latest_list_of_each_tournament_once_it_moves() {
+    let bus = Arc::new(StallingBus::default());
+    let pod = pod_on(bus.clone(), HubOptions { publish_backlog: 1, ..HubOptions::default() });
+    let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
+    bus.stalled.store(true, Ordering::Relaxed);
+    pod.hub.broadcast_clicks(first, list(1));
+    until("the publisher holds the first list", || bus.held.load(Ordering::Relaxed) == 1).await;
+    for seq in 2..=10 {
+        pod.hub.broadcast_clicks(first, list(seq));
+    }
+    for seq in 1..=3 {
+        pod.hub.broadcast_clicks(second, list(seq));
+    }
+    // List 2 of the first tournament took the outbox's one place; the others wait apart, one
+    // per tournament.
+    assert_eq!(pod.hub.publish_backlog(), 1 + 2);
+    bus.unstall();
+    until("every list went out", || pod.hub.publish_backlog() == 0 && bus.click_lists().len() == 4).await;
+    let (a, b) = (first.to_string(), second.to_string());
+    // Waiting lists take turns with the outbox; a receiver drops list 2 after list 10.
+    assert_eq!(bus.click_lists(), [(a.clone(), 1), (a.clone(), 10), (a, 2), (b, 3)]);
+    assert_eq!(pod.hub.stats().click_lists_coalesced(ClickQueue::Bus), 7 + 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn clicks_are_refused_while_the_publications_waiting_for_the_bus_reach_the_limit() {
+    let bus = Arc::new(StallingBus::default());
+    let pod = pod_on(bus.clone(), HubOptions { click_refusal_backlog: 2, ..HubOptions::default() });
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(tournament_with(&pod, &["Anna"]).await);
+    }
+    until("the joins are published", || pod.hub.publish_backlog() == 0).await;
+    bus.stalled.store(true, Ordering::Relaxed);
+    click(&pod, ids[0], "Anna").await.unwrap();
+    until("the publisher holds the first list", || bus.held.load(Ordering::Relaxed) == 1).await;
+    click(&pod, ids[1], "Anna").await.unwrap();
+    click(&pod, ids[2], "Anna").await.unwrap();
+    assert_eq!(pod.hub.publish_backlog(), 2);
+    assert_eq!(click(&pod, ids[0], "Anna").await, Err(ClickError::Overloaded(Overload::PublishBacklog)));
+    assert_eq!(pod.hub.stats().clicks_refused(Overload::PublishBacklog), 1);
+    bus.unstall();
+    until("the backlog is gone", || pod.hub.publish_backlog() == 0).await;
+    click(&pod, ids[0], "Anna").await.unwrap();
+    until("every accepted click went out", || bus.click_lists().len() == 4).await;
+    assert_eq!(pod.hub.stats().clicks_refused(Overload::InFlight), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn clicks_beyond_the_in_flight_limit_are_refused_until_one_finishes() {
+    let pod = pod(HubOptions { clicks_in_flight: 1, ..HubOptions::default() });
+    let id = tournament_with(&pod, &["Anna", "Ben"]).await;
+    pod.shared.held.store(true, Ordering::Relaxed);
+    let clicks = pod.clicks.clone();
+    let (name, surname) = player("Anna");
+    let first = tokio::spawn(async move { clicks.record(id, Team::Chelsea, name, surname).await });
+    until("the first click waits for the shared state", || pod.shared.waiting.load(Ordering::Relaxed) == 1).await;
+    assert_eq!(click(&pod, id, "Ben").await, Err(ClickError::Overloaded(Overload::InFlight)));
+    assert_eq!(pod.hub.stats().clicks_refused(Overload::InFlight), 1);
+    pod.shared.held.store(false, Ordering::Relaxed);
+    pod.shared.release.notify_waiters();
+    first.await.unwrap().unwrap();
+    click(&pod, id, "Ben").await.unwrap();
+    assert_eq!(pod.hub.stats().clicks_refused(Overload::PublishBacklog), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_click_list_is_not_shown_ahead_of_an_event_committed_before_it() {
+    let pod = pod(HubOptions::default());
+    let id = Uuid::new_v4();
+    let (_membership, mut queue) = pod.hub.subscribe(id, Protocol::V2, None).await;
+    let (name, surname) = player("Anna");
+    let joined = domain::ports::RecordedEvent {
+        stream_id: id,
+        version: 1,
+        schema_version: 1,
+        recorded_at_ms: 0,
+        request_id: None,
+        event: domain::TournamentEvent::PlayerJoined { name, surname },
+    };
+    domain::ports::EventPublisher::publish(&pod.hub, &[joined]).await;
+    pod.hub.broadcast_clicks(id, list(1));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let mut kinds = Vec::new();
+    while let Ok(frame) = queue.try_recv() {
+        let message: Value = serde_json::from_str(&frame).unwrap();
+        kinds.push(message["type"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(kinds, ["Subscribed", "PlayerJoined", "TeamClicked"]);
+}
