@@ -9,6 +9,12 @@ use lct::settings::Command;
 use lct::Settings;
 use std::process::ExitCode;
 
+/// Many small, short-lived allocations per delivered message (frames, queue entries, Redis
+/// replies): jemalloc spends about a seventh less CPU per delivery on them than the system
+/// allocator (docs/benchmarks.md), for a little more memory than it.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let settings = Settings::parse();
