@@ -149,7 +149,13 @@ async fn open(
     first: usize,
     count: usize,
 ) -> anyhow::Result<(tokio::task::JoinSet<()>, Vec<Clients>)> {
-    let config = |first, count| ClientsConfig { addr: addr.to_owned(), protocol, tournaments: tournaments.to_vec(), first, count };
+    let config = |first, count| ClientsConfig {
+        addr: addr.to_owned(),
+        protocol,
+        tournaments: tournaments.to_vec(),
+        first,
+        count,
+    };
     if count <= CLIENTS_PER_PROCESS {
         return Ok((open_all(&config(first, count)).await?, Vec::new()));
     }

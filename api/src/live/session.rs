@@ -17,13 +17,12 @@
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocketUpgrade};
 use futures::{Sink, SinkExt, Stream};
 use live::messages::RECORD_SEPARATOR;
-use live::{CloseReason, ConnectionControl, Protocol};
+use live::{CloseReason, ConnectionControl, Protocol, QueueReceiver};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use live::QueueReceiver;
 use tokio::time::Instant;
 
 /// Server keep-alive when nothing else was sent.

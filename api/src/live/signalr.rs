@@ -175,7 +175,8 @@ impl session::Inbound for Invocations {
                 self.at = 0;
                 return Poll::Ready(Flow::Continue);
             };
-            let reply = handle_record(&self.state, self.tournament, &self.records.as_str()[start..end], &mut self.limiter);
+            let reply =
+                handle_record(&self.state, self.tournament, &self.records.as_str()[start..end], &mut self.limiter);
             let message = match reply {
                 Reply::None => continue,
                 Reply::Click(click) => {
