@@ -102,7 +102,16 @@ async fn run(state: AppState, tournament: Uuid, mut socket: WebSocket) {
         return;
     }
     let limiter = Limiter::new(state.live.invocations_per_second);
-    let inbound = Invocations { state, tournament, limiter, records: rest, at: 0, click: None };
+    let inbound = Invocations {
+        clicks: state.live.clicks.clone(),
+        v1: state.v1,
+        tournament,
+        limiter,
+        records: rest,
+        at: 0,
+        click: None,
+    };
+    drop(state);
     let outbox = Outbox::new(session::OUTBOX_FRAMES, session::OUTBOX_BYTES);
     session::serve(socket, queue, outbox, inbound, &membership.control, Protocol::SignalR).await;
 }
@@ -114,7 +123,9 @@ type PendingClick = (Option<String>, Pin<Box<dyn Future<Output = Result<(), Stri
 /// The hub side of a connection: the records of the last frame not yet handled, one at a time,
 /// and the click being recorded.
 struct Invocations {
-    state: AppState,
+    /// Records clicks (the only hub method); what the loop keeps of the application.
+    clicks: ::live::Clicks<super::Frame>,
+    v1: crate::v1::V1Mode,
     tournament: Uuid,
     limiter: Limiter,
     /// Records of the last frame; those from `at` on are not handled yet.
@@ -175,8 +186,13 @@ impl session::Inbound for Invocations {
                 self.at = 0;
                 return Poll::Ready(Flow::Continue);
             };
-            let reply =
-                handle_record(&self.state, self.tournament, &self.records.as_str()[start..end], &mut self.limiter);
+            let reply = handle_record(
+                &self.clicks,
+                self.v1,
+                self.tournament,
+                &self.records.as_str()[start..end],
+                &mut self.limiter,
+            );
             let message = match reply {
                 Reply::None => continue,
                 Reply::Click(click) => {
@@ -242,21 +258,27 @@ fn completion(invocation_id: &str, error: Option<&str>) -> Message {
 }
 
 /// Handles one record: answers it at once, or starts the recording of a click.
-fn handle_record(state: &AppState, tournament: Uuid, record: &str, limiter: &mut Limiter) -> Reply {
+fn handle_record(
+    clicks: &::live::Clicks<super::Frame>,
+    v1: crate::v1::V1Mode,
+    tournament: Uuid,
+    record: &str,
+    limiter: &mut Limiter,
+) -> Reply {
     let Ok(value) = serde_json::from_str::<Value>(record) else {
         return Reply::Close(close_with_error("A record is not valid JSON."));
     };
     match value["type"].as_u64() {
         Some(1) => {
             let invocation_id = value["invocationId"].as_str();
-            let result = if !state.v1.allows_writes() {
-                Err(state.v1.write_refusal().message)
+            let result = if !v1.allows_writes() {
+                Err(v1.write_refusal().message)
             } else if !limiter.allow() {
                 Err("Too many invocations; slow down.".to_owned())
             } else if value["target"].as_str().is_some_and(|t| t.eq_ignore_ascii_case("TeamClicked")) {
-                let state = state.clone();
+                let clicks = clicks.clone();
                 let arguments = value["arguments"].clone();
-                let recording = Box::pin(async move { team_clicked(&state, tournament, &arguments).await });
+                let recording = Box::pin(async move { team_clicked(&clicks, tournament, &arguments).await });
                 return Reply::Click((invocation_id.map(str::to_owned), recording));
             } else {
                 Err(format!("Unknown hub method '{}'.", value["target"].as_str().unwrap_or_default()))
@@ -281,7 +303,11 @@ struct ClickArgs {
 
 /// The `TeamClicked` hub method with its invocation arguments; the connection's own tournament
 /// is authoritative (the `groupKey` argument is ignored). The error is the completion's sentence.
-async fn team_clicked(state: &AppState, tournament: Uuid, arguments: &Value) -> Result<(), String> {
+async fn team_clicked(
+    clicks: &::live::Clicks<super::Frame>,
+    tournament: Uuid,
+    arguments: &Value,
+) -> Result<(), String> {
     let argument = arguments.get(0).cloned().ok_or("TeamClicked expects one argument.")?;
     let lowered = match argument {
         Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k.to_lowercase(), v)).collect()),
@@ -292,12 +318,7 @@ async fn team_clicked(state: &AppState, tournament: Uuid, arguments: &Value) -> 
     let team = Team::parse(&args.team).map_err(|e| invalid(e.into()))?;
     let name = PlayerName::parse(&args.name).map_err(|e| invalid(e.into()))?;
     let surname = PlayerSurname::parse(&args.surname).map_err(|e| invalid(e.into()))?;
-    state
-        .live
-        .clicks
-        .record(tournament, team, name, surname)
-        .await
-        .map_err(|error: ClickError| ApiError::from(error).message)
+    clicks.record(tournament, team, name, surname).await.map_err(|error: ClickError| ApiError::from(error).message)
 }
 
 /// A token bucket of hub invocations per connection.
