@@ -1,7 +1,7 @@
 //! Measurement harnesses of lct. They start the real `lct` binary (and `redis-server` where
 //! needed) on loopback, drive it, print figures and stop by themselves.
 //!
-//! `lct-bench idle-memory`: server memory per idle SignalR connection of one pod.
+//! `lct-bench idle-memory`: server memory per idle live connection (SignalR or v2) of one pod.
 //! `lct-bench stalled-readers`: server memory per SignalR connection that sends invocations
 //! with large invocation ids and never reads, and how long the server takes to cut them off.
 //! `lct-bench fanout`: lobby fan-out through two pods and Redis, against the floor server,
@@ -17,6 +17,7 @@
 mod check_cost;
 mod fanout;
 mod floor;
+mod idle;
 mod processes;
 mod store;
 mod worker;
@@ -41,15 +42,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Server memory (RSS) per idle SignalR connection.
-    IdleMemory {
-        /// Idle connections to open.
-        #[arg(long, default_value_t = 5000)]
-        connections: usize,
-        /// Tournaments they are spread over.
-        #[arg(long, default_value_t = 500)]
-        tournaments: usize,
-    },
+    /// Server memory (RSS) per idle live connection (SignalR or v2).
+    IdleMemory(idle::IdleOptions),
     /// Server memory (RSS) per SignalR connection that sends invocations with large ids and
     /// never reads its completions, until the server cuts it off.
     StalledReaders {
@@ -81,6 +75,9 @@ enum Command {
     /// A load process started by `fanout` (reads its commands on stdin).
     #[command(hide = true)]
     Worker,
+    /// A process of idle clients started by `idle-memory` (reads what to open on stdin).
+    #[command(hide = true)]
+    IdleClients,
 }
 
 async fn create_tournament(http: &reqwest::Client, addr: &str, name: &str) -> anyhow::Result<String> {
@@ -105,35 +102,6 @@ async fn signalr_connect(addr: &str, tournament: &str) -> anyhow::Result<Socket>
         Some(Ok(Message::Text(text))) if text.as_str() == "{}\u{1e}" => Ok(socket),
         other => bail!("unexpected handshake answer {other:?}"),
     }
-}
-
-async fn idle_memory(lct: &std::path::Path, connections: usize, tournaments: usize) -> anyhow::Result<()> {
-    let data = TempDir::new("idle");
-    let pod = Server::lct(lct, &data.0, "pod-a", &[]).await?;
-    let http = reqwest::Client::new();
-    let mut ids = Vec::new();
-    for i in 0..tournaments.max(1) {
-        ids.push(create_tournament(&http, &pod.addr, &format!("Idle {i}")).await?);
-    }
-    // One connection per tournament first, so per-tournament feeds are counted in the baseline.
-    let mut sockets = Vec::with_capacity(connections);
-    for id in &ids {
-        sockets.push(signalr_connect(&pod.addr, id).await?);
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let before = pod.usage()?.rss_bytes / 1024;
-    let added = connections.saturating_sub(sockets.len());
-    for i in 0..added {
-        sockets.push(signalr_connect(&pod.addr, &ids[i % ids.len()]).await?);
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = pod.usage()?.rss_bytes / 1024;
-    let per_connection = (after.saturating_sub(before)) as f64 * 1024.0 / added.max(1) as f64;
-    println!("idle-memory: {added} idle SignalR connections over {} tournaments", ids.len());
-    println!("  server RSS before: {before} KiB, after: {after} KiB");
-    println!("  server memory per idle connection: {:.0} bytes ({:.1} KiB)", per_connection, per_connection / 1024.0);
-    drop(sockets);
-    Ok(())
 }
 
 /// One client that sends invocations and never reads: how long until the server cut it off
@@ -210,12 +178,13 @@ async fn stalled_readers(lct: &std::path::Path, connections: usize, id_bytes: us
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::IdleMemory { connections, tournaments } => idle_memory(&cli.lct, connections, tournaments).await,
+        Command::IdleMemory(options) => idle::idle_memory(&cli.lct, &options).await,
         Command::StalledReaders { connections, id_bytes } => stalled_readers(&cli.lct, connections, id_bytes).await,
         Command::Fanout(options) => fanout::run(&cli.lct, &options).await,
         Command::Store(options) => store::run(&cli.lct, &options).await,
         Command::CheckCost(options) => check_cost::run(&cli.lct, &options).await,
         Command::FloorServer { listen, redis_url } => floor::serve(&listen, &redis_url).await,
         Command::Worker => worker::run().await,
+        Command::IdleClients => idle::clients().await,
     }
 }

@@ -12,6 +12,7 @@ use crate::connection::{CloseReason, ConnectionControl, Protocol};
 use crate::hub::HubInner;
 use crate::messages::{channel, encode_clicks, encode_event, Encoded};
 use crate::ports::ClickList;
+use crate::queue::{QueueSender, TrySendError};
 use crate::stats::{ClickQueue, HubStats, RepairCause};
 use crate::Frame;
 use domain::ports::RecordedEvent;
@@ -63,7 +64,7 @@ pub(crate) enum FeedCommand<F> {
 pub(crate) struct Subscriber<F> {
     pub id: u64,
     pub protocol: Protocol,
-    pub queue: mpsc::Sender<F>,
+    pub queue: QueueSender<F>,
     pub control: Arc<ConnectionControl>,
 }
 
@@ -325,14 +326,14 @@ fn send<F: Frame>(subscriber: &Subscriber<F>, encoded: &Encoded<F>, stats: &HubS
             stats.delivered.fetch_add(1, Ordering::Relaxed);
             true
         }
-        Err(mpsc::error::TrySendError::Full(_)) => {
-            let queued = subscriber.queue.max_capacity() - subscriber.queue.capacity();
+        Err(TrySendError::Full(_)) => {
+            let queued = subscriber.queue.len();
             stats.slow_disconnects.fetch_add(1, Ordering::Relaxed);
             stats.slow_consumer_messages_dropped.fetch_add(1 + queued as u64, Ordering::Relaxed);
             tracing::warn!(connection = subscriber.id, "live connection fell behind its queue; disconnecting it");
             subscriber.control.close(CloseReason::TooSlow);
             false
         }
-        Err(mpsc::error::TrySendError::Closed(_)) => false,
+        Err(TrySendError::Closed(_)) => false,
     }
 }

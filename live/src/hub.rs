@@ -17,6 +17,7 @@ use crate::connection::{ConnectionControl, Protocol};
 use crate::feed::{self, FeedCommand, FeedShared, Subscriber, Via};
 use crate::messages::{channel, encode_presence, tournament_of, Received, Stamped, WireMessage};
 use crate::ports::{Bus, BusListener, ClickList, PresenceEntry};
+use crate::queue::QueueReceiver;
 use crate::rosters::Rosters;
 use crate::stats::{ClickQueue, HubStats, RepairCause};
 use crate::Frame;
@@ -225,10 +226,10 @@ impl<F: Frame> Hub<F> {
         tournament: Uuid,
         protocol: Protocol,
         since: Option<u64>,
-    ) -> (Membership<F>, mpsc::Receiver<F>) {
+    ) -> (Membership<F>, QueueReceiver<F>) {
         let inner = &self.inner;
         let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let (queue_tx, queue) = mpsc::channel(inner.options.queue_capacity.max(1));
+        let (queue_tx, queue) = crate::queue::queue(inner.options.queue_capacity);
         let control = Arc::new(ConnectionControl::new(&inner.shutdown));
         let subscriber = Subscriber { id, protocol, queue: queue_tx, control: Arc::clone(&control) };
         let commands = {

@@ -15,6 +15,7 @@ pub mod hub;
 pub mod messages;
 pub mod ports;
 pub mod presence;
+pub mod queue;
 pub mod rosters;
 pub mod stats;
 
@@ -25,6 +26,7 @@ pub use commit::PublishingStore;
 pub use connection::{CloseReason, ConnectionControl, Protocol};
 pub use hub::{Hub, HubOptions, Membership};
 pub use presence::{Online, Presence};
+pub use queue::{QueueReceiver, QueueSender};
 pub use stats::{ClickQueue, HubStats, Overload, RepairCause};
 
 /// A text frame of the transport, as queued for a connection: built once per message from its

@@ -2,13 +2,13 @@
 //! protocol v1 handshake, server invocations per tournament, pings, close, and the
 //! `TeamClicked` hub method.
 
-use super::session::{self, next_message, signalr_record, write_loop, HANDSHAKE_TIMEOUT};
+use super::session::{self, signalr_record, Flow, Outbox, HANDSHAKE_TIMEOUT};
 use crate::context;
 use crate::error::ApiError;
 use crate::extract::CiQuery;
 use crate::upgrade_guard::LiveSlot;
 use crate::AppState;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -16,9 +16,12 @@ use axum::Json;
 use domain::{PlayerName, PlayerSurname, Team};
 use futures::StreamExt;
 use live::messages::RECORD_SEPARATOR;
-use live::{ClickError, CloseReason, Protocol};
+use live::{ClickError, Protocol};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -79,15 +82,13 @@ pub async fn connect(
     }))
 }
 
-async fn run(state: AppState, tournament: Uuid, socket: WebSocket) {
-    use futures::SinkExt;
-    let (mut sink, mut stream) = socket.split();
-    let rest = match read_handshake(&mut stream).await {
+async fn run(state: AppState, tournament: Uuid, mut socket: WebSocket) {
+    let rest = match read_handshake(&mut socket).await {
         Ok(rest) => rest,
         Err(error) => {
             let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
-                sink.send(signalr_record(&json!({"error": error}).to_string())).await?;
-                sink.send(Message::Close(None)).await
+                socket.send(signalr_record(&json!({"error": error}).to_string())).await?;
+                socket.send(Message::Close(None)).await
             })
             .await;
             return;
@@ -96,48 +97,124 @@ async fn run(state: AppState, tournament: Uuid, socket: WebSocket) {
     // Join the feed before answering, so every event committed after the client sees the
     // answer reaches it.
     let (membership, queue) = state.live.hub.subscribe(tournament, Protocol::SignalR, None).await;
-    let answered = tokio::time::timeout(HANDSHAKE_TIMEOUT, sink.send(signalr_record("{}"))).await;
+    let answered = tokio::time::timeout(HANDSHAKE_TIMEOUT, socket.send(signalr_record("{}"))).await;
     if !matches!(answered, Ok(Ok(()))) {
         return;
     }
-    let control = &membership.control;
-    let (outbox, own) = session::outbox(session::OUTBOX_FRAMES, session::OUTBOX_BYTES);
-    let writer = tokio::spawn(write_loop(sink, queue, own, control.clone(), Protocol::SignalR));
-    let mut limiter = Limiter::new(state.live.invocations_per_second);
-    let mut pending = rest;
-    'connection: loop {
-        for record in pending.split(RECORD_SEPARATOR).filter(|r| !r.trim().is_empty()) {
-            let (message, last) = match handle_record(&state, tournament, record, &mut limiter).await {
-                Reply::None => continue,
-                Reply::Send(message) => (message, false),
-                Reply::Close(message) => (message, true),
+    let limiter = Limiter::new(state.live.invocations_per_second);
+    let inbound = Invocations {
+        clicks: state.live.clicks.clone(),
+        v1: state.v1,
+        tournament,
+        limiter,
+        records: rest,
+        at: 0,
+        click: None,
+    };
+    drop(state);
+    let outbox = Outbox::new(session::OUTBOX_FRAMES, session::OUTBOX_BYTES);
+    session::serve(socket, queue, outbox, inbound, &membership.control, Protocol::SignalR).await;
+}
+
+/// A `TeamClicked` invocation waiting for its click to be recorded: its id (when the client
+/// wants a completion) and the recording.
+type PendingClick = (Option<String>, Pin<Box<dyn Future<Output = Result<(), String>> + Send>>);
+
+/// The hub side of a connection: the records of the last frame not yet handled, one at a time,
+/// and the click being recorded.
+struct Invocations {
+    /// Records clicks (the only hub method); what the loop keeps of the application.
+    clicks: ::live::Clicks<super::Frame>,
+    v1: crate::v1::V1Mode,
+    tournament: Uuid,
+    limiter: Limiter,
+    /// Records of the last frame; those from `at` on are not handled yet.
+    records: Utf8Bytes,
+    at: usize,
+    click: Option<PendingClick>,
+}
+
+impl Invocations {
+    /// The next record not yet handled, if any.
+    fn next_record(&mut self) -> Option<(usize, usize)> {
+        let text = self.records.as_str();
+        while self.at < text.len() {
+            let start = self.at;
+            let (end, next) = match text[start..].find(RECORD_SEPARATOR) {
+                Some(i) => (start + i, start + i + RECORD_SEPARATOR.len_utf8()),
+                None => (text.len(), text.len()),
             };
-            if outbox.push(message).is_err() {
-                // The client does not read its completions: it cannot keep up.
-                tracing::warn!("live connection does not read its own answers; disconnecting it");
-                control.close(CloseReason::TooSlow);
-                break 'connection;
-            }
-            if last {
-                break 'connection;
+            self.at = next;
+            if !text[start..end].trim().is_empty() {
+                return Some((start, end));
             }
         }
-        pending = match next_message(&mut stream, control).await {
-            Some(Message::Text(text)) => text.as_str().to_owned(),
-            Some(Message::Binary(_)) => {
-                let _ = outbox.push(close_with_error("Binary records are not supported by the JSON protocol."));
-                break;
-            }
-            Some(Message::Close(_)) | None => break,
-            Some(_) => String::new(),
-        };
+        None
     }
-    session::finish(writer, outbox, control).await;
+}
+
+impl session::Inbound for Invocations {
+    fn receive(&mut self, message: Message, outbox: &mut Outbox) -> Flow {
+        match message {
+            Message::Text(text) => {
+                self.records = text;
+                self.at = 0;
+                Flow::Continue
+            }
+            Message::Binary(_) => {
+                let _ = outbox.push(close_with_error("Binary records are not supported by the JSON protocol."));
+                Flow::Close
+            }
+            Message::Close(_) => Flow::Close,
+            _ => Flow::Continue,
+        }
+    }
+
+    fn poll_work(&mut self, cx: &mut Context<'_>, outbox: &mut Outbox) -> Poll<Flow> {
+        loop {
+            if let Some((_, recording)) = &mut self.click {
+                let result = std::task::ready!(recording.as_mut().poll(cx));
+                let (id, _) = self.click.take().expect("a click being recorded");
+                if let Some(id) = id {
+                    if outbox.push(completion(&id, result.err().as_deref())).is_err() {
+                        return Poll::Ready(Flow::Close);
+                    }
+                }
+            }
+            let Some((start, end)) = self.next_record() else {
+                self.records = Utf8Bytes::from_static("");
+                self.at = 0;
+                return Poll::Ready(Flow::Continue);
+            };
+            let reply = handle_record(
+                &self.clicks,
+                self.v1,
+                self.tournament,
+                &self.records.as_str()[start..end],
+                &mut self.limiter,
+            );
+            let message = match reply {
+                Reply::None => continue,
+                Reply::Click(click) => {
+                    self.click = Some(click);
+                    continue;
+                }
+                Reply::Send(message) => message,
+                Reply::Close(message) => {
+                    let _ = outbox.push(message);
+                    return Poll::Ready(Flow::Close);
+                }
+            };
+            if outbox.push(message).is_err() {
+                return Poll::Ready(Flow::Close);
+            }
+        }
+    }
 }
 
 /// Reads `{"protocol":"json","version":1}␞` within the handshake timeout; returns what followed
 /// it in the same frame, or the error to answer.
-async fn read_handshake(stream: &mut session::Stream) -> Result<String, String> {
+async fn read_handshake(stream: &mut WebSocket) -> Result<Utf8Bytes, String> {
     let first = match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.next()).await {
         Ok(Some(Ok(message))) => message,
         Ok(_) => return Err("The connection closed before the handshake.".into()),
@@ -150,7 +227,7 @@ async fn read_handshake(stream: &mut session::Stream) -> Result<String, String> 
     };
     let (request, rest) = text.split_once(RECORD_SEPARATOR).unwrap_or((&text, ""));
     match serde_json::from_str::<Value>(request) {
-        Ok(v) if v["protocol"] == "json" && v["version"] == 1 => Ok(rest.to_owned()),
+        Ok(v) if v["protocol"] == "json" && v["version"] == 1 => Ok(rest.to_owned().into()),
         Ok(v) if v.get("protocol").is_some() => Err(format!(
             "The protocol '{}' version {} is not supported; use json version 1.",
             v["protocol"].as_str().unwrap_or("?"),
@@ -164,6 +241,8 @@ enum Reply {
     None,
     Send(Message),
     Close(Message),
+    /// A click to record, then to complete.
+    Click(PendingClick),
 }
 
 fn close_with_error(error: &str) -> Message {
@@ -178,19 +257,29 @@ fn completion(invocation_id: &str, error: Option<&str>) -> Message {
     signalr_record(&record.to_string())
 }
 
-async fn handle_record(state: &AppState, tournament: Uuid, record: &str, limiter: &mut Limiter) -> Reply {
+/// Handles one record: answers it at once, or starts the recording of a click.
+fn handle_record(
+    clicks: &::live::Clicks<super::Frame>,
+    v1: crate::v1::V1Mode,
+    tournament: Uuid,
+    record: &str,
+    limiter: &mut Limiter,
+) -> Reply {
     let Ok(value) = serde_json::from_str::<Value>(record) else {
         return Reply::Close(close_with_error("A record is not valid JSON."));
     };
     match value["type"].as_u64() {
         Some(1) => {
             let invocation_id = value["invocationId"].as_str();
-            let result = if !state.v1.allows_writes() {
-                Err(state.v1.write_refusal().message)
+            let result = if !v1.allows_writes() {
+                Err(v1.write_refusal().message)
             } else if !limiter.allow() {
                 Err("Too many invocations; slow down.".to_owned())
             } else if value["target"].as_str().is_some_and(|t| t.eq_ignore_ascii_case("TeamClicked")) {
-                team_clicked(state, tournament, &value["arguments"]).await
+                let clicks = clicks.clone();
+                let arguments = value["arguments"].clone();
+                let recording = Box::pin(async move { team_clicked(&clicks, tournament, &arguments).await });
+                return Reply::Click((invocation_id.map(str::to_owned), recording));
             } else {
                 Err(format!("Unknown hub method '{}'.", value["target"].as_str().unwrap_or_default()))
             };
@@ -214,7 +303,11 @@ struct ClickArgs {
 
 /// The `TeamClicked` hub method with its invocation arguments; the connection's own tournament
 /// is authoritative (the `groupKey` argument is ignored). The error is the completion's sentence.
-async fn team_clicked(state: &AppState, tournament: Uuid, arguments: &Value) -> Result<(), String> {
+async fn team_clicked(
+    clicks: &::live::Clicks<super::Frame>,
+    tournament: Uuid,
+    arguments: &Value,
+) -> Result<(), String> {
     let argument = arguments.get(0).cloned().ok_or("TeamClicked expects one argument.")?;
     let lowered = match argument {
         Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k.to_lowercase(), v)).collect()),
@@ -225,12 +318,7 @@ async fn team_clicked(state: &AppState, tournament: Uuid, arguments: &Value) -> 
     let team = Team::parse(&args.team).map_err(|e| invalid(e.into()))?;
     let name = PlayerName::parse(&args.name).map_err(|e| invalid(e.into()))?;
     let surname = PlayerSurname::parse(&args.surname).map_err(|e| invalid(e.into()))?;
-    state
-        .live
-        .clicks
-        .record(tournament, team, name, surname)
-        .await
-        .map_err(|error: ClickError| ApiError::from(error).message)
+    clicks.record(tournament, team, name, surname).await.map_err(|error: ClickError| ApiError::from(error).message)
 }
 
 /// A token bucket of hub invocations per connection.

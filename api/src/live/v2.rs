@@ -2,16 +2,15 @@
 //! carrying the stream version; events after `since` are replayed from the store, then the
 //! stream goes on live without a gap or a duplicate at the seam.
 
-use super::session::{self, next_message, write_loop};
+use super::session::{self, ListenOnly, Outbox};
 use crate::context;
 use crate::error::ApiError;
 use crate::extract::{parse_uuid, CiQuery};
 use crate::upgrade_guard::LiveSlot;
 use crate::AppState;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::{Extension, Path, State};
 use axum::response::Response;
-use futures::StreamExt;
 use live::ports::PresenceEntry;
 use live::Protocol;
 use uuid::Uuid;
@@ -68,20 +67,13 @@ async fn run(
     online_as: Option<PresenceEntry>,
     socket: WebSocket,
 ) {
-    let (sink, mut stream) = socket.split();
     let (membership, queue) = state.live.hub.subscribe(tournament, Protocol::V2, since).await;
     let _online = match online_as {
         Some(entry) => Some(state.live.presence.connected(tournament, entry).await),
         None => None,
     };
-    let control = &membership.control;
-    let (outbox, own) = session::outbox(4, 1024);
-    let writer = tokio::spawn(write_loop(sink, queue, own, control.clone(), Protocol::V2));
+    drop(state);
     // Clients send nothing but pongs and close; reading keeps the timeout honest.
-    while let Some(message) = next_message(&mut stream, control).await {
-        if matches!(message, Message::Close(_)) {
-            break;
-        }
-    }
-    session::finish(writer, outbox, control).await;
+    let outbox = Outbox::new(4, 1024);
+    session::serve(socket, queue, outbox, ListenOnly, &membership.control, Protocol::V2).await;
 }

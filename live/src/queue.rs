@@ -1,0 +1,219 @@
+//! A connection's bounded queue of frames: one sender (the connection's feed), one receiver
+//! (the connection's task).
+//!
+//! Built for many mostly idle connections: an empty queue holds one small allocation (no
+//! pre-allocated block of slots), frames are kept in a ring that grows as they queue up, and a
+//! ring grown past a few frames is given back once it empties.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+/// Frames a queue keeps room for once it has emptied; a larger ring is freed.
+const KEPT_CAPACITY: usize = 4;
+
+struct State<F> {
+    frames: VecDeque<F>,
+    /// The receiver waiting for a frame.
+    waker: Option<Waker>,
+    sender_gone: bool,
+    receiver_gone: bool,
+}
+
+struct Shared<F> {
+    state: Mutex<State<F>>,
+    capacity: usize,
+}
+
+impl<F> Shared<F> {
+    fn lock(&self) -> MutexGuard<'_, State<F>> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The sending side; the queue ends for the receiver when it is dropped.
+pub struct QueueSender<F> {
+    shared: Arc<Shared<F>>,
+}
+
+/// The receiving side.
+pub struct QueueReceiver<F> {
+    shared: Arc<Shared<F>>,
+}
+
+/// Why a frame was not queued; the frame comes back.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TrySendError<F> {
+    /// The queue holds `capacity` frames.
+    Full(F),
+    /// The receiver is gone.
+    Closed(F),
+}
+
+/// Why no frame was received now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TryRecvError {
+    Empty,
+    /// The sender is gone and every frame was received.
+    Disconnected,
+}
+
+/// A queue of at most `capacity` frames.
+pub fn queue<F>(capacity: usize) -> (QueueSender<F>, QueueReceiver<F>) {
+    let state = State { frames: VecDeque::new(), waker: None, sender_gone: false, receiver_gone: false };
+    let shared = Arc::new(Shared { state: Mutex::new(state), capacity: capacity.max(1) });
+    (QueueSender { shared: Arc::clone(&shared) }, QueueReceiver { shared })
+}
+
+impl<F> QueueSender<F> {
+    /// Queues `frame` without waiting.
+    pub fn try_send(&self, frame: F) -> Result<(), TrySendError<F>> {
+        let waker = {
+            let mut state = self.shared.lock();
+            if state.receiver_gone {
+                return Err(TrySendError::Closed(frame));
+            }
+            if state.frames.len() >= self.shared.capacity {
+                return Err(TrySendError::Full(frame));
+            }
+            state.frames.push_back(frame);
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(())
+    }
+
+    /// Frames queued now.
+    pub fn len(&self) -> usize {
+        self.shared.lock().frames.len()
+    }
+
+    /// Whether no frame is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<F> Drop for QueueSender<F> {
+    fn drop(&mut self) {
+        let waker = {
+            let mut state = self.shared.lock();
+            state.sender_gone = true;
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+impl<F> QueueReceiver<F> {
+    fn take(state: &mut State<F>) -> Option<F> {
+        let frame = state.frames.pop_front()?;
+        if state.frames.is_empty() && state.frames.capacity() > KEPT_CAPACITY {
+            state.frames = VecDeque::new();
+        }
+        Some(frame)
+    }
+
+    /// The next frame if one is queued.
+    pub fn try_recv(&mut self) -> Result<F, TryRecvError> {
+        let mut state = self.shared.lock();
+        match Self::take(&mut state) {
+            Some(frame) => Ok(frame),
+            None if state.sender_gone => Err(TryRecvError::Disconnected),
+            None => Err(TryRecvError::Empty),
+        }
+    }
+
+    /// The next frame, or `None` once the sender is gone and every frame was received; when
+    /// there is none yet, the task is woken when one comes.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<F>> {
+        let mut state = self.shared.lock();
+        if let Some(frame) = Self::take(&mut state) {
+            return Poll::Ready(Some(frame));
+        }
+        if state.sender_gone {
+            return Poll::Ready(None);
+        }
+        match &mut state.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            waker => *waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    /// The next frame, or `None` once the sender is gone and every frame was received.
+    pub async fn recv(&mut self) -> Option<F> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+}
+
+impl<F> Drop for QueueReceiver<F> {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        state.receiver_gone = true;
+        // Frames nobody will read are freed now rather than with the sender.
+        state.frames = VecDeque::new();
+        state.waker = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_come_out_in_order_up_to_the_capacity() {
+        let (tx, mut rx) = queue::<u32>(3);
+        for i in 0..3 {
+            tx.try_send(i).unwrap();
+        }
+        assert_eq!(tx.try_send(3), Err(TrySendError::Full(3)));
+        assert_eq!(tx.len(), 3);
+        assert_eq!(rx.try_recv(), Ok(0));
+        tx.try_send(3).unwrap();
+        assert_eq!((rx.try_recv(), rx.try_recv(), rx.try_recv()), (Ok(1), Ok(2), Ok(3)));
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+    }
+
+    #[test]
+    fn the_queue_ends_for_the_receiver_after_the_last_frame_and_refuses_frames_without_one() {
+        let (tx, mut rx) = queue::<u32>(3);
+        tx.try_send(1).unwrap();
+        drop(tx);
+        assert_eq!(rx.try_recv(), Ok(1));
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+        let (tx, rx) = queue::<u32>(3);
+        drop(rx);
+        assert_eq!(tx.try_send(1), Err(TrySendError::Closed(1)));
+    }
+
+    #[test]
+    fn a_ring_grown_past_a_few_frames_is_freed_once_empty() {
+        let (tx, mut rx) = queue::<u64>(256);
+        for i in 0..100 {
+            tx.try_send(i).unwrap();
+        }
+        while rx.try_recv().is_ok() {}
+        assert_eq!(rx.shared.lock().frames.capacity(), 0);
+        tx.try_send(1).unwrap();
+        rx.try_recv().unwrap();
+        assert!(rx.shared.lock().frames.capacity() <= KEPT_CAPACITY);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_receiver_is_woken_by_a_frame_and_by_the_end() {
+        let (tx, mut rx) = queue::<u32>(3);
+        let receiver = tokio::spawn(async move { (rx.recv().await, rx.recv().await) });
+        tokio::task::yield_now().await;
+        tx.try_send(7).unwrap();
+        tokio::task::yield_now().await;
+        drop(tx);
+        let received = tokio::time::timeout(std::time::Duration::from_secs(10), receiver).await;
+        assert_eq!(received.expect("the receiver was woken").unwrap(), (Some(7), None));
+    }
+}
