@@ -41,9 +41,7 @@ impl Lib {
             "tungstenite" => Ok(Lib::Tungstenite),
             "tokio-websockets" => Ok(Lib::TokioWebsockets),
             "fastwebsockets" => Ok(Lib::Fastwebsockets),
-            other => Err(format!(
-                "unknown library {other:?} (tungstenite, tokio-websockets, fastwebsockets)"
-            )),
+            other => Err(format!("unknown library {other:?} (tungstenite, tokio-websockets, fastwebsockets)")),
         }
     }
 
@@ -74,21 +72,14 @@ fn parse_args() -> Result<Args, String> {
         match flag.as_str() {
             "--lib" => lib = Some(Lib::parse(&value)?),
             "--listen" => listen = value,
-            "--connections" => {
-                connections = value.parse().map_err(|e| format!("--connections: {e}"))?
-            }
+            "--connections" => connections = value.parse().map_err(|e| format!("--connections: {e}"))?,
             other => return Err(format!("unknown flag {other}")),
         }
     }
     if connections + BASELINE >= 15_000 {
         return Err("--connections must stay below 14 500 (fd limit)".into());
     }
-    Ok(Args {
-        mode,
-        lib: lib.ok_or("--lib is required")?,
-        listen,
-        connections,
-    })
+    Ok(Args { mode, lib: lib.ok_or("--lib is required")?, listen, connections })
 }
 
 fn main() {
@@ -99,10 +90,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = match args.mode.as_str() {
         "server" => rt.block_on(server(args.lib, &args.listen)),
         "measure" => rt.block_on(measure(args.lib, args.connections)),
@@ -146,9 +134,7 @@ async fn server(lib: Lib, listen: &str) -> Result<(), String> {
 
 async fn serve_tungstenite(stream: TcpStream, count: Arc<AtomicUsize>) {
     use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-    let config = WebSocketConfig::default()
-        .read_buffer_size(TUNGSTENITE_READ_BUFFER)
-        .write_buffer_size(0);
+    let config = WebSocketConfig::default().read_buffer_size(TUNGSTENITE_READ_BUFFER).write_buffer_size(0);
     let Ok(mut ws) = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await else {
         return;
     };
@@ -203,10 +189,7 @@ async fn serve_fastwebsockets(stream: TcpStream, count: Arc<AtomicUsize>) {
 
 fn vm_rss_bytes(pid: u32) -> Result<u64, String> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| e.to_string())?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .ok_or("no VmRSS line")?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).ok_or("no VmRSS line")?;
     let kib: u64 = line
         .split_whitespace()
         .nth(1)
@@ -216,8 +199,7 @@ fn vm_rss_bytes(pid: u32) -> Result<u64, String> {
     Ok(kib * 1024)
 }
 
-type ClientStream =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+type ClientStream = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
 
 async fn open_connections(url: &str, n: usize, into: &mut Vec<ClientStream>) -> Result<(), String> {
     let mut results = futures_util::stream::iter(0..n)
@@ -253,14 +235,8 @@ async fn measure(lib: Lib, connections: usize) -> Result<(), String> {
         .map_err(|e| format!("spawn server: {e}"))?;
     let pid = child.id();
     let mut lines = BufReader::new(child.stdout.take().ok_or("no stdout")?).lines();
-    let first = lines
-        .next()
-        .ok_or("server exited")?
-        .map_err(|e| e.to_string())?;
-    let addr = first
-        .strip_prefix("listening ")
-        .ok_or(format!("unexpected server line {first:?}"))?
-        .to_string();
+    let first = lines.next().ok_or("server exited")?.map_err(|e| e.to_string())?;
+    let addr = first.strip_prefix("listening ").ok_or(format!("unexpected server line {first:?}"))?.to_string();
     let count = Arc::new(AtomicUsize::new(0));
     {
         let count = count.clone();
