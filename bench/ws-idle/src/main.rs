@@ -33,6 +33,8 @@ enum Lib {
     Tungstenite,
     TokioWebsockets,
     Fastwebsockets,
+    /// tungstenite through axum 0.8's `WebSocketUpgrade`, configured as lct configures it.
+    Axum,
 }
 
 impl Lib {
@@ -41,7 +43,8 @@ impl Lib {
             "tungstenite" => Ok(Lib::Tungstenite),
             "tokio-websockets" => Ok(Lib::TokioWebsockets),
             "fastwebsockets" => Ok(Lib::Fastwebsockets),
-            other => Err(format!("unknown library {other:?} (tungstenite, tokio-websockets, fastwebsockets)")),
+            "axum" => Ok(Lib::Axum),
+            other => Err(format!("unknown library {other:?} (tungstenite, tokio-websockets, fastwebsockets, axum)")),
         }
     }
 
@@ -50,6 +53,7 @@ impl Lib {
             Lib::Tungstenite => "tungstenite",
             Lib::TokioWebsockets => "tokio-websockets",
             Lib::Fastwebsockets => "fastwebsockets",
+            Lib::Axum => "axum",
         }
     }
 }
@@ -63,7 +67,7 @@ struct Args {
 
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
-    let mode = it.next().ok_or("usage: ws-idle server|measure --lib X [--listen ADDR] [--connections N]")?;
+    let mode = it.next().ok_or("usage: ws-idle server|measure|sizes --lib X [--listen ADDR] [--connections N]")?;
     let mut lib = None;
     let mut listen = "127.0.0.1:0".to_string();
     let mut connections = 9500;
@@ -79,7 +83,8 @@ fn parse_args() -> Result<Args, String> {
     if connections + BASELINE >= 15_000 {
         return Err("--connections must stay below 14 500 (fd limit)".into());
     }
-    Ok(Args { mode, lib: lib.ok_or("--lib is required")?, listen, connections })
+    let lib = if mode == "sizes" { lib.unwrap_or(Lib::Tungstenite) } else { lib.ok_or("--lib is required")? };
+    Ok(Args { mode, lib, listen, connections })
 }
 
 fn main() {
@@ -94,6 +99,7 @@ fn main() {
     let result = match args.mode.as_str() {
         "server" => rt.block_on(server(args.lib, &args.listen)),
         "measure" => rt.block_on(measure(args.lib, args.connections)),
+        "sizes" => rt.block_on(sizes()),
         other => Err(format!("unknown mode {other}")),
     };
     if let Err(e) = result {
@@ -115,6 +121,9 @@ async fn server(lib: Lib, listen: &str) -> Result<(), String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     println!("listening {addr}");
     let count = Arc::new(AtomicUsize::new(0));
+    if lib == Lib::Axum {
+        return serve_axum(listener, count).await;
+    }
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(s) => s,
@@ -128,6 +137,7 @@ async fn server(lib: Lib, listen: &str) -> Result<(), String> {
             Lib::Tungstenite => tokio::spawn(serve_tungstenite(stream, count)),
             Lib::TokioWebsockets => tokio::spawn(serve_tokio_websockets(stream, count)),
             Lib::Fastwebsockets => tokio::spawn(serve_fastwebsockets(stream, count)),
+            Lib::Axum => unreachable!("served by axum::serve"),
         };
     }
 }
@@ -182,6 +192,41 @@ async fn serve_fastwebsockets(stream: TcpStream, count: Arc<AtomicUsize>) {
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades()
         .await;
+}
+
+/// axum's upgrade path with the limits lct applies (`api/src/live/session.rs`, `configure`).
+async fn serve_axum(listener: TcpListener, count: Arc<AtomicUsize>) -> Result<(), String> {
+    use axum::extract::ws::WebSocketUpgrade;
+    use axum::extract::State;
+    use axum::routing::get;
+
+    async fn upgrade(ws: WebSocketUpgrade, State(count): State<Arc<AtomicUsize>>) -> axum::response::Response {
+        ws.read_buffer_size(TUNGSTENITE_READ_BUFFER).write_buffer_size(0).max_write_buffer_size(256 * 1024).on_upgrade(
+            move |mut socket| async move {
+                opened(&count);
+                while let Some(Ok(_)) = socket.recv().await {}
+            },
+        )
+    }
+
+    let app = axum::Router::new().route("/", get(upgrade)).with_state(count);
+    axum::serve(listener, app).await.map_err(|e| e.to_string())
+}
+
+/// Prints the size of each connection task's future (the task cell holds it for the life of the
+/// connection, sized for its largest state, the handshake included).
+async fn sizes() -> Result<(), String> {
+    let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let stream = || async { TcpStream::connect(addr).await.map_err(|e| e.to_string()) };
+    let count = Arc::new(AtomicUsize::new(0));
+    let f = serve_tungstenite(stream().await?, count.clone());
+    println!("tungstenite connection future: {} bytes", std::mem::size_of_val(&f));
+    let f = serve_tokio_websockets(stream().await?, count.clone());
+    println!("tokio-websockets connection future: {} bytes", std::mem::size_of_val(&f));
+    let f = serve_fastwebsockets(stream().await?, count.clone());
+    println!("fastwebsockets HTTP connection future: {} bytes", std::mem::size_of_val(&f));
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
