@@ -288,7 +288,8 @@ async fn measure(lib: Lib, connections: usize) -> Result<(), String> {
         std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
                 if let Some(n) = line.strip_prefix("open ").and_then(|n| n.parse().ok()) {
-                    count.store(n, Ordering::Relaxed);
+                    // Lines from two connection tasks may arrive out of order.
+                    count.fetch_max(n, Ordering::Relaxed);
                 }
             }
         });
