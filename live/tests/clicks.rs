@@ -137,6 +137,14 @@ async fn until(what: &str, condition: impl Fn() -> bool) {
     }
 }
 
+/// The connection's next frame; fails if none comes within a minute of paused time.
+async fn next_frame<F>(queue: &mut live::QueueReceiver<F>) -> F {
+    tokio::time::timeout(Duration::from_secs(60), queue.recv())
+        .await
+        .expect("no frame within a minute")
+        .expect("the queue ended")
+}
+
 /// A click list of one click by `P{seq}`.
 fn list(seq: u64) -> ClickList {
     let click = Click { team: Team::Bayern, name: format!("P{seq}"), surname: "S".into(), at_ms: seq as i64 };
@@ -246,14 +254,16 @@ async fn click_lists_that_find_the_feed_and_the_outbox_full_are_coalesced_and_th
     for seq in 1..=50 {
         pod.hub.broadcast_clicks(id, list(seq));
     }
-    tokio::time::sleep(Duration::from_millis(10)).await;
     let mut shown = Vec::new();
-    while let Ok(frame) = queue.try_recv() {
+    while shown.last().map(String::as_str) != Some("P50") {
+        let frame = next_frame(&mut queue).await;
         let message: Value = serde_json::from_str(&frame).unwrap();
         if message["type"] == "TeamClicked" {
             shown.push(message["clickedTeams"][0]["name"].as_str().unwrap().to_owned());
         }
     }
+    // Nothing follows the latest list.
+    assert!(queue.try_recv().is_err(), "after the latest: {shown:?}");
     assert_eq!(shown.last().map(String::as_str), Some("P50"), "the latest list last: {shown:?}");
     assert!(shown.len() <= 2, "the first, queued, and the latest: {shown:?}");
     let stats = pod.hub.stats();
@@ -345,10 +355,9 @@ async fn a_click_list_is_not_shown_ahead_of_an_event_committed_before_it() {
     };
     domain::ports::EventPublisher::publish(&pod.hub, &[joined]).await;
     pod.hub.broadcast_clicks(id, list(1));
-    tokio::time::sleep(Duration::from_millis(10)).await;
     let mut kinds = Vec::new();
-    while let Ok(frame) = queue.try_recv() {
-        let message: Value = serde_json::from_str(&frame).unwrap();
+    while kinds.len() < 3 {
+        let message: Value = serde_json::from_str(&next_frame(&mut queue).await).unwrap();
         kinds.push(message["type"].as_str().unwrap().to_owned());
     }
     assert_eq!(kinds, ["Subscribed", "PlayerJoined", "TeamClicked"]);
