@@ -45,12 +45,7 @@ pub async fn run(
         metrics.observe_redis(Arc::clone(&bus));
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let hub_options = HubOptions {
-        queue_capacity: settings.ws_queue.max(1),
-        delivery_bound: settings.delivery_bound(),
-        ..HubOptions::default()
-    };
-    let hub = Hub::new(Arc::clone(&store), bus, Arc::clone(&clock), hub_options);
+    let hub = Hub::new(Arc::clone(&store), bus, Arc::clone(&clock), hub_options(&settings));
     metrics.observe_hub(&hub);
     let pod_id = pod_id(&settings);
     let cluster = cluster(&settings, &listener, &pod_id, pods, Arc::clone(&presence), &hub)?;
@@ -110,6 +105,17 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The delivery engine's tunables from the settings.
+fn hub_options(settings: &Settings) -> HubOptions {
+    HubOptions {
+        queue_capacity: settings.ws_queue.max(1),
+        delivery_bound: settings.delivery_bound(),
+        clicks_in_flight: usize::try_from(settings.clicks_in_flight).unwrap_or(usize::MAX),
+        click_refusal_backlog: usize::try_from(settings.click_refusal_backlog).unwrap_or(usize::MAX),
+        ..HubOptions::default()
+    }
 }
 
 /// Warns when the process may open fewer files than `LCT_MAX_CONNECTIONS` needs: past the
@@ -299,4 +305,24 @@ pub async fn shutdown_signal() {
         () = terminate => {}
     }
     tracing::info!("shutdown signal received");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn overload_limits_come_from_the_settings_and_default_to_the_engine_defaults() {
+        let defaults = hub_options(&Settings::try_parse_from(["lct"]).unwrap());
+        assert_eq!(defaults.clicks_in_flight, HubOptions::default().clicks_in_flight);
+        assert_eq!(defaults.click_refusal_backlog, HubOptions::default().click_refusal_backlog);
+        let settings =
+            Settings::try_parse_from(["lct", "--clicks-in-flight", "3", "--click-refusal-backlog", "40"]).unwrap();
+        let options = hub_options(&settings);
+        assert_eq!((options.clicks_in_flight, options.click_refusal_backlog), (3, 40));
+        for zero in ["--clicks-in-flight=0", "--click-refusal-backlog=0"] {
+            assert!(Settings::try_parse_from(["lct", zero]).is_err(), "{zero} would refuse every click");
+        }
+    }
 }

@@ -11,7 +11,9 @@ use std::process::ExitCode;
 
 /// Many small, short-lived allocations per delivered message (frames, queue entries, Redis
 /// replies): jemalloc spends about a seventh less CPU per delivery on them than the system
-/// allocator (docs/benchmarks.md), for a little more memory than it.
+/// allocator (docs/benchmarks.md), for a little more memory than it. Without the `jemalloc`
+/// feature the system allocator is used (heap profilers such as heaptrack see its calls).
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -125,6 +125,14 @@ pub struct Settings {
     /// Messages queued per live connection before a client that does not keep up is cut off.
     #[arg(long, env = "LCT_WS_QUEUE", default_value_t = 256)]
     pub ws_queue: usize,
+    /// Team clicks being recorded at once on this pod (waiting for the event store or Redis)
+    /// beyond which more are refused as overloaded.
+    #[arg(long, env = "LCT_CLICKS_IN_FLIGHT", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub clicks_in_flight: u64,
+    /// Publications waiting for the bus (events, presence and click lists) from which team
+    /// clicks are refused as overloaded, so that events keep room to be published.
+    #[arg(long, env = "LCT_CLICK_REFUSAL_BACKLOG", default_value_t = 8192, value_parser = clap::value_parser!(u64).range(1..))]
+    pub click_refusal_backlog: u64,
     /// Hub invocations (team clicks) one live connection may make per second.
     #[arg(long, env = "LCT_WS_INVOCATIONS_PER_SECOND", default_value_t = 10.0)]
     pub ws_invocations_per_second: f64,

@@ -35,17 +35,15 @@ pub(crate) enum Via {
     Bus,
 }
 
+/// A command to a feed. Commands wait in the feed's bounded queue, which allocates room for a
+/// block of them up front: the rare large ones are boxed to keep every slot small.
 pub(crate) enum FeedCommand<F> {
-    Subscribe {
-        subscriber: Subscriber<F>,
-        since: Option<u64>,
-        ready: oneshot::Sender<()>,
-    },
+    Subscribe(Box<Subscription<F>>),
     Unsubscribe {
         id: u64,
     },
     Event {
-        event: RecordedEvent,
+        event: Box<RecordedEvent>,
         via: Via,
     },
     /// A message without a version (presence), delivered as it comes.
@@ -59,6 +57,14 @@ pub(crate) enum FeedCommand<F> {
         cause: RepairCause,
         at_least: Option<u64>,
     },
+}
+
+/// A connection joining the feed: events after `since` are replayed first; `ready` is told
+/// once it is registered.
+pub(crate) struct Subscription<F> {
+    pub subscriber: Subscriber<F>,
+    pub since: Option<u64>,
+    pub ready: oneshot::Sender<()>,
 }
 
 pub(crate) struct Subscriber<F> {
@@ -195,12 +201,13 @@ async fn start_version<F: Frame>(inner: &HubInner<F>, tournament: Uuid, stop: &C
 impl<F: Frame> Feed<F> {
     async fn handle(&mut self, command: FeedCommand<F>) {
         match command {
-            FeedCommand::Subscribe { subscriber, since, ready } => {
+            FeedCommand::Subscribe(subscription) => {
+                let Subscription { subscriber, since, ready } = *subscription;
                 self.add(subscriber, since).await;
                 let _ = ready.send(());
             }
             FeedCommand::Unsubscribe { id } => self.subscribers.retain(|s| s.id != id),
-            FeedCommand::Event { event, via } => self.on_event(event, via).await,
+            FeedCommand::Event { event, via } => self.on_event(*event, via).await,
             FeedCommand::Unversioned(encoded) => self.send_all(&encoded),
             FeedCommand::Clicks(list) => self.deliver_clicks(&list),
             FeedCommand::CatchUp { cause, at_least } => {

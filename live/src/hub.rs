@@ -14,7 +14,7 @@
 
 use crate::clock::Clock;
 use crate::connection::{ConnectionControl, Protocol};
-use crate::feed::{self, FeedCommand, FeedShared, Subscriber, Via};
+use crate::feed::{self, FeedCommand, FeedShared, Subscriber, Subscription, Via};
 use crate::messages::{channel, encode_presence, tournament_of, Received, Stamped, WireMessage};
 use crate::ports::{Bus, BusListener, ClickList, PresenceEntry};
 use crate::queue::QueueReceiver;
@@ -248,7 +248,11 @@ impl<F: Frame> Hub<F> {
         let (ready_tx, ready) = tokio::sync::oneshot::channel();
         // Waits for room in the feed's queue. An error means the feed stopped (the pod is
         // draining); the connection's queue then just ends.
-        if commands.send(FeedCommand::Subscribe { subscriber, since, ready: ready_tx }).await.is_ok() {
+        if commands
+            .send(FeedCommand::Subscribe(Box::new(Subscription { subscriber, since, ready: ready_tx })))
+            .await
+            .is_ok()
+        {
             let _ = ready.await;
         }
         (membership, queue)
@@ -296,7 +300,8 @@ impl<F: Frame> EventPublisher for Hub<F> {
     async fn publish(&self, events: &[RecordedEvent]) {
         for event in events {
             self.inner.rosters.learn_event(event);
-            self.inner.dispatch(event.stream_id, FeedCommand::Event { event: event.clone(), via: Via::Local });
+            self.inner
+                .dispatch(event.stream_id, FeedCommand::Event { event: Box::new(event.clone()), via: Via::Local });
             let message = WireMessage::Event { event: event.clone() };
             self.inner.send_to_bus(event.stream_id, &message, Some(event.version));
         }
@@ -462,7 +467,7 @@ impl<F: Frame> BusListener for Listener<F> {
         }
         let command = match message {
             WireMessage::Event { event } if event.stream_id == tournament => {
-                FeedCommand::Event { event, via: Via::Bus }
+                FeedCommand::Event { event: Box::new(event), via: Via::Bus }
             }
             WireMessage::Presence { tournament_id, players } if tournament_id == tournament => {
                 FeedCommand::Unversioned(Arc::new(encode_presence(tournament, &players)))

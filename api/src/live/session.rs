@@ -128,6 +128,16 @@ pub trait Inbound {
     fn poll_work(&mut self, cx: &mut Context<'_>, outbox: &mut Outbox) -> Poll<Flow>;
 }
 
+impl<T: Inbound + ?Sized> Inbound for Box<T> {
+    fn receive(&mut self, message: Message, outbox: &mut Outbox) -> Flow {
+        (**self).receive(message, outbox)
+    }
+
+    fn poll_work(&mut self, cx: &mut Context<'_>, outbox: &mut Outbox) -> Poll<Flow> {
+        (**self).poll_work(cx, outbox)
+    }
+}
+
 /// A client that sends nothing but pongs and close.
 pub struct ListenOnly;
 
@@ -367,19 +377,23 @@ where
 /// SignalR records that queued up while the connection was writing go out together in one
 /// frame (the protocol allows several records per frame); the v2 socket sends one message per
 /// frame. The ping is due when nothing was sent for [`PING_INTERVAL`].
-pub async fn serve<S, I>(
+///
+/// The future is what a connection's task keeps for the connection's life (sized for its largest
+/// state), so it holds the session's state once: the arguments go straight into it.
+pub fn serve<'a, S, I>(
     socket: S,
     queue: QueueReceiver<Utf8Bytes>,
     outbox: Outbox,
     inbound: I,
-    control: &ConnectionControl,
+    control: &'a ConnectionControl,
     protocol: Protocol,
-) where
-    S: Stream<Item = Result<Message, axum::Error>> + Sink<Message> + Unpin,
-    I: Inbound,
+) -> impl Future<Output = ()> + 'a
+where
+    S: Stream<Item = Result<Message, axum::Error>> + Sink<Message> + Unpin + 'a,
+    I: Inbound + 'a,
 {
     let now = Instant::now();
-    let mut session = Session {
+    drive(Session {
         socket,
         queue,
         outbox,
@@ -393,7 +407,17 @@ pub async fn serve<S, I>(
         last_heard: now,
         working: true,
         closing: None,
-    };
+    })
+}
+
+async fn drive<S, I>(mut session: Session<'_, S, I>)
+where
+    S: Stream<Item = Result<Message, axum::Error>> + Sink<Message> + Unpin,
+    I: Inbound,
+{
+    let now = Instant::now();
+    (session.last_sent, session.last_heard) = (now, now);
+    let control = session.control;
     let end = {
         let timer = tokio::time::sleep(PING_INTERVAL);
         tokio::pin!(timer);
@@ -405,7 +429,8 @@ pub async fn serve<S, I>(
     if end == End::TooSlow {
         control.close(CloseReason::TooSlow);
     }
-    Box::pin(goodbye(session.socket, session.control, protocol)).await;
+    let protocol = session.protocol;
+    Box::pin(goodbye(session.socket, control, protocol)).await;
 }
 
 /// Tells the client why it is being closed; a client that stopped reading gets a second at most.

@@ -73,17 +73,43 @@ pub async fn connect(
         }
     }
     state.service.get(tournament).await?;
-    let tracker = state.live.hub.tracker().clone();
-    Ok(session::configure(upgrade).on_upgrade(move |socket| {
-        tracker.track_future(async move {
-            run(state, tournament, socket).await;
-            drop(slot);
-        })
-    }))
+    let hub = state.live.hub.clone();
+    let tracker = hub.tracker().clone();
+    let inbound = Box::new(Invocations {
+        clicks: state.live.clicks.clone(),
+        v1: state.v1,
+        tournament,
+        limiter: Limiter::new(state.live.invocations_per_second),
+        records: Utf8Bytes::from_static(""),
+        at: 0,
+        click: None,
+    });
+    drop(state);
+    Ok(session::configure(upgrade).on_upgrade(move |socket| tracker.track_future(run(hub, inbound, socket, slot))))
 }
 
-async fn run(state: AppState, tournament: Uuid, mut socket: WebSocket) {
-    let rest = match read_handshake(&mut socket).await {
+/// The life of a hub connection. Its task keeps this future (sized for its largest state) as
+/// long as the connection is open, so it holds the socket once and what the session needs:
+/// the steps before the session are boxed and borrow the socket (see `session`).
+///
+/// The hub side of the connection is boxed: it moves from the route to the session without
+/// being copied into each future on the way.
+async fn run(hub: super::Hub, mut inbound: Box<Invocations>, mut socket: WebSocket, slot: Option<Extension<LiveSlot>>) {
+    let Some((membership, queue)) = Box::pin(set_up(&hub, &mut inbound, &mut socket)).await else { return };
+    drop(hub);
+    let outbox = Outbox::new(session::OUTBOX_FRAMES, session::OUTBOX_BYTES);
+    session::serve(&mut socket, queue, outbox, inbound, &membership.control, Protocol::SignalR).await;
+    drop(slot);
+}
+
+/// The handshake: reads the client's, joins the tournament's feed and answers. `None` when the
+/// connection ends there (the client was told why when it can be).
+async fn set_up(
+    hub: &super::Hub,
+    inbound: &mut Invocations,
+    socket: &mut WebSocket,
+) -> Option<(::live::Membership<super::Frame>, ::live::QueueReceiver<super::Frame>)> {
+    let rest = match read_handshake(socket).await {
         Ok(rest) => rest,
         Err(error) => {
             let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
@@ -91,29 +117,18 @@ async fn run(state: AppState, tournament: Uuid, mut socket: WebSocket) {
                 socket.send(Message::Close(None)).await
             })
             .await;
-            return;
+            return None;
         }
     };
     // Join the feed before answering, so every event committed after the client sees the
     // answer reaches it.
-    let (membership, queue) = state.live.hub.subscribe(tournament, Protocol::SignalR, None).await;
+    let joined = hub.subscribe(inbound.tournament, Protocol::SignalR, None).await;
     let answered = tokio::time::timeout(HANDSHAKE_TIMEOUT, socket.send(signalr_record("{}"))).await;
     if !matches!(answered, Ok(Ok(()))) {
-        return;
+        return None;
     }
-    let limiter = Limiter::new(state.live.invocations_per_second);
-    let inbound = Invocations {
-        clicks: state.live.clicks.clone(),
-        v1: state.v1,
-        tournament,
-        limiter,
-        records: rest,
-        at: 0,
-        click: None,
-    };
-    drop(state);
-    let outbox = Outbox::new(session::OUTBOX_FRAMES, session::OUTBOX_BYTES);
-    session::serve(socket, queue, outbox, inbound, &membership.control, Protocol::SignalR).await;
+    inbound.records = rest;
+    Some(joined)
 }
 
 /// A `TeamClicked` invocation waiting for its click to be recorded: its id (when the client

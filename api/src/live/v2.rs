@@ -51,29 +51,46 @@ pub async fn live(
         }
         None => None,
     };
-    let tracker = state.live.hub.tracker().clone();
+    let (hub, presence) = (state.live.hub.clone(), state.live.presence.clone());
+    drop(state);
+    let tracker = hub.tracker().clone();
     Ok(session::configure(upgrade).on_upgrade(move |socket| {
-        tracker.track_future(async move {
-            run(state, tournament, since, online_as, socket).await;
-            drop(slot);
-        })
+        let joining = Box::pin(join(hub, presence, tournament, since, online_as));
+        tracker.track_future(run(joining, socket, slot))
     }))
 }
 
-async fn run(
-    state: AppState,
+/// What a live connection holds while it is open: its membership of the feed, and of the
+/// players online when it connects with a player token.
+type Joined =
+    (::live::Membership<super::Frame>, ::live::QueueReceiver<super::Frame>, Option<::live::Online<super::Frame>>);
+
+async fn join(
+    hub: super::Hub,
+    presence: ::live::Presence<super::Frame>,
     tournament: Uuid,
     since: Option<u64>,
     online_as: Option<PresenceEntry>,
-    socket: WebSocket,
-) {
-    let (membership, queue) = state.live.hub.subscribe(tournament, Protocol::V2, since).await;
-    let _online = match online_as {
-        Some(entry) => Some(state.live.presence.connected(tournament, entry).await),
+) -> Joined {
+    let (membership, queue) = hub.subscribe(tournament, Protocol::V2, since).await;
+    let online = match online_as {
+        Some(entry) => Some(presence.connected(tournament, entry).await),
         None => None,
     };
-    drop(state);
+    (membership, queue, online)
+}
+
+/// The life of a live connection. Its task keeps this future (sized for its largest state) as
+/// long as the connection is open, so it holds the socket once and what the session needs:
+/// joining is boxed, and the session borrows the socket (see `session`).
+async fn run(
+    joining: std::pin::Pin<Box<dyn std::future::Future<Output = Joined> + Send>>,
+    mut socket: WebSocket,
+    slot: Option<Extension<LiveSlot>>,
+) {
+    let (membership, queue, _online) = joining.await;
     // Clients send nothing but pongs and close; reading keeps the timeout honest.
     let outbox = Outbox::new(4, 1024);
-    session::serve(socket, queue, outbox, ListenOnly, &membership.control, Protocol::V2).await;
+    session::serve(&mut socket, queue, outbox, ListenOnly, &membership.control, Protocol::V2).await;
+    drop(slot);
 }
