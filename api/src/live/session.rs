@@ -415,8 +415,6 @@ where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message> + Unpin,
     I: Inbound,
 {
-    let now = Instant::now();
-    (session.last_sent, session.last_heard) = (now, now);
     let control = session.control;
     let end = {
         let timer = tokio::time::sleep(PING_INTERVAL);
