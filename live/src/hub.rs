@@ -15,7 +15,7 @@
 use crate::clock::Clock;
 use crate::connection::{ConnectionControl, Protocol};
 use crate::feed::{self, FeedCommand, FeedShared, Subscriber, Subscription, Via};
-use crate::messages::{channel, encode_presence, tournament_of, Received, Stamped, WireMessage};
+use crate::messages::{channel, encode_presence, tournament_of, Stamp, Stamped, WireMessage};
 use crate::ports::{Bus, BusListener, ClickList, PresenceEntry};
 use crate::queue::QueueReceiver;
 use crate::rosters::Rosters;
@@ -453,8 +453,8 @@ struct Listener<F>(Weak<HubInner<F>>);
 impl<F: Frame> BusListener for Listener<F> {
     fn on_message(&self, channel: &str, payload: &[u8]) {
         let (Some(inner), Some(tournament)) = (self.0.upgrade(), tournament_of(channel)) else { return };
-        let Received { message, stamp } = match serde_json::from_slice(payload) {
-            Ok(received) => received,
+        let stamp: Stamp = match serde_json::from_slice(payload) {
+            Ok(stamp) => stamp,
             Err(error) => return tracing::warn!(channel, %error, "undecodable bus message ignored"),
         };
         if let Some(at) = stamp.published_at_ms {
@@ -462,9 +462,13 @@ impl<F: Frame> BusListener for Listener<F> {
         }
         if stamp.origin == Some(inner.origin) {
             // Delivered locally when it was published; unversioned messages would otherwise
-            // reach this pod's connections twice.
+            // reach this pod's connections twice. Not decoded any further.
             return;
         }
+        let message: WireMessage = match serde_json::from_slice(payload) {
+            Ok(message) => message,
+            Err(error) => return tracing::warn!(channel, %error, "undecodable bus message ignored"),
+        };
         let command = match message {
             WireMessage::Event { event } if event.stream_id == tournament => {
                 FeedCommand::Event { event: Box::new(event), via: Via::Bus }

@@ -51,16 +51,9 @@ pub struct Stamped<'a> {
     pub published_at_ms: i64,
 }
 
-/// A bus payload as received, message and stamp read in one pass.
-#[derive(Debug, Deserialize)]
-pub struct Received {
-    #[serde(flatten)]
-    pub message: WireMessage,
-    #[serde(flatten)]
-    pub stamp: Stamp,
-}
-
-/// The stamp of a bus payload, as far as its publisher stamped it.
+/// The stamp of a bus payload, as far as its publisher stamped it. It is read on its own, before
+/// the message: a pod skips its own publications without decoding them, and the message is then
+/// read as a plain [`WireMessage`] (which ignores the stamp's fields), with no flattening.
 #[derive(Debug, Default, Deserialize)]
 pub struct Stamp {
     pub origin: Option<Uuid>,
@@ -152,12 +145,34 @@ fn fixtures_payload(tournament: Uuid, event: &TournamentEvent) -> Option<Value> 
     })
 }
 
-fn clicks_payload(tournament: Uuid, clicks: &[Click]) -> Value {
-    json!({
-        "type": "TeamClicked",
-        "tournamentId": tournament,
-        "clickedTeams": clicks.iter().map(|c| json!({"team": c.team, "name": c.name, "surname": c.surname})).collect::<Vec<_>>(),
-    })
+/// `{"type":"TeamClicked","tournamentId":…,"clickedTeams":[{"team","name","surname"}…]}`,
+/// written straight from the list (no intermediate JSON tree).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ClicksPayload<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    tournament_id: Uuid,
+    clicked_teams: Vec<ClickedTeam<'a>>,
+}
+
+#[derive(Serialize)]
+struct ClickedTeam<'a> {
+    team: &'a domain::Team,
+    name: &'a str,
+    surname: &'a str,
+}
+
+fn clicks_payload(tournament: Uuid, clicks: &[Click]) -> String {
+    let payload = ClicksPayload {
+        kind: "TeamClicked",
+        tournament_id: tournament,
+        clicked_teams: clicks
+            .iter()
+            .map(|c| ClickedTeam { team: &c.team, name: &c.name, surname: &c.surname })
+            .collect(),
+    };
+    serde_json::to_string(&payload).expect("a click list encodes")
 }
 
 /// `{"type":1,"target":"<tournament>","arguments":["<payload as a JSON string>"]}␞`
@@ -167,7 +182,15 @@ pub fn signalr_invocation<F: Frame>(tournament: Uuid, payload: &Value) -> F {
 
 /// The invocation record of a payload already encoded.
 fn signalr_record<F: Frame>(tournament: Uuid, payload: String) -> F {
-    let mut record = json!({"type": 1, "target": tournament, "arguments": [payload]}).to_string();
+    #[derive(Serialize)]
+    struct Invocation<'a> {
+        #[serde(rename = "type")]
+        kind: u8,
+        target: Uuid,
+        arguments: [&'a str; 1],
+    }
+    let invocation = Invocation { kind: 1, target: tournament, arguments: [&payload] };
+    let mut record = serde_json::to_string(&invocation).expect("an invocation encodes");
     record.push(RECORD_SEPARATOR);
     record.into()
 }
@@ -188,7 +211,7 @@ pub fn encode_presence<F: Frame>(tournament: Uuid, players: &[PresenceEntry]) ->
 /// The same payload for both protocols: it is encoded once, and the SignalR record carries
 /// that text as its argument.
 pub fn encode_clicks<F: Frame>(tournament: Uuid, clicks: &[Click]) -> Encoded<F> {
-    let v2 = clicks_payload(tournament, clicks).to_string();
+    let v2 = clicks_payload(tournament, clicks);
     let signalr = signalr_record(tournament, v2.clone());
     Encoded { signalr: Some(signalr), v2: v2.into() }
 }
@@ -274,14 +297,39 @@ mod tests {
         let message = WireMessage::Clicks { tournament_id: Uuid::nil(), clicks: Vec::new(), seq: 3 };
         let origin = Uuid::new_v4();
         let payload = serde_json::to_vec(&Stamped { message: &message, origin, published_at_ms: 1234 }).unwrap();
-        let Received { message: decoded, stamp } = serde_json::from_slice(&payload).unwrap();
+        let stamp: Stamp = serde_json::from_slice(&payload).unwrap();
         assert_eq!((stamp.origin, stamp.published_at_ms), (Some(origin), Some(1234)));
-        assert!(matches!(decoded, WireMessage::Clicks { tournament_id, .. } if tournament_id == Uuid::nil()));
         let decoded: WireMessage = serde_json::from_slice(&payload).unwrap();
-        assert!(matches!(decoded, WireMessage::Clicks { tournament_id, .. } if tournament_id == Uuid::nil()));
-        let unstamped: Received = serde_json::from_slice(&serde_json::to_vec(&message).unwrap()).unwrap();
-        let unstamped = unstamped.stamp;
+        assert!(matches!(decoded, WireMessage::Clicks { tournament_id, seq: 3, .. } if tournament_id == Uuid::nil()));
+        let unstamped: Stamp = serde_json::from_slice(&serde_json::to_vec(&message).unwrap()).unwrap();
         assert_eq!((unstamped.origin, unstamped.published_at_ms), (None, None), "unstamped payloads");
+    }
+
+    #[test]
+    fn a_click_list_reaches_both_protocols_as_the_same_payload() {
+        let id = Uuid::new_v4();
+        let click = |team: &str, name: &str| Click {
+            team: domain::Team::parse(team).unwrap(),
+            name: name.to_owned(),
+            surname: "Nowak \"N\" \u{e9}".to_owned(),
+            at_ms: 7,
+        };
+        let clicks = [click("PSG", "Anna"), click("Real Madrid", "Ben")];
+        let encoded: Encoded<String> = encode_clicks(id, &clicks);
+        let payload = json!({
+            "type": "TeamClicked", "tournamentId": id,
+            "clickedTeams": [
+                {"team": "PSG", "name": "Anna", "surname": "Nowak \"N\" \u{e9}"},
+                {"team": "Real Madrid", "name": "Ben", "surname": "Nowak \"N\" \u{e9}"},
+            ],
+        });
+        let parse = |text: &str| serde_json::from_str::<Value>(text).unwrap();
+        assert_eq!(parse(&encoded.v2), payload);
+        let signalr = encoded.signalr.unwrap();
+        let record = parse(signalr.strip_suffix('\u{1e}').expect("a record separator"));
+        assert_eq!(record, json!({"type": 1, "target": id, "arguments": [encoded.v2]}), "the same payload text");
+        let empty: Encoded<String> = encode_clicks(id, &[]);
+        assert_eq!(parse(&empty.v2), json!({"type": "TeamClicked", "tournamentId": id, "clickedTeams": []}));
     }
 
     #[test]

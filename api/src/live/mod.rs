@@ -2,6 +2,7 @@
 //! endpoint and the v2 live socket, each a WebSocket session writing the frames the engine
 //! queues for it.
 
+mod records;
 pub mod session;
 pub mod signalr;
 pub mod v2;

@@ -2,6 +2,7 @@
 //! protocol v1 handshake, server invocations per tournament, pings, close, and the
 //! `TeamClicked` hub method.
 
+use super::records::{completion_json, ClickArgs, Record};
 use super::session::{self, signalr_record, Flow, Outbox, HANDSHAKE_TIMEOUT};
 use crate::context;
 use crate::error::ApiError;
@@ -17,7 +18,6 @@ use domain::{PlayerName, PlayerSurname, Team};
 use futures::StreamExt;
 use live::messages::RECORD_SEPARATOR;
 use live::{ClickError, Protocol};
-use serde::Deserialize;
 use serde_json::{json, Value};
 use std::future::Future;
 use std::pin::Pin;
@@ -265,11 +265,7 @@ fn close_with_error(error: &str) -> Message {
 }
 
 fn completion(invocation_id: &str, error: Option<&str>) -> Message {
-    let record = match error {
-        Some(error) => json!({"type": 3, "invocationId": invocation_id, "error": error}),
-        None => json!({"type": 3, "invocationId": invocation_id}),
-    };
-    signalr_record(&record.to_string())
+    signalr_record(&completion_json(invocation_id, error))
 }
 
 /// Handles one record: answers it at once, or starts the recording of a click.
@@ -280,27 +276,27 @@ fn handle_record(
     record: &str,
     limiter: &mut Limiter,
 ) -> Reply {
-    let Ok(value) = serde_json::from_str::<Value>(record) else {
+    let Some(record) = Record::parse(record) else {
         return Reply::Close(close_with_error("A record is not valid JSON."));
     };
-    match value["type"].as_u64() {
+    match record.kind {
         Some(1) => {
-            let invocation_id = value["invocationId"].as_str();
+            let invocation_id = record.invocation_id;
             let result = if !v1.allows_writes() {
                 Err(v1.write_refusal().message)
             } else if !limiter.allow() {
                 Err("Too many invocations; slow down.".to_owned())
-            } else if value["target"].as_str().is_some_and(|t| t.eq_ignore_ascii_case("TeamClicked")) {
+            } else if record.target.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("TeamClicked")) {
                 let clicks = clicks.clone();
-                let arguments = value["arguments"].clone();
-                let recording = Box::pin(async move { team_clicked(&clicks, tournament, &arguments).await });
-                return Reply::Click((invocation_id.map(str::to_owned), recording));
+                let arguments = ClickArgs::from_arguments(record.arguments);
+                let recording = Box::pin(async move { team_clicked(&clicks, tournament, arguments?).await });
+                return Reply::Click((invocation_id, recording));
             } else {
-                Err(format!("Unknown hub method '{}'.", value["target"].as_str().unwrap_or_default()))
+                Err(format!("Unknown hub method '{}'.", record.target.unwrap_or_default()))
             };
             match (invocation_id, result) {
-                (Some(id), Ok(())) => Reply::Send(completion(id, None)),
-                (Some(id), Err(error)) => Reply::Send(completion(id, Some(&error))),
+                (Some(id), Ok(())) => Reply::Send(completion(&id, None)),
+                (Some(id), Err(error)) => Reply::Send(completion(&id, Some(&error))),
                 (None, _) => Reply::None,
             }
         }
@@ -309,26 +305,9 @@ fn handle_record(
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct ClickArgs {
-    team: String,
-    name: String,
-    surname: String,
-}
-
 /// The `TeamClicked` hub method with its invocation arguments; the connection's own tournament
 /// is authoritative (the `groupKey` argument is ignored). The error is the completion's sentence.
-async fn team_clicked(
-    clicks: &::live::Clicks<super::Frame>,
-    tournament: Uuid,
-    arguments: &Value,
-) -> Result<(), String> {
-    let argument = arguments.get(0).cloned().ok_or("TeamClicked expects one argument.")?;
-    let lowered = match argument {
-        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k.to_lowercase(), v)).collect()),
-        _ => return Err("TeamClicked expects an object argument.".into()),
-    };
-    let args: ClickArgs = serde_json::from_value(lowered).map_err(|e| format!("Invalid TeamClicked argument: {e}."))?;
+async fn team_clicked(clicks: &::live::Clicks<super::Frame>, tournament: Uuid, args: ClickArgs) -> Result<(), String> {
     let invalid = |error: ApiError| error.message;
     let team = Team::parse(&args.team).map_err(|e| invalid(e.into()))?;
     let name = PlayerName::parse(&args.name).map_err(|e| invalid(e.into()))?;
