@@ -206,15 +206,18 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// `type`, `invocationId`, `target` and `arguments` as read.
+    type Fields = (Option<u64>, Option<String>, Option<String>, Option<Value>);
+
     /// What the hub read of a record before, from its JSON tree.
-    fn from_tree(record: &str) -> Option<(Option<u64>, Option<String>, Option<String>, Option<Value>)> {
+    fn from_tree(record: &str) -> Option<Fields> {
         let value: Value = serde_json::from_str(record).ok()?;
         let string = |field: &str| value[field].as_str().map(str::to_owned);
         let arguments = value.get("arguments").cloned();
         Some((value["type"].as_u64(), string("invocationId"), string("target"), arguments))
     }
 
-    fn read(record: &str) -> Option<(Option<u64>, Option<String>, Option<String>, Option<Value>)> {
+    fn read(record: &str) -> Option<Fields> {
         let record = Record::parse(record)?;
         let arguments = record.arguments.map(|raw| serde_json::from_str(raw.get()).unwrap());
         Some((record.kind, record.invocation_id, record.target, arguments))
