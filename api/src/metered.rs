@@ -5,7 +5,7 @@
 use crate::metrics::EventStoreMetrics;
 use async_trait::async_trait;
 use domain::ports::{AppendRequest, EventStore, RecordedEvent, Snapshot, StoreError};
-use live::ports::{Bus, BusListener, Click, ClickList, LiveError, SharedState};
+use live::ports::{Bus, BusListener, Click, ClickList, ClickPublication, LiveError, RecordedClick, SharedState};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -182,6 +182,18 @@ pub struct TracedSharedState(pub Arc<dyn SharedState>);
 impl SharedState for TracedSharedState {
     async fn record_click(&self, tournament: Uuid, click: Click, ttl: Duration) -> Result<ClickList, LiveError> {
         traced(redis_span!("redis.record_click"), self.0.record_click(tournament, click, ttl)).await.0
+    }
+
+    async fn record_and_publish_click(
+        &self,
+        tournament: Uuid,
+        click: Click,
+        ttl: Duration,
+        publication: &ClickPublication,
+    ) -> Result<RecordedClick, LiveError> {
+        let span = redis_span!("redis.record_click");
+        span.record("channel", publication.channel.as_str());
+        traced(span, self.0.record_and_publish_click(tournament, click, ttl, publication)).await.0
     }
 
     async fn put_token(&self, token: &str, value: &str, ttl: Duration) -> Result<(), LiveError> {

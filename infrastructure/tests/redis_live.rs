@@ -6,7 +6,8 @@ mod redis_server;
 
 use domain::Team;
 use infrastructure::live::{connect_redis, RedisBus, RedisSharedState};
-use live::ports::{Bus, BusListener, Click, SharedState};
+use live::messages::{self, Stamp, WireMessage};
+use live::ports::{Bus, BusListener, Click, ClickList, SharedState};
 use redis_server::RedisServer;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -257,6 +258,68 @@ async fn clicks_keep_the_latest_of_each_player_in_time_order_across_pods() {
     assert!(first.seq < second.seq && second.seq < list.seq, "each list numbered after the one before, on any pod");
     let other = two.state.record_click(Uuid::new_v4(), click("Cid", Team::Juventus, 1), ttl).await.unwrap();
     assert_eq!(other.clicks, vec![click("Cid", Team::Juventus, 1)], "tournaments do not share clicks");
+}
+
+#[tokio::test]
+async fn a_click_list_is_published_with_its_recording_and_leaves_out_what_cannot_be_read() {
+    let server = RedisServer::start().await;
+    let (one, two) = (Pod::connected(&server.url).await, Pod::connected(&server.url).await);
+    let tournament = Uuid::new_v4();
+    let ttl = Duration::from_secs(60);
+    let channel = messages::channel(tournament);
+    two.bus.subscribe(&channel).await;
+    let origin = Uuid::new_v4();
+    let publication = messages::click_publication(tournament, origin, 1_234);
+
+    // Clicks of today: sequence numbers of today (ms × 1024), which Lua holds as doubles.
+    let now_ms = 1_796_578_155_568;
+    let first =
+        one.state.record_and_publish_click(tournament, click("Bob", Team::Psg, now_ms + 20), ttl, &publication).await;
+    assert!(first.unwrap().published);
+    // A field that does not hold a click (damaged, or written by something else) is left out
+    // of the lists, on the bus as in the answer.
+    let key = format!("lct:clicks:{tournament}");
+    assert_eq!(server.cli(&["HSET", &key, "Eve\u{1f}Evans", "{not json"]), "1");
+    assert_eq!(server.cli(&["HSET", &key, "Zed\u{1f}Zedson", "17"]), "1");
+    let recorded = one
+        .state
+        .record_and_publish_click(tournament, click("Ann", Team::Bayern, now_ms + 10), ttl, &publication)
+        .await
+        .unwrap();
+    assert!(recorded.published);
+    let expected = vec![click("Ann", Team::Bayern, now_ms + 10), click("Bob", Team::Psg, now_ms + 20)];
+    assert_eq!(recorded.list.clicks, expected);
+
+    for expected in [1, 2] {
+        let (heard_on, payload) = two.next_message().await;
+        assert_eq!(heard_on, channel);
+        let stamp: Stamp = serde_json::from_str(&payload).unwrap();
+        assert_eq!((stamp.origin, stamp.published_at_ms), (Some(origin), Some(1_234)), "{payload}");
+        let WireMessage::Clicks { tournament_id, clicks, seq } = serde_json::from_str(&payload).unwrap() else {
+            panic!("not a click list: {payload}")
+        };
+        assert_eq!(tournament_id, tournament);
+        if expected == 2 {
+            assert_eq!(ClickList::new(seq, clicks), recorded.list, "the list published is the list answered");
+        } else {
+            assert_eq!(clicks, vec![click("Bob", Team::Psg, now_ms + 20)]);
+            assert!(seq > 1_000_000_000_000_000, "numbered from the click's time: {seq}");
+        }
+    }
+
+    // A shared state of its own is not a bus: it records and leaves publishing to the caller.
+    let alone = RedisSharedState::connect(&server.url).await.unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    let recorded = loop {
+        match alone.record_and_publish_click(tournament, click("Cid", Team::Chelsea, 30), ttl, &publication).await {
+            Ok(recorded) => break recorded,
+            Err(error) => assert!(Instant::now() < deadline, "the shared state never connected: {error}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(!recorded.published);
+    assert_eq!(recorded.list.clicks.len(), 3);
+    assert!(two.receives_nothing().await, "nothing published");
 }
 
 #[tokio::test]

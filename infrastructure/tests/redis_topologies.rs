@@ -13,8 +13,9 @@ mod redis_sentinel;
 mod redis_server;
 
 use infrastructure::live::{connect_redis, RedisBus, RedisSettings, RedisSharedState};
+use live::messages;
 use live::ports::{
-    Bus, BusListener, IdempotencyClaim, IdempotencyStore, PodInfo, PodRegistry, PresenceEntry, PresenceStore,
+    Bus, BusListener, Click, IdempotencyClaim, IdempotencyStore, PodInfo, PodRegistry, PresenceEntry, PresenceStore,
     SharedState,
 };
 use redis_cluster::{cli_at, RedisCluster};
@@ -194,6 +195,20 @@ async fn the_shared_state_and_the_pod_registry_work_across_the_shards_of_a_clust
         assert_eq!(two.state.claim(&key, TTL).await.unwrap(), IdempotencyClaim::Done("done".to_owned()));
     }
 
+    // Clicks of tournaments on every shard: recorded, but never published by the script (the
+    // channel's slot is not the key's; the hub publishes with SPUBLISH instead).
+    for n in 0..6 {
+        let tournament = Uuid::new_v4();
+        let publication = messages::click_publication(tournament, Uuid::new_v4(), 1);
+        let click = Click { team: domain::Team::Psg, name: format!("P{n}"), surname: "S".into(), at_ms: n };
+        let recorded = one.state.record_and_publish_click(tournament, click.clone(), TTL, &publication).await.unwrap();
+        assert!(!recorded.published);
+        assert_eq!(recorded.list.clicks, vec![click]);
+    }
+    for master in cluster.masters() {
+        assert_eq!(calls(master, "publish"), 0, "no classic PUBLISH, which every node would relay");
+    }
+
     // Presence of tournaments on every shard, owned by pods whose sets are elsewhere: the
     // pipelines span slots.
     let tournaments: Vec<Uuid> = (0..9).map(|_| Uuid::new_v4()).collect();
@@ -323,4 +338,16 @@ async fn the_bus_and_the_shared_state_follow_a_sentinel_failover() {
     assert_eq!(publisher.state.take_token("new").await.unwrap(), Some("w".to_owned()));
     assert!(!subscriber.state.heartbeat(&pod_info("pod-a", 1), TTL).await.unwrap(), "the registry was kept");
     assert_eq!(publisher.state.live_pods().await.unwrap().len(), 1);
+
+    // On the new master, a click's list is published by the script that records it.
+    let tournament = Uuid::new_v4();
+    let channel = messages::channel(tournament);
+    subscriber.bus.subscribe(&channel).await;
+    let publication = messages::click_publication(tournament, Uuid::new_v4(), 1);
+    let click = Click { team: domain::Team::Bayern, name: "Ann".into(), surname: "A".into(), at_ms: 1 };
+    let recorded = publisher.state.record_and_publish_click(tournament, click, TTL, &publication).await.unwrap();
+    assert!(recorded.published);
+    let (heard_on, payload) = subscriber.next_message().await;
+    assert_eq!(heard_on, channel);
+    assert!(payload.contains(r#""name":"Ann""#), "{payload}");
 }

@@ -95,8 +95,17 @@ impl<F: Frame> Clicks<F> {
             self.check_in_store(tournament, &name, &surname).await?;
         }
         let click = Click { team, name: name.into(), surname: surname.into(), at_ms: self.clock.now_ms() };
-        let list = self.shared.record_click(tournament, click, CLICK_TTL).await.map_err(ClickError::Unavailable)?;
-        self.hub.broadcast_clicks(tournament, list);
+        let publication = self.hub.click_publication(tournament);
+        let recorded = self
+            .shared
+            .record_and_publish_click(tournament, click, CLICK_TTL, &publication)
+            .await
+            .map_err(ClickError::Unavailable)?;
+        if recorded.published {
+            self.hub.deliver_clicks(tournament, recorded.list);
+        } else {
+            self.hub.broadcast_clicks(tournament, recorded.list);
+        }
         Ok(())
     }
 

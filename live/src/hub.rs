@@ -15,8 +15,8 @@
 use crate::clock::Clock;
 use crate::connection::{ConnectionControl, Protocol};
 use crate::feed::{self, FeedCommand, FeedShared, Subscriber, Subscription, Via};
-use crate::messages::{channel, encode_presence, tournament_of, Stamp, Stamped, WireMessage};
-use crate::ports::{Bus, BusListener, ClickList, PresenceEntry};
+use crate::messages::{channel, click_publication, encode_presence, tournament_of, Stamp, Stamped, WireMessage};
+use crate::ports::{Bus, BusListener, ClickList, ClickPublication, PresenceEntry};
 use crate::queue::QueueReceiver;
 use crate::rosters::Rosters;
 use crate::stats::{ClickQueue, HubStats, RepairCause};
@@ -270,6 +270,19 @@ impl<F: Frame> Hub<F> {
         self.inner.queue_clicks(tournament, list);
     }
 
+    /// Delivers a team-click list to this pod's connections of the tournament only: the list
+    /// went out to the other pods with its recording (see
+    /// [`SharedState::record_and_publish_click`](crate::ports::SharedState::record_and_publish_click)).
+    pub fn deliver_clicks(&self, tournament: Uuid, list: ClickList) {
+        self.inner.offer_clicks(tournament, Arc::new(list));
+    }
+
+    /// How a click list of `tournament` goes on the bus, stamped by this pod now, for a shared
+    /// state that publishes it itself.
+    pub fn click_publication(&self, tournament: Uuid) -> ClickPublication {
+        click_publication(tournament, self.inner.origin, self.inner.clock.now_ms())
+    }
+
     /// Publications waiting for the bus: events and presence lists in the outbox, and the
     /// tournaments with a click list waiting.
     pub fn publish_backlog(&self) -> usize {
@@ -477,7 +490,8 @@ impl<F: Frame> BusListener for Listener<F> {
                 FeedCommand::Unversioned(Arc::new(encode_presence(tournament, &players)))
             }
             WireMessage::Clicks { tournament_id, clicks, seq } if tournament_id == tournament => {
-                return inner.offer_clicks(tournament, Arc::new(ClickList { seq, clicks }));
+                // Lists published by a shared state hold their clicks in its order.
+                return inner.offer_clicks(tournament, Arc::new(ClickList::new(seq, clicks)));
             }
             WireMessage::Head { tournament_id, version } if tournament_id == tournament => {
                 FeedCommand::CatchUp { cause: RepairCause::Resync, at_least: Some(version) }

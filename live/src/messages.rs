@@ -5,7 +5,7 @@
 //! Frames are of the transport's text type `F` (see [`Frame`]): each message is encoded to a
 //! `String` once and turned into an `F` once, then every connection gets a cheap clone.
 
-use crate::ports::{Click, PresenceEntry};
+use crate::ports::{Click, ClickPublication, PresenceEntry};
 use crate::Frame;
 use domain::fixtures::Slot;
 use domain::ports::RecordedEvent;
@@ -59,6 +59,20 @@ pub struct Stamp {
     pub origin: Option<Uuid>,
     #[serde(rename = "publishedAtMs")]
     pub published_at_ms: Option<i64>,
+}
+
+/// The bus publication of a click list of `tournament`, for a shared state that writes the
+/// payload itself: the stamped [`WireMessage::Clicks`] with the list's clicks and sequence number
+/// put in their places (see [`ClickPublication`]).
+pub fn click_publication(tournament: Uuid, origin: Uuid, published_at_ms: i64) -> ClickPublication {
+    ClickPublication {
+        channel: channel(tournament),
+        opening: format!(
+            r#"{{"kind":"clicks","tournament_id":"{tournament}","origin":"{origin}","publishedAtMs":{published_at_ms},"clicks":["#
+        ),
+        middle: r#"],"seq":"#.to_owned(),
+        closing: "}".to_owned(),
+    }
 }
 
 /// Bus channel of a tournament.
@@ -220,6 +234,33 @@ pub fn encode_clicks<F: Frame>(tournament: Uuid, clicks: &[Click]) -> Encoded<F>
 mod tests {
     use super::*;
     use domain::{PlayerName, PlayerSurname};
+
+    #[test]
+    fn a_click_publication_filled_in_is_the_stamped_click_list() {
+        let (tournament, origin) = (Uuid::new_v4(), Uuid::new_v4());
+        let clicks = vec![
+            Click { team: domain::Team::Bayern, name: "Ann \"A\"".into(), surname: "Ó'Neil".into(), at_ms: 5 },
+            Click { team: domain::Team::Psg, name: "Bob".into(), surname: "B".into(), at_ms: 7 },
+        ];
+        let message = WireMessage::Clicks { tournament_id: tournament, clicks: clicks.clone(), seq: 4_097 };
+        let stamped = serde_json::to_value(Stamped { message: &message, origin, published_at_ms: 1_234 }).unwrap();
+
+        let publication = click_publication(tournament, origin, 1_234);
+        let encoded: Vec<String> = clicks.iter().map(|c| serde_json::to_string(c).unwrap()).collect();
+        let payload = format!(
+            "{}{}{}{}{}",
+            publication.opening,
+            encoded.join(","),
+            publication.middle,
+            4_097,
+            publication.closing
+        );
+        assert_eq!(serde_json::from_str::<Value>(&payload).unwrap(), stamped, "{payload}");
+        assert_eq!(publication.channel, channel(tournament));
+        let empty = format!("{}{}{}{}", publication.opening, publication.middle, 1, publication.closing);
+        let Ok(WireMessage::Clicks { clicks, seq: 1, .. }) = serde_json::from_str(&empty) else { panic!("{empty}") };
+        assert!(clicks.is_empty());
+    }
 
     #[test]
     fn a_joined_player_reaches_v1_clients_as_player_assigned() {

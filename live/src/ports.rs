@@ -58,6 +58,34 @@ pub struct ClickList {
     pub clicks: Vec<Click>,
 }
 
+impl ClickList {
+    /// The list of `clicks` in any order, put oldest first (ties by name, then surname).
+    pub fn new(seq: u64, mut clicks: Vec<Click>) -> ClickList {
+        clicks.sort_by(|a, b| (a.at_ms, &a.name, &a.surname).cmp(&(b.at_ms, &b.name, &b.surname)));
+        ClickList { seq, clicks }
+    }
+}
+
+/// The bus publication of a click list, for a shared state that publishes the list itself, in
+/// the same step as it records the click. The payload is `opening`, then the JSON of each click
+/// of the list (as [`Click`] serializes) joined by commas, in any order, then `middle`, then the
+/// list's sequence number in decimal, then `closing`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClickPublication {
+    pub channel: String,
+    pub opening: String,
+    pub middle: String,
+    pub closing: String,
+}
+
+/// A click recorded, and whether the shared state published its list too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedClick {
+    pub list: ClickList,
+    /// The list went out on the bus with the recording: the caller must not publish it again.
+    pub published: bool,
+}
+
 /// Short-lived state shared by all pods: team clicks and one-use connection tokens.
 #[async_trait]
 pub trait SharedState: Send + Sync {
@@ -70,6 +98,21 @@ pub trait SharedState: Send + Sync {
         click: Click,
         ttl: std::time::Duration,
     ) -> Result<ClickList, LiveError>;
+    /// Records like [`record_click`](Self::record_click) and, where this shared state lives
+    /// with the bus it was made with, also publishes the list there as `publication` says,
+    /// atomically with the click: one round trip instead of two, and no list of a recorded click
+    /// lost between recording and publishing. `published` is `false` where it cannot (the
+    /// caller publishes then); by default it never does.
+    async fn record_and_publish_click(
+        &self,
+        tournament: Uuid,
+        click: Click,
+        ttl: std::time::Duration,
+        publication: &ClickPublication,
+    ) -> Result<RecordedClick, LiveError> {
+        let _ = publication;
+        Ok(RecordedClick { list: self.record_click(tournament, click, ttl).await?, published: false })
+    }
     /// Stores a one-use token with its value for `ttl`.
     async fn put_token(&self, token: &str, value: &str, ttl: std::time::Duration) -> Result<(), LiveError>;
     /// Takes a token: its value the first time, `None` when unknown, expired or already taken.

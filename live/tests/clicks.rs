@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use domain::ports::{EventMetadata, NoPublisher};
 use domain::service::TournamentService;
 use domain::{DomainError, PlayerLimit, PlayerName, PlayerSurname, Team, TournamentName};
-use live::ports::{Bus, BusListener, Click, ClickList, LiveError, SharedState};
+use live::ports::{Bus, BusListener, Click, ClickList, ClickPublication, LiveError, RecordedClick, SharedState};
 use live::{ClickError, ClickQueue, Clicks, Hub, HubOptions, Overload, Protocol, PublishingStore, SystemClock};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -27,6 +27,10 @@ struct MemoryClicks {
     release: Notify,
     /// Recordings waiting for the release now.
     waiting: AtomicU64,
+    /// Whether it publishes the lists itself, as Redis does with one server.
+    publishes: AtomicBool,
+    /// What it was asked to publish.
+    publications: Mutex<Vec<ClickPublication>>,
 }
 
 #[async_trait]
@@ -43,6 +47,21 @@ impl SharedState for MemoryClicks {
         list.clicks.retain(|c| (&c.name, &c.surname) != (&click.name, &click.surname));
         list.clicks.push(click);
         Ok(list.clone())
+    }
+
+    async fn record_and_publish_click(
+        &self,
+        tournament: Uuid,
+        click: Click,
+        ttl: Duration,
+        publication: &ClickPublication,
+    ) -> Result<RecordedClick, LiveError> {
+        let list = self.record_click(tournament, click, ttl).await?;
+        let published = self.publishes.load(Ordering::Relaxed);
+        if published {
+            self.publications.lock().unwrap().push(publication.clone());
+        }
+        Ok(RecordedClick { list, published })
     }
 
     async fn put_token(&self, _: &str, _: &str, _: Duration) -> Result<(), LiveError> {
@@ -242,6 +261,31 @@ async fn a_player_joined_on_another_pod_is_learned_from_the_feed() {
     let loads = pod.store.loads.load(Ordering::Relaxed);
     click(&pod, id, "Dora").await.unwrap();
     assert_eq!(pod.store.loads.load(Ordering::Relaxed), loads);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_list_the_shared_state_published_with_the_click_reaches_this_pods_connections_and_is_not_published_again() {
+    let bus = Arc::new(StallingBus::default());
+    let pod = pod_on(bus.clone(), HubOptions::default());
+    pod.shared.publishes.store(true, Ordering::Relaxed);
+    let id = tournament_with(&pod, &["Anna"]).await;
+    let (_membership, mut queue) = pod.hub.subscribe(id, Protocol::V2, None).await;
+    click(&pod, id, "Anna").await.unwrap();
+    loop {
+        let message: Value = serde_json::from_str(&next_frame(&mut queue).await).unwrap();
+        if message["type"] == "TeamClicked" {
+            assert_eq!(message["clickedTeams"][0]["name"], "Anna");
+            break;
+        }
+    }
+    until("the joins are published", || pod.hub.publish_backlog() == 0).await;
+    assert!(bus.click_lists().is_empty(), "the hub published the list again: {:?}", bus.click_lists());
+    let channels: Vec<String> = pod.shared.publications.lock().unwrap().iter().map(|p| p.channel.clone()).collect();
+    assert_eq!(channels, [live::messages::channel(id)]);
+    // Without it, the hub publishes.
+    pod.shared.publishes.store(false, Ordering::Relaxed);
+    click(&pod, id, "Anna").await.unwrap();
+    until("the hub published the list", || bus.click_lists().len() == 1).await;
 }
 
 #[tokio::test(start_paused = true)]

@@ -32,7 +32,7 @@ use fred::prelude::{
 };
 use fred::types::config::UnresponsiveConfig;
 use fred::types::{Builder, Message, MessageKind};
-use live::ports::{Bus, BusListener, Click, ClickList, LiveError, SharedState};
+use live::ports::{Bus, BusListener, Click, ClickList, ClickPublication, LiveError, RecordedClick, SharedState};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
@@ -215,7 +215,7 @@ impl RedisBus {
 
     /// The shared state over this bus's publishing connection.
     pub fn shared_state(&self) -> RedisSharedState {
-        RedisSharedState { publisher: Arc::clone(&self.publisher) }
+        RedisSharedState { publisher: Arc::clone(&self.publisher), publishes: true }
     }
 
     /// Asks the channels' interest task for a change and waits until it is applied.
@@ -550,6 +550,9 @@ async fn forward_messages(
 /// `lct:token:{token}`. Every call fails fast while Redis is down.
 pub struct RedisSharedState {
     publisher: Arc<Publisher>,
+    /// Made with a bus (over its publishing connection): click lists can be published with
+    /// their recording.
+    publishes: bool,
 }
 
 impl RedisSharedState {
@@ -561,7 +564,7 @@ impl RedisSharedState {
         let (builder, topology, endpoint) = builder(&settings.into())?;
         let client = builder.build().map_err(build_error)?;
         drop(client.connect());
-        Ok(RedisSharedState { publisher: Arc::new(Publisher { client, topology, endpoint }) })
+        Ok(RedisSharedState { publisher: Arc::new(Publisher { client, topology, endpoint }), publishes: false })
     }
 
     /// The shared connection with fail-fast options; an error at once while it is down.
@@ -585,12 +588,32 @@ const CLICKS_SEQ_FIELD: &str = "\u{1f}seq";
 /// a new list and the sequence field. The sequence starts from the recording pod's clock in a
 /// new list (times 1024, so it stays above any number of a list that expired before) and grows
 /// by one per click. Answers `{seq, HGETALL}`.
+///
+/// With ARGV 6 to 9 (a channel, and the opening, middle and closing of a payload) it also
+/// publishes the list on that channel, in the same step: the opening, the clicks that read as
+/// JSON objects joined by commas, the middle, the sequence number, the closing (see
+/// [`ClickPublication`]).
 const RECORD_CLICK_SCRIPT: &str = r"
 redis.call('HSETNX', KEYS[1], ARGV[5], ARGV[4])
 local seq = redis.call('HINCRBY', KEYS[1], ARGV[5], 1)
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return {seq, redis.call('HGETALL', KEYS[1])}
+local all = redis.call('HGETALL', KEYS[1])
+if ARGV[6] then
+  local clicks = {}
+  for i = 1, #all, 2 do
+    if all[i] ~= ARGV[5] then
+      local ok, click = pcall(cjson.decode, all[i + 1])
+      if ok and type(click) == 'table' then
+        clicks[#clicks + 1] = all[i + 1]
+      end
+    end
+  end
+  -- Lua numbers are doubles and print large ones as 1.8e+15: the sequence is written as an integer.
+  local number = string.format('%d', seq)
+  redis.call('PUBLISH', ARGV[6], ARGV[7] .. table.concat(clicks, ',') .. ARGV[8] .. number .. ARGV[9])
+end
+return {seq, all}
 ";
 
 fn clicks_key(tournament: Uuid) -> String {
@@ -605,15 +628,23 @@ pub(super) fn millis(ttl: Duration) -> i64 {
     i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1)
 }
 
-#[async_trait]
-impl SharedState for RedisSharedState {
-    /// Errors: Redis is down or does not answer in time, or the stored list cannot be read.
-    async fn record_click(&self, tournament: Uuid, click: Click, ttl: Duration) -> Result<ClickList, LiveError> {
+impl RedisSharedState {
+    /// Runs the record script, publishing the list as `publication` says when there is one.
+    async fn record(
+        &self,
+        tournament: Uuid,
+        click: Click,
+        ttl: Duration,
+        publication: Option<&ClickPublication>,
+    ) -> Result<ClickList, LiveError> {
         let key = clicks_key(tournament);
         let field = format!("{}\u{1f}{}", click.name, click.surname);
         let json = serde_json::to_string(&click).map_err(|error| LiveError(format!("encoding a click: {error}")))?;
         let first_seq = click.at_ms.max(0).saturating_mul(1024).to_string();
-        let args = vec![field, json, millis(ttl).to_string(), first_seq, CLICKS_SEQ_FIELD.to_owned()];
+        let mut args = vec![field, json, millis(ttl).to_string(), first_seq, CLICKS_SEQ_FIELD.to_owned()];
+        if let Some(ClickPublication { channel, opening, middle, closing }) = publication {
+            args.extend([channel, opening, middle, closing].map(String::clone));
+        }
         let (seq, stored): (i64, HashMap<String, String>) = self
             .client()?
             .eval(RECORD_CLICK_SCRIPT, vec![key], args)
@@ -629,8 +660,31 @@ impl SharedState for RedisSharedState {
                 }
             }
         }
-        clicks.sort_by(|a, b| (a.at_ms, &a.name, &a.surname).cmp(&(b.at_ms, &b.name, &b.surname)));
-        Ok(ClickList { seq: u64::try_from(seq).unwrap_or_default(), clicks })
+        Ok(ClickList::new(u64::try_from(seq).unwrap_or_default(), clicks))
+    }
+}
+
+#[async_trait]
+impl SharedState for RedisSharedState {
+    /// Errors: Redis is down or does not answer in time, or the stored list cannot be read.
+    async fn record_click(&self, tournament: Uuid, click: Click, ttl: Duration) -> Result<ClickList, LiveError> {
+        self.record(tournament, click, ttl, None).await
+    }
+
+    /// Publishes with one Redis server or a Sentinel's master, on the bus this shared state
+    /// was made with ([`RedisBus::shared_state`]); not in a cluster, where a script may only
+    /// touch its key's slot and the channel is elsewhere, nor as a shared state of its own.
+    /// Errors: as [`record_click`](SharedState::record_click); nothing was published then.
+    async fn record_and_publish_click(
+        &self,
+        tournament: Uuid,
+        click: Click,
+        ttl: Duration,
+        publication: &ClickPublication,
+    ) -> Result<RecordedClick, LiveError> {
+        let published = self.publishes && self.publisher.topology != Topology::Cluster;
+        let list = self.record(tournament, click, ttl, published.then_some(publication)).await?;
+        Ok(RecordedClick { list, published })
     }
 
     /// Errors: Redis is down or does not answer in time, or the token is already stored.
