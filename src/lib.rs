@@ -165,11 +165,10 @@ async fn live_adapters(settings: &Settings) -> anyhow::Result<LiveAdapters> {
             }
             // Redis operations are spans of the traces sent to APM; without APM they are not
             // made at all (two spans per click otherwise, for nobody).
-            let (bus, click_state): (Arc<dyn Bus>, Arc<dyn SharedState>) =
-                match settings.apm_server_url() {
-                    Some(_) => (Arc::new(TracedBus(bus)), Arc::new(TracedSharedState(shared.clone()))),
-                    None => (bus, shared.clone()),
-                };
+            let (bus, click_state): (Arc<dyn Bus>, Arc<dyn SharedState>) = match settings.apm_server_url() {
+                Some(_) => (Arc::new(TracedBus(bus)), Arc::new(TracedSharedState(shared.clone()))),
+                None => (bus, shared.clone()),
+            };
             Ok(LiveAdapters {
                 bus,
                 presence: shared.clone(),
