@@ -189,7 +189,7 @@ impl SharedState for TracedSharedState {
         tournament: Uuid,
         click: Click,
         ttl: Duration,
-        publication: &ClickPublication,
+        publication: ClickPublication,
     ) -> Result<RecordedClick, LiveError> {
         let span = redis_span!("redis.record_click");
         span.record("channel", publication.channel.as_str());

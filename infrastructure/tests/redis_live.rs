@@ -109,6 +109,17 @@ fn subscribers(server: &RedisServer, channel: &str) -> u32 {
         .unwrap_or_else(|| panic!("NUMSUB said {output:?}"))
 }
 
+/// A shared state with a connection of its own, once it answers.
+async fn shared_state_of_its_own(url: &str) -> RedisSharedState {
+    let state = RedisSharedState::connect(url).await.unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    while let Err(error) = state.take_token("never-issued").await {
+        assert!(Instant::now() < deadline, "the shared state never connected: {error}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    state
+}
+
 fn channel() -> String {
     format!("lct:tournament:{}", Uuid::new_v4())
 }
@@ -273,8 +284,10 @@ async fn a_click_list_is_published_with_its_recording_and_leaves_out_what_cannot
 
     // Clicks of today: sequence numbers of today (ms × 1024), which Lua holds as doubles.
     let now_ms = 1_796_578_155_568;
-    let first =
-        one.state.record_and_publish_click(tournament, click("Bob", Team::Psg, now_ms + 20), ttl, &publication).await;
+    let first = one
+        .state
+        .record_and_publish_click(tournament, click("Bob", Team::Psg, now_ms + 20), ttl, publication.clone())
+        .await;
     assert!(first.unwrap().published);
     // A field that does not hold a click (damaged, or written by something else) is left out
     // of the lists, on the bus as in the answer.
@@ -283,7 +296,7 @@ async fn a_click_list_is_published_with_its_recording_and_leaves_out_what_cannot
     assert_eq!(server.cli(&["HSET", &key, "Zed\u{1f}Zedson", "17"]), "1");
     let recorded = one
         .state
-        .record_and_publish_click(tournament, click("Ann", Team::Bayern, now_ms + 10), ttl, &publication)
+        .record_and_publish_click(tournament, click("Ann", Team::Bayern, now_ms + 10), ttl, publication.clone())
         .await
         .unwrap();
     assert!(recorded.published);
@@ -308,15 +321,9 @@ async fn a_click_list_is_published_with_its_recording_and_leaves_out_what_cannot
     }
 
     // A shared state of its own is not a bus: it records and leaves publishing to the caller.
-    let alone = RedisSharedState::connect(&server.url).await.unwrap();
-    let deadline = Instant::now() + DEADLINE;
-    let recorded = loop {
-        match alone.record_and_publish_click(tournament, click("Cid", Team::Chelsea, 30), ttl, &publication).await {
-            Ok(recorded) => break recorded,
-            Err(error) => assert!(Instant::now() < deadline, "the shared state never connected: {error}"),
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let alone = shared_state_of_its_own(&server.url).await;
+    let recorded =
+        alone.record_and_publish_click(tournament, click("Cid", Team::Chelsea, 30), ttl, publication).await.unwrap();
     assert!(!recorded.published);
     assert_eq!(recorded.list.clicks.len(), 3);
     assert!(two.receives_nothing().await, "nothing published");
@@ -368,12 +375,8 @@ async fn an_expired_token_cannot_be_taken() {
 #[tokio::test]
 async fn a_shared_state_of_its_own_works_like_the_shared_one() {
     let server = RedisServer::start().await;
-    let state = RedisSharedState::connect(&server.url).await.unwrap();
-    let deadline = Instant::now() + DEADLINE;
-    while state.put_token("tok-3", "v", Duration::from_secs(60)).await.is_err() {
-        assert!(Instant::now() < deadline, "the shared state never connected");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let state = shared_state_of_its_own(&server.url).await;
+    state.put_token("tok-3", "v", Duration::from_secs(60)).await.unwrap();
     assert_eq!(state.take_token("tok-3").await.unwrap(), Some("v".to_owned()));
 }
 

@@ -201,7 +201,8 @@ async fn the_shared_state_and_the_pod_registry_work_across_the_shards_of_a_clust
         let tournament = Uuid::new_v4();
         let publication = messages::click_publication(tournament, Uuid::new_v4(), 1);
         let click = Click { team: domain::Team::Psg, name: format!("P{n}"), surname: "S".into(), at_ms: n };
-        let recorded = one.state.record_and_publish_click(tournament, click.clone(), TTL, &publication).await.unwrap();
+        let recorded =
+            one.state.record_and_publish_click(tournament, click.clone(), TTL, publication.clone()).await.unwrap();
         assert!(!recorded.published);
         assert_eq!(recorded.list.clicks, vec![click]);
     }
@@ -345,7 +346,7 @@ async fn the_bus_and_the_shared_state_follow_a_sentinel_failover() {
     subscriber.bus.subscribe(&channel).await;
     let publication = messages::click_publication(tournament, Uuid::new_v4(), 1);
     let click = Click { team: domain::Team::Bayern, name: "Ann".into(), surname: "A".into(), at_ms: 1 };
-    let recorded = publisher.state.record_and_publish_click(tournament, click, TTL, &publication).await.unwrap();
+    let recorded = publisher.state.record_and_publish_click(tournament, click, TTL, publication.clone()).await.unwrap();
     assert!(recorded.published);
     let (heard_on, payload) = subscriber.next_message().await;
     assert_eq!(heard_on, channel);

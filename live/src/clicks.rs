@@ -98,7 +98,7 @@ impl<F: Frame> Clicks<F> {
         let publication = self.hub.click_publication(tournament);
         let recorded = self
             .shared
-            .record_and_publish_click(tournament, click, CLICK_TTL, &publication)
+            .record_and_publish_click(tournament, click, CLICK_TTL, publication)
             .await
             .map_err(ClickError::Unavailable)?;
         if recorded.published {

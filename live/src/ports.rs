@@ -108,9 +108,9 @@ pub trait SharedState: Send + Sync {
         tournament: Uuid,
         click: Click,
         ttl: std::time::Duration,
-        publication: &ClickPublication,
+        publication: ClickPublication,
     ) -> Result<RecordedClick, LiveError> {
-        let _ = publication;
+        drop(publication);
         Ok(RecordedClick { list: self.record_click(tournament, click, ttl).await?, published: false })
     }
     /// Stores a one-use token with its value for `ttl`.

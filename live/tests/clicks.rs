@@ -54,12 +54,12 @@ impl SharedState for MemoryClicks {
         tournament: Uuid,
         click: Click,
         ttl: Duration,
-        publication: &ClickPublication,
+        publication: ClickPublication,
     ) -> Result<RecordedClick, LiveError> {
         let list = self.record_click(tournament, click, ttl).await?;
         let published = self.publishes.load(Ordering::Relaxed);
         if published {
-            self.publications.lock().unwrap().push(publication.clone());
+            self.publications.lock().unwrap().push(publication);
         }
         Ok(RecordedClick { list, published })
     }

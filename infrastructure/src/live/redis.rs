@@ -635,7 +635,7 @@ impl RedisSharedState {
         tournament: Uuid,
         click: Click,
         ttl: Duration,
-        publication: Option<&ClickPublication>,
+        publication: Option<ClickPublication>,
     ) -> Result<ClickList, LiveError> {
         let key = clicks_key(tournament);
         let field = format!("{}\u{1f}{}", click.name, click.surname);
@@ -643,7 +643,7 @@ impl RedisSharedState {
         let first_seq = click.at_ms.max(0).saturating_mul(1024).to_string();
         let mut args = vec![field, json, millis(ttl).to_string(), first_seq, CLICKS_SEQ_FIELD.to_owned()];
         if let Some(ClickPublication { channel, opening, middle, closing }) = publication {
-            args.extend([channel, opening, middle, closing].map(String::clone));
+            args.extend([channel, opening, middle, closing]);
         }
         let (seq, stored): (i64, HashMap<String, String>) = self
             .client()?
@@ -680,7 +680,7 @@ impl SharedState for RedisSharedState {
         tournament: Uuid,
         click: Click,
         ttl: Duration,
-        publication: &ClickPublication,
+        publication: ClickPublication,
     ) -> Result<RecordedClick, LiveError> {
         let published = self.publishes && self.publisher.topology != Topology::Cluster;
         let list = self.record(tournament, click, ttl, published.then_some(publication)).await?;
