@@ -15,7 +15,7 @@
 use crate::clock::Clock;
 use crate::connection::{ConnectionControl, Protocol};
 use crate::feed::{self, FeedCommand, FeedShared, Subscriber, Subscription, Via};
-use crate::messages::{channel, click_publication, encode_presence, tournament_of, Stamp, Stamped, WireMessage};
+use crate::messages::{channel, click_publication, encode_presence, tournament_of, BusPayload, Stamped, WireMessage};
 use crate::ports::{Bus, BusListener, ClickList, ClickPublication, PresenceEntry};
 use crate::queue::QueueReceiver;
 use crate::rosters::Rosters;
@@ -466,19 +466,19 @@ struct Listener<F>(Weak<HubInner<F>>);
 impl<F: Frame> BusListener for Listener<F> {
     fn on_message(&self, channel: &str, payload: &[u8]) {
         let (Some(inner), Some(tournament)) = (self.0.upgrade(), tournament_of(channel)) else { return };
-        let stamp: Stamp = match serde_json::from_slice(payload) {
-            Ok(stamp) => stamp,
+        let read: BusPayload = match serde_json::from_slice(payload) {
+            Ok(read) => read,
             Err(error) => return tracing::warn!(channel, %error, "undecodable bus message ignored"),
         };
-        if let Some(at) = stamp.published_at_ms {
+        if let Some(at) = read.published_at_ms {
             inner.stats.pubsub_lag.observe(at, inner.clock.now_ms());
         }
-        if stamp.origin == Some(inner.origin) {
+        if read.origin == Some(inner.origin) {
             // Delivered locally when it was published; unversioned messages would otherwise
             // reach this pod's connections twice. Not decoded any further.
             return;
         }
-        let message: WireMessage = match serde_json::from_slice(payload) {
+        let message = match read.message() {
             Ok(message) => message,
             Err(error) => return tracing::warn!(channel, %error, "undecodable bus message ignored"),
         };

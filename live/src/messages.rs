@@ -11,6 +11,7 @@ use domain::fixtures::Slot;
 use domain::ports::RecordedEvent;
 use domain::{Format, Goals, PlayerRef, TournamentEvent};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -51,14 +52,64 @@ pub struct Stamped<'a> {
     pub published_at_ms: i64,
 }
 
-/// The stamp of a bus payload, as far as its publisher stamped it. It is read on its own, before
-/// the message: a pod skips its own publications without decoding them, and the message is then
-/// read as a plain [`WireMessage`] (which ignores the stamp's fields), with no flattening.
-#[derive(Debug, Default, Deserialize)]
-pub struct Stamp {
+/// A bus payload read in one pass: its stamp (as far as its publisher stamped it) and the
+/// message's parts, left as raw JSON until [`BusPayload::message`] reads them, so that a pod
+/// skips its own publications without reading their clicks or event. The tagged
+/// [`WireMessage`] would buffer the whole payload before reading it.
+#[derive(Debug, Deserialize)]
+pub struct BusPayload<'a> {
+    kind: WireKind,
     pub origin: Option<Uuid>,
     #[serde(rename = "publishedAtMs")]
     pub published_at_ms: Option<i64>,
+    tournament_id: Option<Uuid>,
+    #[serde(borrow)]
+    event: Option<&'a RawValue>,
+    #[serde(borrow)]
+    clicks: Option<&'a RawValue>,
+    #[serde(borrow)]
+    players: Option<&'a RawValue>,
+    seq: Option<u64>,
+    version: Option<u64>,
+}
+
+/// The tag of a [`WireMessage`].
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "camelCase")]
+enum WireKind {
+    Event,
+    Clicks,
+    Presence,
+    Head,
+}
+
+impl BusPayload<'_> {
+    /// The message, read from the parts it needs; fails as decoding the payload as a
+    /// [`WireMessage`] would.
+    pub fn message(&self) -> Result<WireMessage, serde_json::Error> {
+        fn part<T: serde::de::DeserializeOwned>(raw: Option<&RawValue>, field: &'static str) -> serde_json::Result<T> {
+            serde_json::from_str(raw.ok_or_else(|| serde::de::Error::missing_field(field))?.get())
+        }
+        fn given<T>(value: Option<T>, field: &'static str) -> serde_json::Result<T> {
+            value.ok_or_else(|| serde::de::Error::missing_field(field))
+        }
+        Ok(match self.kind {
+            WireKind::Event => WireMessage::Event { event: part(self.event, "event")? },
+            WireKind::Clicks => WireMessage::Clicks {
+                tournament_id: given(self.tournament_id, "tournament_id")?,
+                clicks: part(self.clicks, "clicks")?,
+                seq: self.seq.unwrap_or_default(),
+            },
+            WireKind::Presence => WireMessage::Presence {
+                tournament_id: given(self.tournament_id, "tournament_id")?,
+                players: part(self.players, "players")?,
+            },
+            WireKind::Head => WireMessage::Head {
+                tournament_id: given(self.tournament_id, "tournament_id")?,
+                version: given(self.version, "version")?,
+            },
+        })
+    }
 }
 
 /// The bus publication of a click list of `tournament`, for a shared state that writes the
@@ -338,12 +389,63 @@ mod tests {
         let message = WireMessage::Clicks { tournament_id: Uuid::nil(), clicks: Vec::new(), seq: 3 };
         let origin = Uuid::new_v4();
         let payload = serde_json::to_vec(&Stamped { message: &message, origin, published_at_ms: 1234 }).unwrap();
-        let stamp: Stamp = serde_json::from_slice(&payload).unwrap();
-        assert_eq!((stamp.origin, stamp.published_at_ms), (Some(origin), Some(1234)));
+        let read: BusPayload = serde_json::from_slice(&payload).unwrap();
+        assert_eq!((read.origin, read.published_at_ms), (Some(origin), Some(1234)));
         let decoded: WireMessage = serde_json::from_slice(&payload).unwrap();
         assert!(matches!(decoded, WireMessage::Clicks { tournament_id, seq: 3, .. } if tournament_id == Uuid::nil()));
-        let unstamped: Stamp = serde_json::from_slice(&serde_json::to_vec(&message).unwrap()).unwrap();
-        assert_eq!((unstamped.origin, unstamped.published_at_ms), (None, None), "unstamped payloads");
+        let unstamped = serde_json::to_vec(&message).unwrap();
+        let read: BusPayload = serde_json::from_slice(&unstamped).unwrap();
+        assert_eq!((read.origin, read.published_at_ms), (None, None), "unstamped payloads");
+    }
+
+    #[test]
+    fn a_bus_payload_read_in_one_pass_is_the_message_its_publisher_stamped() {
+        let tournament = Uuid::new_v4();
+        let click = Click {
+            team: domain::Team::parse("PSG").unwrap(),
+            name: "Anna \"A\" \u{e9}".to_owned(),
+            surname: "Nowak".to_owned(),
+            at_ms: 7,
+        };
+        let player = PresenceEntry { player_id: Uuid::new_v4(), name: "Ben".to_owned(), surname: "Nowak".to_owned() };
+        let event = RecordedEvent {
+            stream_id: tournament,
+            version: 4,
+            schema_version: 1,
+            recorded_at_ms: 9,
+            request_id: None,
+            event: TournamentEvent::PlayerJoined {
+                name: PlayerName::parse("Anna").unwrap(),
+                surname: PlayerSurname::parse("Nowak").unwrap(),
+            },
+        };
+        let messages = [
+            WireMessage::Event { event },
+            WireMessage::Clicks { tournament_id: tournament, clicks: vec![click], seq: 1_765_000_000_000_001 },
+            WireMessage::Presence { tournament_id: tournament, players: vec![player] },
+            WireMessage::Head { tournament_id: tournament, version: 12 },
+        ];
+        for message in &messages {
+            let payload = serde_json::to_vec(&Stamped { message, origin: Uuid::nil(), published_at_ms: 5 }).unwrap();
+            let read: BusPayload = serde_json::from_slice(&payload).unwrap();
+            let expected: WireMessage = serde_json::from_slice(&payload).unwrap();
+            assert_eq!(serde_json::to_value(read.message().unwrap()).unwrap(), serde_json::to_value(expected).unwrap());
+        }
+        // A list published without a sequence number is unordered, as before.
+        let unordered = format!(r#"{{"kind":"clicks","tournament_id":"{tournament}","clicks":[]}}"#);
+        let read: BusPayload = serde_json::from_str(&unordered).unwrap();
+        assert!(matches!(read.message().unwrap(), WireMessage::Clicks { seq: 0, .. }));
+        // What the tagged message refuses is refused: an unknown kind, a missing part, a bad part.
+        for refused in [
+            r#"{"kind":"gossip","origin":null}"#.to_owned(),
+            r#"{"kind":"event"}"#.to_owned(),
+            format!(r#"{{"kind":"head","tournament_id":"{tournament}"}}"#),
+            format!(r#"{{"kind":"clicks","tournament_id":"{tournament}","clicks":[{{"team":"PSG"}}]}}"#),
+        ] {
+            let tagged = serde_json::from_str::<WireMessage>(&refused);
+            let one_pass = serde_json::from_str::<BusPayload>(&refused).and_then(|read| read.message());
+            assert!(tagged.is_err() && one_pass.is_err(), "{refused}");
+        }
     }
 
     #[test]
