@@ -1,6 +1,8 @@
 //! The Redis bus and shared state against a real `redis-server` of each test's own, which the
 //! tests kill and restart to check what pods rely on during and after an outage.
 
+#[path = "../../tests/common/proxy.rs"]
+mod proxy;
 #[path = "../../tests/common/redis_server.rs"]
 mod redis_server;
 
@@ -8,6 +10,7 @@ use domain::Team;
 use infrastructure::live::{connect_redis, RedisBus, RedisSharedState};
 use live::messages::{self, BusPayload, WireMessage};
 use live::ports::{Bus, BusListener, Click, ClickList, SharedState};
+use proxy::{Mode, Proxy};
 use redis_server::RedisServer;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -139,6 +142,27 @@ async fn a_message_published_on_one_pod_reaches_a_subscribed_pod() {
 
     assert_eq!(subscriber.next_message().await, (channel.clone(), "{\"version\":1}".to_owned()));
     assert!(publisher.receives_nothing().await, "the publisher did not subscribe");
+}
+
+/// A feed subscribes, then reads the stream's version: anything published once `subscribe`
+/// has returned must reach it, however slow the way to Redis is. (The Redis client answers a
+/// SUBSCRIBE before it is even written; the bus must wait for Redis to have it.)
+#[tokio::test]
+async fn a_subscription_is_in_force_at_redis_when_subscribe_returns() {
+    let server = RedisServer::start().await;
+    let slow_road = Proxy::start(server.port).await;
+    let subscriber = Pod::connected(&slow_road.url).await;
+    let publisher = Pod::connected(&server.url).await;
+    // From now on every byte between the subscriber and Redis takes a while each way.
+    slow_road.set(Mode::Delay(Duration::from_millis(150)));
+
+    for n in 0..3 {
+        let channel = channel();
+        subscriber.bus.subscribe(&channel).await;
+        assert_eq!(subscribers(&server, &channel), 1, "subscribed at Redis once subscribe returned");
+        publisher.bus.publish(&channel, format!("right after {n}").into_bytes()).await.unwrap();
+        assert_eq!(subscriber.next_message().await, (channel, format!("right after {n}")));
+    }
 }
 
 #[tokio::test]

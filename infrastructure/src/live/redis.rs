@@ -445,7 +445,13 @@ impl Subscriptions {
             return Ok(());
         }
         let subscriber = self.subscriber.with_options(&fail_fast(SUBSCRIPTION_TIMEOUT));
-        let Some(shards) = &mut self.shards else { return subscriber.subscribe(channels).await };
+        let Some(shards) = &mut self.shards else {
+            // The client answers a SUBSCRIBE as soon as it is queued, before Redis has it. Redis
+            // answers a connection's commands in order: once the PING behind it is answered,
+            // the subscription is in force, and what is published from then on arrives.
+            subscriber.subscribe(channels).await?;
+            return subscriber.ping::<Value>(None).await.map(drop);
+        };
         // One channel per SSUBSCRIBE: each is answered once, which fred needs to follow the
         // cluster's redirections (and channels of several slots cannot share one anyway).
         for channel in channels {
