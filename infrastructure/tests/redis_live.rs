@@ -146,7 +146,8 @@ async fn a_message_published_on_one_pod_reaches_a_subscribed_pod() {
 
 /// A feed subscribes, then reads the stream's version: anything published once `subscribe`
 /// has returned must reach it, however slow the way to Redis is. (The Redis client answers a
-/// SUBSCRIBE before it is even written; the bus must wait for Redis to have it.)
+/// SUBSCRIBE before it is even written; the bus must wait for Redis to have it.) Likewise a
+/// channel left is left at Redis once `unsubscribe` returns.
 #[tokio::test]
 async fn a_subscription_is_in_force_at_redis_when_subscribe_returns() {
     let server = RedisServer::start().await;
@@ -161,7 +162,9 @@ async fn a_subscription_is_in_force_at_redis_when_subscribe_returns() {
         subscriber.bus.subscribe(&channel).await;
         assert_eq!(subscribers(&server, &channel), 1, "subscribed at Redis once subscribe returned");
         publisher.bus.publish(&channel, format!("right after {n}").into_bytes()).await.unwrap();
-        assert_eq!(subscriber.next_message().await, (channel, format!("right after {n}")));
+        assert_eq!(subscriber.next_message().await, (channel.clone(), format!("right after {n}")));
+        subscriber.bus.unsubscribe(&channel).await;
+        assert_eq!(subscribers(&server, &channel), 0, "left at Redis once unsubscribe returned");
     }
 }
 

@@ -446,11 +446,8 @@ impl Subscriptions {
         }
         let subscriber = self.subscriber.with_options(&fail_fast(SUBSCRIPTION_TIMEOUT));
         let Some(shards) = &mut self.shards else {
-            // The client answers a SUBSCRIBE as soon as it is queued, before Redis has it. Redis
-            // answers a connection's commands in order: once the PING behind it is answered,
-            // the subscription is in force, and what is published from then on arrives.
             subscriber.subscribe(channels).await?;
-            return subscriber.ping::<Value>(None).await.map(drop);
+            return in_force(&subscriber).await;
         };
         // One channel per SSUBSCRIBE: each is answered once, which fred needs to follow the
         // cluster's redirections (and channels of several slots cannot share one anyway).
@@ -463,11 +460,16 @@ impl Subscriptions {
 
     async fn send_unsubscribe(&mut self, channels: Vec<String>) -> Result<(), fred::error::Error> {
         let subscriber = self.subscriber.with_options(&fail_fast(SUBSCRIPTION_TIMEOUT));
-        let Some(shards) = &mut self.shards else { return subscriber.unsubscribe(channels).await };
+        let Some(shards) = &mut self.shards else {
+            subscriber.unsubscribe(channels).await?;
+            return in_force(&subscriber).await;
+        };
         for channel in channels {
             // A channel whose slot has moved is no longer subscribed anywhere.
-            if shards.placement.forget(&self.subscriber, &channel) {
+            if let Some(node) = shards.placement.forget(&self.subscriber, &channel) {
                 subscriber.sunsubscribe(channel.as_str()).await?;
+                let on_node = Options { cluster_node: Some(node), ..fail_fast(SUBSCRIPTION_TIMEOUT) };
+                in_force(&self.subscriber.with_options(&on_node)).await?;
             }
         }
         Ok(())
@@ -505,6 +507,15 @@ impl Subscriptions {
         self.needs_resync = true;
         self.resync().await;
     }
+}
+
+/// Waits until Redis has applied the (un)subscriptions sent before on this connection. The
+/// client answers `SUBSCRIBE`, `UNSUBSCRIBE` and `SUNSUBSCRIBE` as soon as they are queued, before
+/// they are even written; Redis answers a connection's commands in order, so once a `PING`
+/// sent behind them is answered they are in force: what is published from then on arrives, or
+/// no longer does. (`SSUBSCRIBE` is answered by Redis itself.)
+async fn in_force<C: ClientLike>(connection: &C) -> Result<(), fred::error::Error> {
+    connection.ping::<Value>(None).await.map(drop)
 }
 
 /// Hands every message of a wanted channel to the listener.

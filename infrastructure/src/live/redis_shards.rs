@@ -33,12 +33,13 @@ impl Placement {
         };
     }
 
-    /// Forgets `channel` and tells whether the subscriber would still reach the node that holds
-    /// its subscription. When it would not, the subscription is already gone with the slot (and
-    /// an `SUNSUBSCRIBE` sent now would be answered by a redirection fred does not expect for it).
-    pub fn forget(&mut self, subscriber: &SubscriberClient, channel: &str) -> bool {
-        let placed = self.nodes.remove(channel);
-        placed.is_some() && placed == owner(&subscriber.cached_cluster_state(), channel)
+    /// Forgets `channel` and returns the node that holds its subscription when the subscriber
+    /// would still reach it. When it would not, the subscription is already gone with the slot
+    /// (and an `SUNSUBSCRIBE` sent now would be answered by a redirection fred does not expect
+    /// for it).
+    pub fn forget(&mut self, subscriber: &SubscriberClient, channel: &str) -> Option<Server> {
+        let placed = self.nodes.remove(channel)?;
+        (Some(&placed) == owner(&subscriber.cached_cluster_state(), channel).as_ref()).then_some(placed)
     }
 
     /// The channels whose slot `routing` gives to another master than the one they were
