@@ -15,6 +15,7 @@ pub mod local_coordination;
 pub mod redis;
 pub mod redis_config;
 pub mod redis_coordination;
+mod redis_script;
 mod redis_shards;
 
 pub use local::{LocalBus, MemorySharedState};

@@ -23,18 +23,20 @@
 //! on Redis. The URL may carry a password; only `host:port` is ever logged or put in errors.
 
 use super::redis_config::{resolve, RedisSettings, Resolved, Topology};
+use super::redis_script;
 use super::redis_shards::{routing_now, Placement};
 use async_trait::async_trait;
 use fred::clients::{Client, SubscriberClient};
 use fred::prelude::{
-    ClientLike, ClusterInterface, EventInterface, Expiration, KeysInterface, LuaInterface, Options, PubsubInterface,
-    ReconnectPolicy, SetOptions, Value,
+    ClientLike, ClusterInterface, EventInterface, Expiration, KeysInterface, Options, PubsubInterface, ReconnectPolicy,
+    SetOptions, Value,
 };
 use fred::types::config::UnresponsiveConfig;
+use fred::types::scripts::Script;
 use fred::types::{Builder, Message, MessageKind};
 use live::ports::{Bus, BusListener, Click, ClickList, ClickPublication, LiveError, RecordedClick, SharedState};
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -633,6 +635,8 @@ end
 return {seq, all}
 ";
 
+static RECORD_CLICK: LazyLock<Script> = LazyLock::new(|| Script::from_lua(RECORD_CLICK_SCRIPT));
+
 fn clicks_key(tournament: Uuid) -> String {
     format!("lct:clicks:{tournament}")
 }
@@ -662,11 +666,10 @@ impl RedisSharedState {
         if let Some(ClickPublication { channel, opening, middle, closing }) = publication {
             args.extend([channel, opening, middle, closing]);
         }
-        let (seq, stored): (i64, HashMap<String, String>) = self
-            .client()?
-            .eval(RECORD_CLICK_SCRIPT, vec![key], args)
-            .await
-            .map_err(|error| self.publisher.error("recording a click", error))?;
+        let (seq, stored): (i64, HashMap<String, String>) =
+            redis_script::run(&self.client()?, &RECORD_CLICK, vec![key], args)
+                .await
+                .map_err(|error| self.publisher.error("recording a click", error))?;
 
         let mut clicks = Vec::with_capacity(stored.len());
         for (field, json) in stored.into_iter().filter(|(field, _)| field != CLICKS_SEQ_FIELD) {

@@ -20,13 +20,16 @@
 
 use super::online_order;
 use super::redis::{millis, RedisSharedState};
+use super::redis_script;
 use async_trait::async_trait;
 use fred::clients::Pipeline;
-use fred::prelude::{Expiration, HashesInterface, KeysInterface, LuaInterface, SetOptions, SetsInterface};
+use fred::prelude::{Expiration, HashesInterface, KeysInterface, SetOptions, SetsInterface};
+use fred::types::scripts::Script;
 use live::ports::{
     IdempotencyClaim, IdempotencyStore, LiveError, PodInfo, PodRegistry, PresenceEntry, PresenceStore, SharedSecrets,
 };
 use std::collections::BTreeSet;
+use std::sync::LazyLock;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -46,6 +49,7 @@ for i, id in ipairs(ARGV) do
 end
 return removed
 ";
+static PRUNE: LazyLock<Script> = LazyLock::new(|| Script::from_lua(PRUNE_SCRIPT));
 
 fn idempotency_key(key: &str) -> String {
     format!("lct:idem:{key}")
@@ -297,7 +301,7 @@ impl PodRegistry for RedisSharedState {
         let mut keys = Vec::with_capacity(ids.len() + 1);
         keys.push(PODS_KEY.to_owned());
         keys.extend(ids.iter().map(|id| pod_key(id)));
-        client.eval(PRUNE_SCRIPT, keys, ids).await.map_err(error)
+        redis_script::run(&client, &PRUNE, keys, ids).await.map_err(error)
     }
 }
 
