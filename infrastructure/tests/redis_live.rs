@@ -417,16 +417,6 @@ async fn a_password_protected_redis_is_reached_with_the_password_in_the_url() {
     assert_eq!(pod.state.take_token("tok-4").await.unwrap(), Some("v".to_owned()));
 }
 
-/// Calls of a Redis command so far, from `INFO commandstats`.
-fn calls(server: &RedisServer, command: &str) -> u64 {
-    let stats = server.cli(&["INFO", "commandstats"]);
-    let prefix = format!("cmdstat_{command}:calls=");
-    stats
-        .lines()
-        .find_map(|line| line.trim().strip_prefix(&prefix))
-        .map_or(0, |rest| rest.split(',').next().and_then(|calls| calls.parse().ok()).expect("a call count"))
-}
-
 #[tokio::test]
 async fn a_click_sends_the_record_script_by_its_digest_and_reloads_it_when_redis_lost_it() {
     let server = RedisServer::start().await;
@@ -436,9 +426,9 @@ async fn a_click_sends_the_record_script_by_its_digest_and_reloads_it_when_redis
     for (at, name) in [(1, "Ann"), (2, "Bob"), (3, "Cid")] {
         pod.state.record_click(tournament, click(name, Team::Bayern, at), ttl).await.unwrap();
     }
-    assert!(calls(&server, "evalsha") >= 3, "every click by its digest: {}", server.cli(&["INFO", "commandstats"]));
+    assert!(server.calls("evalsha") >= 3, "every click by its digest: {}", server.cli(&["INFO", "commandstats"]));
     assert!(
-        calls(&server, "eval") <= 1,
+        server.calls("eval") <= 1,
         "the script's text is sent at most once: {}",
         server.cli(&["INFO", "commandstats"])
     );
@@ -450,5 +440,5 @@ async fn a_click_sends_the_record_script_by_its_digest_and_reloads_it_when_redis
     assert_eq!(list.clicks.last(), Some(&click("Dan", Team::Psg, 4)));
     let again = pod.state.record_click(tournament, click("Eve", Team::Psg, 5), ttl).await.unwrap();
     assert_eq!(again.clicks.len(), 5);
-    assert!(calls(&server, "eval") <= 2, "reloaded once: {}", server.cli(&["INFO", "commandstats"]));
+    assert!(server.calls("eval") <= 2, "reloaded once: {}", server.cli(&["INFO", "commandstats"]));
 }

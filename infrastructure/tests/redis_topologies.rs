@@ -20,6 +20,7 @@ use live::ports::{
 };
 use redis_cluster::{cli_at, RedisCluster};
 use redis_sentinel::{SentinelGroup, MASTER_NAME};
+use redis_server::calls_at as calls;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -108,17 +109,6 @@ fn channels_on_every_master(cluster: &RedisCluster) -> BTreeMap<u16, Vec<String>
         }
     }
     panic!("200 random channels did not cover the masters {masters:?}");
-}
-
-/// `calls` of a command in `INFO commandstats` of the node on `port`.
-fn calls(port: u16, command: &str) -> u64 {
-    let stats = cli_at(port, &["INFO", "commandstats"]);
-    let prefix = format!("cmdstat_{command}:calls=");
-    stats
-        .lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .and_then(|rest| rest.split(',').next())
-        .map_or(0, |n| n.parse().unwrap())
 }
 
 #[tokio::test]

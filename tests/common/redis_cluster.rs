@@ -6,6 +6,7 @@
 //! Needs `redis-server` and `redis-cli` (Redis 7) on the PATH; uses std, tokio and tempfile.
 #![allow(dead_code)]
 
+pub use super::redis_server::cli_at;
 use super::redis_server::{free_port, RedisServer};
 use std::collections::BTreeMap;
 use std::process::Stdio;
@@ -20,18 +21,6 @@ const DEADLINE: Duration = Duration::from_secs(30);
 pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
     _dir: tempfile::TempDir,
-}
-
-/// Runs `redis-cli -p {port} {args}` and returns its trimmed output.
-pub fn cli_at(port: u16, args: &[&str]) -> String {
-    let output = std::process::Command::new("redis-cli")
-        .arg("-p")
-        .arg(port.to_string())
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("running redis-cli");
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
 /// One line of `CLUSTER NODES`.

@@ -96,15 +96,37 @@ impl RedisServer {
     /// Runs `redis-cli -p {port} {args}` and returns its trimmed output, e.g.
     /// `cli(&["PUBSUB", "NUMSUB", channel])`.
     pub fn cli(&self, args: &[&str]) -> String {
-        let output = std::process::Command::new("redis-cli")
-            .arg("-p")
-            .arg(self.port.to_string())
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("running redis-cli");
-        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+        cli_at(self.port, args)
     }
+
+    /// Calls of `command` (lower case) so far, from `INFO commandstats`.
+    pub fn calls(&self, command: &str) -> u64 {
+        calls_at(self.port, command)
+    }
+}
+
+/// Runs `redis-cli -p {port} {args}` against any server, node or sentinel, and returns its
+/// trimmed output.
+pub fn cli_at(port: u16, args: &[&str]) -> String {
+    let output = std::process::Command::new("redis-cli")
+        .arg("-p")
+        .arg(port.to_string())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running redis-cli");
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// Calls of `command` (lower case) so far on the server on `port`, from `INFO commandstats`.
+pub fn calls_at(port: u16, command: &str) -> u64 {
+    let stats = cli_at(port, &["INFO", "commandstats"]);
+    let prefix = format!("cmdstat_{command}:calls=");
+    stats
+        .lines()
+        .find_map(|line| line.trim().strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().expect("a call count"))
 }
 
 /// A port that was free a moment ago.

@@ -23,16 +23,20 @@ where
     // The slot is given as a number: given as an argument's position, the client would hash
     // the digest instead.
     let slot = keys.first().map_or(ClusterHash::Random, |key| ClusterHash::from(key.as_str()));
-    let mut command = Vec::with_capacity(2 + keys.len() + args.len());
-    command.push(Value::from(script.sha1().clone()));
-    command.push(Value::Integer(keys.len() as i64));
-    command.extend(keys.into_iter().chain(args).map(Value::from));
-    let by_text = command.clone();
-    match client.custom(CustomCommand::new_static("EVALSHA", slot.clone(), false), command).await {
+    let command = |script: Value| {
+        let mut command = Vec::with_capacity(2 + keys.len() + args.len());
+        command.push(script);
+        command.push(Value::Integer(keys.len() as i64));
+        command.extend(keys.iter().chain(&args).map(|value| Value::from(value.as_str())));
+        command
+    };
+    match client
+        .custom(CustomCommand::new_static("EVALSHA", slot.clone(), false), command(script.sha1().clone().into()))
+        .await
+    {
         Err(error) if error.details().starts_with("NOSCRIPT") => {
-            let mut command = by_text;
-            command[0] = Value::from(script.lua().cloned().unwrap_or_default());
-            client.custom(CustomCommand::new_static("EVAL", slot, false), command).await
+            let text = script.lua().cloned().unwrap_or_default();
+            client.custom(CustomCommand::new_static("EVAL", slot, false), command(text.into())).await
         }
         reply => reply,
     }
