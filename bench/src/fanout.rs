@@ -5,8 +5,9 @@
 //! per second, click-to-client latency percentiles, server CPU seconds per 100 000 deliveries,
 //! each Redis server's (each shard's) share of the publications, server CPU per delivery as a
 //! multiple of the floor's (`lct-bench floor-server`) at the same step, and, once the step has
-//! settled, how load was shed: clicks refused (with the errors answered), deliveries missing and
-//! how many clients hold their lobby's latest list. Before any load it reads server memory per
+//! settled, how load was shed: clicks refused (with the errors answered), deliveries missing,
+//! deliveries of refused clicks that were recorded all the same, and how many clients hold their
+//! lobby's latest list. Before any load it reads server memory per
 //! idle connection. Everything runs on loopback and stops by itself.
 
 use crate::processes::{Redis, Server, TempDir, Usage};
@@ -53,6 +54,12 @@ pub struct FanoutOptions {
     /// 8 000 clients, at least two.
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Runtime worker threads of each Rust server process (lct's pods, the floor, socketioxide),
+    /// given to them as `TOKIO_WORKER_THREADS`; by default tokio's, one per core. `1` sizes the
+    /// two processes of a system to a core each, as a pod limited to one CPU runs; Node's
+    /// Socket.IO server runs one event loop per process either way.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub server_workers: Option<u16>,
     /// The socketioxide server (`cargo build -p lct-bench-socketioxide`); by default the one
     /// beside this executable.
     #[arg(long)]
@@ -72,6 +79,8 @@ struct Results {
     lobbies: usize,
     clients_per_lobby: usize,
     step_seconds: f64,
+    /// Runtime worker threads of each Rust server process; `None` for tokio's default.
+    server_workers: Option<u16>,
     systems: Vec<SystemResult>,
 }
 
@@ -91,7 +100,11 @@ struct SystemResult {
     memory_per_idle_connection_bytes: f64,
     steps: Vec<Step>,
     totals: TotalsReport,
-    lost: i64,
+    /// Deliveries of acknowledged clicks that never arrived.
+    lost: u64,
+    /// Deliveries beyond the acknowledged clicks': of clicks answered with an error that the
+    /// server recorded all the same.
+    delivered_of_refused_clicks: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -140,24 +153,38 @@ struct Overload {
     /// Acknowledged clicks times the clients of their lobby.
     deliveries_expected: u64,
     deliveries_received: u64,
-    /// Expected deliveries that did not arrive (negative: more arrived than were acknowledged).
-    deliveries_missing: i64,
+    /// Expected deliveries that did not arrive.
+    deliveries_missing: u64,
+    /// Deliveries beyond the expected ones: lists of clicks answered with an error that the
+    /// server recorded all the same (an error can leave a click's outcome open, as a timeout
+    /// does). At most the refused clicks times the clients of their lobby; more is `duplicated`.
+    /// (Such deliveries could hide as many missing ones; without refusals the count is exact.)
+    deliveries_of_refused_clicks: u64,
     /// Clients of lobbies with an acknowledged click, and how many of them last received that
-    /// lobby's latest list.
+    /// lobby's latest list: the last acknowledged click's, or that of a click refused after it
+    /// (`clients_holding_refused_click_list` of them).
     clients_in_clicked_lobbies: u64,
     clients_holding_latest: u64,
+    clients_holding_refused_click_list: u64,
     connections_closed: u64,
     settle_seconds: f64,
     /// `none`, or how load was shed, joined by `+`: `refused` (clicks answered with an error),
     /// `unanswered`, `coalesced` (deliveries missing but every client holds the latest list),
-    /// `dropped` (deliveries missing and some clients lack the latest list), `disconnected`.
+    /// `dropped` (deliveries missing and some clients lack the latest list), `disconnected`;
+    /// `duplicated` (more deliveries than the clicks sent could make) is a fault, not shedding.
     /// Judged by the effect: deliberate coalescing and drops that happened to spare every
     /// lobby's last list both read `coalesced`.
     shed: String,
 }
 
 impl Overload {
-    fn between(before: &TotalsReport, after: &TotalsReport, latest: &LatestReport, settle_seconds: f64) -> Overload {
+    fn between(
+        before: &TotalsReport,
+        after: &TotalsReport,
+        latest: &LatestReport,
+        clients_per_lobby: u64,
+        settle_seconds: f64,
+    ) -> Overload {
         let mut refusals = BTreeMap::new();
         for (error, count) in &after.refusals {
             let new = count - before.refusals.get(error).copied().unwrap_or(0);
@@ -171,7 +198,8 @@ impl Overload {
         let clicks_unanswered = clicks_sent.saturating_sub(clicks_acknowledged + clicks_refused);
         let deliveries_expected = after.expected - before.expected;
         let deliveries_received = after.received - before.received;
-        let deliveries_missing = deliveries_expected as i64 - deliveries_received as i64;
+        let deliveries_missing = deliveries_expected.saturating_sub(deliveries_received);
+        let deliveries_of_refused_clicks = deliveries_received.saturating_sub(deliveries_expected);
         let connections_closed = after.connections_closed - before.connections_closed;
         let mut shed = Vec::new();
         if clicks_refused > 0 {
@@ -186,6 +214,9 @@ impl Overload {
         if connections_closed > 0 {
             shed.push("disconnected");
         }
+        if deliveries_of_refused_clicks > clicks_refused * clients_per_lobby {
+            shed.push("duplicated");
+        }
         Overload {
             clicks_sent,
             clicks_acknowledged,
@@ -195,8 +226,10 @@ impl Overload {
             deliveries_expected,
             deliveries_received,
             deliveries_missing,
+            deliveries_of_refused_clicks,
             clients_in_clicked_lobbies: latest.clients,
             clients_holding_latest: latest.holding_latest,
+            clients_holding_refused_click_list: latest.holding_refused_click,
             connections_closed,
             settle_seconds,
             shed: if shed.is_empty() { "none".into() } else { shed.join("+") },
@@ -298,6 +331,7 @@ pub async fn run(lct: &std::path::Path, options: &FanoutOptions) -> anyhow::Resu
         lobbies: options.lobbies,
         clients_per_lobby: options.clients / options.lobbies,
         step_seconds: options.step_seconds,
+        server_workers: options.server_workers,
         systems: Vec::new(),
     };
     println!(
@@ -307,6 +341,9 @@ pub async fn run(lct: &std::path::Path, options: &FanoutOptions) -> anyhow::Resu
         results.clients_per_lobby,
         results.machine.cpus
     );
+    if let Some(workers) = options.server_workers {
+        println!("runtime worker threads per Rust server process: {workers} (Socket.IO: one event loop per process)");
+    }
     for system in &options.systems {
         let result = run_system(*system, lct, options).await?;
         results.systems.push(result);
@@ -327,19 +364,22 @@ async fn run_system(system: System, lct: &std::path::Path, options: &FanoutOptio
         System::Lct | System::Socketio | System::Floor | System::Socketioxide => Redis::start().await?,
     };
     let data = TempDir::new("fanout");
+    let runtime: Vec<(&str, String)> =
+        options.server_workers.map(|n| ("TOKIO_WORKER_THREADS", n.to_string())).into_iter().collect();
     let servers = match system {
         System::Lct | System::LctCluster => {
-            let env = [("LCT_REDIS_URL", redis.url.clone())];
+            let mut env = vec![("LCT_REDIS_URL", redis.url.clone())];
+            env.extend(runtime.iter().cloned());
             vec![Server::lct(lct, &data.0, "pod-a", &env).await?, Server::lct(lct, &data.0, "pod-b", &env).await?]
         }
         System::Socketio => vec![
             Server::socketio(&options.socketio_dir, &redis.url).await?,
             Server::socketio(&options.socketio_dir, &redis.url).await?,
         ],
-        System::Floor => vec![Server::floor(&redis.url).await?, Server::floor(&redis.url).await?],
+        System::Floor => vec![Server::floor(&redis.url, &runtime).await?, Server::floor(&redis.url, &runtime).await?],
         System::Socketioxide => vec![
-            Server::socketioxide(&socketioxide_binary(options)?, &redis.url).await?,
-            Server::socketioxide(&socketioxide_binary(options)?, &redis.url).await?,
+            Server::socketioxide(&socketioxide_binary(options)?, &redis.url, &runtime).await?,
+            Server::socketioxide(&socketioxide_binary(options)?, &redis.url, &runtime).await?,
         ],
     };
     let redis_kind = if redis.ports.len() > 1 { "a Redis Cluster of three masters" } else { "one redis-server" };
@@ -508,15 +548,24 @@ async fn run_system(system: System, lct: &std::path::Path, options: &FanoutOptio
             let part: LatestReport = worker.answer(Duration::from_secs(30)).await?;
             latest.clients += part.clients;
             latest.holding_latest += part.holding_latest;
+            latest.holding_refused_click += part.holding_refused_click;
         }
-        let overload = Overload::between(&before_step, &after_step, &latest, settle_seconds);
+        let overload = Overload::between(&before_step, &after_step, &latest, per_lobby as u64, settle_seconds);
         let errors = if overload.refusals.is_empty() {
             String::new()
         } else {
             format!(" ({})", refusal_text(&overload.refusals))
         };
+        let of_refused = match overload.deliveries_of_refused_clicks {
+            0 => String::new(),
+            n => format!(" (and {n} of clicks answered with an error)"),
+        };
+        let refused_lists = match overload.clients_holding_refused_click_list {
+            0 => String::new(),
+            n => format!(" ({n} that of a click answered with an error)"),
+        };
         println!(
-            "           {} clicks: {} refused{errors}, {} unanswered; {} of {} deliveries missing; {} of {} clients hold the latest list; shed: {}",
+            "           {} clicks: {} refused{errors}, {} unanswered; {} of {} deliveries missing{of_refused}; {} of {} clients hold the latest list{refused_lists}; shed: {}",
             overload.clicks_sent,
             overload.clicks_refused,
             overload.clicks_unanswered,
@@ -541,10 +590,17 @@ async fn run_system(system: System, lct: &std::path::Path, options: &FanoutOptio
             let _ = worker.child.kill().await;
         }
     }
-    let lost = totals.expected as i64 - totals.received as i64;
+    let lost = totals.expected.saturating_sub(totals.received);
+    let delivered_of_refused_clicks = totals.received.saturating_sub(totals.expected);
     println!(
-        "  whole run: {} clicks acknowledged ({} refused), {} deliveries expected, {} received, {} lost, {} connections closed",
-        totals.clicks_acknowledged, totals.click_errors, totals.expected, totals.received, lost, totals.connections_closed
+        "  whole run: {} clicks acknowledged ({} refused), {} deliveries expected, {} received ({} of clicks answered with an error), {} lost, {} connections closed",
+        totals.clicks_acknowledged,
+        totals.click_errors,
+        totals.expected,
+        totals.received,
+        delivered_of_refused_clicks,
+        lost,
+        totals.connections_closed
     );
     Ok(SystemResult {
         system,
@@ -554,6 +610,7 @@ async fn run_system(system: System, lct: &std::path::Path, options: &FanoutOptio
         steps,
         totals,
         lost,
+        delivered_of_refused_clicks,
     })
 }
 
@@ -716,9 +773,9 @@ mod tests {
     #[test]
     fn a_step_says_how_load_was_shed() {
         let before = totals(100, 100, 0, 1_000, 1_000);
-        let everyone = LatestReport { clients: 40, holding_latest: 40 };
-        let some = LatestReport { clients: 40, holding_latest: 31 };
-        let shed = |after: TotalsReport, latest: &LatestReport| Overload::between(&before, &after, latest, 1.0);
+        let everyone = LatestReport { clients: 40, holding_latest: 40, holding_refused_click: 0 };
+        let some = LatestReport { clients: 40, holding_latest: 31, holding_refused_click: 0 };
+        let shed = |after: TotalsReport, latest: &LatestReport| Overload::between(&before, &after, latest, 10, 1.0);
 
         let all = shed(totals(200, 200, 0, 2_000, 2_000), &everyone);
         assert_eq!((all.shed.as_str(), all.deliveries_missing, all.clicks_sent), ("none", 0, 100));
@@ -729,5 +786,26 @@ mod tests {
         assert_eq!(refused.shed, "refused+unanswered");
         assert_eq!((refused.clicks_refused, refused.clicks_unanswered), (40, 10));
         assert_eq!(refused.refusals, BTreeMap::from([("Too many invocations".to_owned(), 40)]));
+    }
+
+    #[test]
+    fn lists_of_refused_clicks_are_counted_apart_and_never_as_negative_losses() {
+        let before = totals(100, 100, 0, 1_000, 1_000);
+        let latest = LatestReport { clients: 40, holding_latest: 40, holding_refused_click: 12 };
+        let shed = |after: TotalsReport| Overload::between(&before, &after, &latest, 10, 1.0);
+
+        // 30 clicks refused after a timeout, 25 of them recorded by Redis all the same.
+        let recorded_anyway = shed(totals(200, 170, 30, 1_700, 1_950));
+        assert_eq!(recorded_anyway.deliveries_missing, 0);
+        assert_eq!(recorded_anyway.deliveries_of_refused_clicks, 250);
+        assert_eq!(recorded_anyway.clients_holding_refused_click_list, 12);
+        assert_eq!(recorded_anyway.shed, "refused");
+        // More than every refused click's list could explain: deliveries were duplicated.
+        let duplicated = shed(totals(200, 170, 30, 1_700, 2_001));
+        assert_eq!(duplicated.shed, "refused+duplicated");
+        assert_eq!(shed(totals(200, 200, 0, 2_000, 2_001)).shed, "duplicated");
+        // Missing deliveries are counted as before.
+        let missing = shed(totals(200, 200, 0, 2_000, 1_990));
+        assert_eq!((missing.deliveries_missing, missing.deliveries_of_refused_clicks), (10, 0));
     }
 }

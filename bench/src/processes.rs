@@ -89,19 +89,21 @@ impl Server {
     }
 
     /// A floor server process (`lct-bench floor-server`, this executable) on `redis_url`.
-    pub async fn floor(redis_url: &str) -> anyhow::Result<Server> {
+    pub async fn floor(redis_url: &str, env: &[(&str, String)]) -> anyhow::Result<Server> {
         let mut command = tokio::process::Command::new(std::env::current_exe()?);
-        command.args(["floor-server", "--listen", "127.0.0.1:0", "--redis-url", redis_url]);
+        command
+            .args(["floor-server", "--listen", "127.0.0.1:0", "--redis-url", redis_url])
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
         Server::start(command, "lct-bench floor-server").await
     }
 
     /// A socketioxide server process (`lct-bench-socketioxide`) using its Redis adapter.
-    pub async fn socketioxide(binary: &Path, redis_url: &str) -> anyhow::Result<Server> {
+    pub async fn socketioxide(binary: &Path, redis_url: &str, env: &[(&str, String)]) -> anyhow::Result<Server> {
         if !binary.exists() {
             bail!("{} is missing: run `cargo build -p lct-bench-socketioxide` first", binary.display());
         }
         let mut command = tokio::process::Command::new(binary);
-        command.env("PORT", "0").env("REDIS_URL", redis_url);
+        command.env("PORT", "0").env("REDIS_URL", redis_url).envs(env.iter().map(|(k, v)| (*k, v.as_str())));
         Server::start(command, "lct-bench-socketioxide").await
     }
 

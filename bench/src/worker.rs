@@ -138,11 +138,17 @@ impl TotalsReport {
 
 /// Whether clients hold their lobby's latest click list: for each lobby with an acknowledged
 /// click, its clients whose last received list carries the team of that click (lists carry one
-/// player's click here, so a list with that team is the latest list's content).
+/// player's click here, so a list with that team is the latest list's content), or of a click
+/// the driver sent after it and was answered with an error: an error can leave a click's
+/// outcome open (lct answers a click whose record script timed out with an error, and Redis
+/// may have recorded it all the same), so that click's list is as much the latest.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct LatestReport {
     pub clients: u64,
     pub holding_latest: u64,
+    /// Of `holding_latest`, the clients whose list is that of a click answered with an error.
+    #[serde(default)]
+    pub holding_refused_click: u64,
 }
 
 #[derive(Default)]
@@ -158,11 +164,13 @@ struct Stats {
 }
 
 /// Per lobby: when each team was last clicked, in nanoseconds since the worker started, the
-/// highest acknowledged click (its invocation number + 1, 0 for none) and, per client, the team
-/// of the last list it received (`NO_TEAM` for none).
+/// highest acknowledged click and the highest answered one, acknowledged or refused (each its
+/// invocation number + 1, 0 for none) and, per client, the team of the last list it received
+/// (`NO_TEAM` for none).
 struct LobbyClock {
     sent_at: [AtomicU64; 10],
     last_acked: AtomicU64,
+    last_answered: AtomicU64,
     last_team: Vec<AtomicU8>,
 }
 
@@ -173,7 +181,29 @@ impl LobbyClock {
         LobbyClock {
             sent_at: Default::default(),
             last_acked: AtomicU64::new(0),
+            last_answered: AtomicU64::new(0),
             last_team: (0..clients).map(|_| AtomicU8::new(NO_TEAM)).collect(),
+        }
+    }
+
+    /// Adds this lobby's clients to `report` when one of its clicks was acknowledged.
+    fn count_latest(&self, report: &mut LatestReport) {
+        let acked = self.last_acked.load(Ordering::Relaxed);
+        if acked == 0 {
+            return;
+        }
+        let team = ((acked - 1) % 10) as u8;
+        // Every click answered after the last acknowledged one was refused.
+        let answered = self.last_answered.load(Ordering::Relaxed).max(acked);
+        let refused_teams: Vec<u8> = (acked..answered).take(10).map(|n| (n % 10) as u8).collect();
+        report.clients += self.last_team.len() as u64;
+        for held in self.last_team.iter().map(|t| t.load(Ordering::Relaxed)) {
+            if held == team {
+                report.holding_latest += 1;
+            } else if refused_teams.contains(&held) {
+                report.holding_latest += 1;
+                report.holding_refused_click += 1;
+            }
         }
     }
 }
@@ -277,14 +307,7 @@ pub async fn run() -> anyhow::Result<()> {
             WorkerCommand::Latest => {
                 let mut report = LatestReport::default();
                 for clock in &clocks {
-                    let acked = clock.last_acked.load(Ordering::Relaxed);
-                    if acked == 0 {
-                        continue;
-                    }
-                    let team = ((acked - 1) % 10) as u8;
-                    report.clients += clock.last_team.len() as u64;
-                    report.holding_latest +=
-                        clock.last_team.iter().filter(|t| t.load(Ordering::Relaxed) == team).count() as u64;
+                    clock.count_latest(&mut report);
                 }
                 say(&report);
             }
@@ -471,6 +494,9 @@ fn received(team: Option<usize>, client: &Client, shared: &Shared) {
 /// A click's answer: `invocation` is the click's number in its lobby (the driver clicks team
 /// `number % 10`), `error` what the server refused it with.
 fn acknowledged(invocation: Option<u64>, error: Option<&str>, client: &Client, shared: &Shared) {
+    if let Some(number) = invocation {
+        client.clock.last_answered.fetch_max(number + 1, Ordering::Relaxed);
+    }
     match error {
         None => {
             shared.stats.acked.fetch_add(1, Ordering::Relaxed);
@@ -561,5 +587,28 @@ mod tests {
         let socketio = r#"42["TeamClicked",{"type":"TeamClicked","tournamentId":"x","clickedTeams":[{"team":"Real Madrid","name":"Driver","surname":"0"}]}]"#;
         assert_eq!(team_of(socketio, "\"team\":\""), Some(5));
         assert_eq!(team_of(r#"{"team":"Bayern Munich"}"#, "\"team\":\""), None);
+    }
+
+    #[test]
+    fn a_client_holding_the_list_of_a_click_refused_after_the_last_acknowledged_one_holds_the_latest() {
+        let clock = LobbyClock::new(5);
+        let latest = |clock: &LobbyClock| {
+            let mut report = LatestReport::default();
+            clock.count_latest(&mut report);
+            (report.clients, report.holding_latest, report.holding_refused_click)
+        };
+        assert_eq!(latest(&clock), (0, 0, 0), "no click acknowledged yet");
+        // Clicks 0 to 12 answered; 11 (team 1) was the last acknowledged, 12 (team 2) refused.
+        clock.last_acked.store(12, Ordering::Relaxed);
+        clock.last_answered.store(13, Ordering::Relaxed);
+        for (client, team) in [1, 2, 2, 0, NO_TEAM].into_iter().enumerate() {
+            clock.last_team[client].store(team, Ordering::Relaxed);
+        }
+        assert_eq!(latest(&clock), (5, 3, 2));
+        // Once click 13 (team 3) is acknowledged, only its list is the latest.
+        clock.last_acked.store(14, Ordering::Relaxed);
+        clock.last_answered.store(14, Ordering::Relaxed);
+        clock.last_team[0].store(3, Ordering::Relaxed);
+        assert_eq!(latest(&clock), (5, 1, 0));
     }
 }

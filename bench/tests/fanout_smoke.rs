@@ -2,7 +2,8 @@
 //! and on a Redis Cluster of three masters), the floor server, the Socket.IO server and the
 //! socketioxide server: every client connects, every acknowledged click reaches every client of
 //! its lobby, each Redis server's publications are counted, each step's overload figures say
-//! nothing was shed, CPU per delivery is compared with the floor's, and the figures are written.
+//! nothing was shed, CPU per delivery is compared with the floor's, and the figures are written;
+//! the Rust servers run with one runtime worker each (`--server-workers 1`).
 //! (The figures themselves are not judged here: they are measurements, reported in
 //! docs/benchmarks.md and docs/scaling.md.)
 
@@ -39,6 +40,9 @@ fn the_fanout_harness_measures_every_system_and_loses_nothing() {
             "1",
             "--systems",
             "lct,lct-cluster,floor,socketio,socketioxide",
+            // The Rust servers sized to one runtime worker each, as pods limited to one CPU.
+            "--server-workers",
+            "1",
         ])
         .arg("--socketio-dir")
         .arg(&socketio)
@@ -54,6 +58,7 @@ fn the_fanout_harness_measures_every_system_and_loses_nothing() {
     let figures: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     let _ = std::fs::remove_file(&out);
     assert_eq!(figures["clients_per_lobby"], 10);
+    assert_eq!(figures["server_workers"], 1);
     let systems = figures["systems"].as_array().unwrap();
     let names: Vec<&str> = systems.iter().map(|s| s["system"].as_str().unwrap()).collect();
     assert_eq!(names, ["lct", "lct-cluster", "floor", "socketio", "socketioxide"], "{stdout}");
