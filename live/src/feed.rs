@@ -83,44 +83,73 @@ pub(crate) struct FeedShared {
     pub overflowed: AtomicBool,
     /// Stops the task: its last connection left, or the pod drains.
     pub stop: CancellationToken,
+    /// Commands the task has taken from its queue.
+    received: AtomicU64,
+    /// Commands its queue holds at most.
+    capacity: u64,
     /// The newest click list that found the command queue full. A newer one replaces it, so
     /// a busy feed delivers the latest list instead of dropping lists (a list is not an event,
     /// the store cannot give it back).
-    clicks: Mutex<Option<Arc<ClickList>>>,
+    clicks: Mutex<Option<WaitingList>>,
     /// Wakes the task when a list is waiting.
     clicks_waiting: Notify,
 }
 
+/// A click list waiting apart, and how many commands the task must have taken before it goes
+/// out: by then, every command queued before it has been handled.
+#[derive(Debug)]
+struct WaitingList {
+    list: Arc<ClickList>,
+    behind: u64,
+}
+
 impl FeedShared {
-    pub fn new(stop: CancellationToken) -> Self {
+    /// The shared part of a feed whose command queue holds `capacity` commands.
+    pub fn new(stop: CancellationToken, capacity: usize) -> Self {
         FeedShared {
             version: AtomicU64::new(0),
             overflowed: AtomicBool::new(false),
             stop,
+            received: AtomicU64::new(0),
+            capacity: capacity as u64,
             clicks: Mutex::new(None),
             clicks_waiting: Notify::new(),
         }
     }
 
     /// Leaves a click list that found the command queue full for the feed, replacing the one
-    /// still waiting (counted as coalesced) unless that one is newer, and wakes the feed.
+    /// still waiting (counted as coalesced) unless that one is newer, and wakes the feed. The
+    /// list goes out behind the commands queued before it, which the queue's capacity bounds:
+    /// once the queue is empty, or once the task has taken that many more commands.
     pub fn offer_clicks(&self, list: Arc<ClickList>, stats: &HubStats) {
-        let mut waiting = self.clicks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        match waiting.as_ref() {
+        let behind = self.received.load(Ordering::Acquire) + self.capacity;
+        let mut waiting = self.lock_clicks();
+        match waiting.as_mut() {
             Some(current) => {
                 stats.coalesced(ClickQueue::Feed);
-                if list.seq == 0 || list.seq > current.seq {
-                    *waiting = Some(list);
+                if list.seq == 0 || list.seq > current.list.seq {
+                    *current = WaitingList { list, behind };
                 }
             }
-            None => *waiting = Some(list),
+            None => *waiting = Some(WaitingList { list, behind }),
         }
         drop(waiting);
         self.clicks_waiting.notify_one();
     }
 
-    fn take_clicks(&self) -> Option<Arc<ClickList>> {
-        self.clicks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
+    /// The waiting click list if the commands queued before it have been handled; `Err` while
+    /// it must still wait, `Ok(None)` when none waits.
+    fn take_clicks(&self, queue_empty: bool) -> Result<Option<Arc<ClickList>>, ()> {
+        let received = self.received.load(Ordering::Acquire);
+        let mut waiting = self.lock_clicks();
+        match waiting.as_ref() {
+            Some(w) if !queue_empty && received < w.behind => Err(()),
+            _ => Ok(waiting.take().map(|w| w.list)),
+        }
+    }
+
+    fn lock_clicks(&self) -> std::sync::MutexGuard<'_, Option<WaitingList>> {
+        self.clicks.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -155,22 +184,33 @@ pub(crate) async fn run<F: Frame>(
             inner: Arc::clone(&inner),
             shared: Arc::clone(&shared),
         };
+        // Whether a click list may be waiting apart.
+        let mut list_waiting = false;
         loop {
             tokio::select! {
                 biased;
                 () = shared.stop.cancelled() => break,
-                () = shared.clicks_waiting.notified() => {
-                    if let Some(list) = shared.take_clicks() {
-                        feed.deliver_clicks(&list);
-                    }
-                }
+                () = shared.clicks_waiting.notified() => list_waiting = true,
                 command = commands.recv() => match command {
-                    Some(command) => feed.handle(command).await,
+                    Some(command) => {
+                        shared.received.fetch_add(1, Ordering::AcqRel);
+                        feed.handle(command).await;
+                    }
                     None => break,
                 },
             }
             if shared.overflowed.swap(false, Ordering::AcqRel) {
                 feed.catch_up(Some(RepairCause::Overflow)).await;
+            }
+            // A list waiting apart goes out behind the commands queued before it, never ahead
+            // of an event committed before its click.
+            if list_waiting {
+                if let Ok(taken) = shared.take_clicks(commands.is_empty()) {
+                    list_waiting = false;
+                    if let Some(list) = taken {
+                        feed.deliver_clicks(&list);
+                    }
+                }
             }
         }
     }
@@ -342,5 +382,51 @@ fn send<F: Frame>(subscriber: &Subscriber<F>, encoded: &Encoded<F>, stats: &HubS
             false
         }
         Err(TrySendError::Closed(_)) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::Click;
+
+    fn list(seq: u64) -> Arc<ClickList> {
+        let click = Click { team: domain::Team::Bayern, name: format!("P{seq}"), surname: "S".into(), at_ms: 0 };
+        Arc::new(ClickList { seq, clicks: vec![click] })
+    }
+
+    #[test]
+    fn a_waiting_list_goes_out_once_the_commands_queued_before_it_are_taken_or_the_queue_is_empty() {
+        let stats = HubStats::default();
+        let shared = FeedShared::new(CancellationToken::new(), 2);
+        assert_eq!(shared.take_clicks(false), Ok(None), "none waits");
+        shared.received.store(5, Ordering::Release);
+        // Two commands at most were queued before it: the 6th and the 7th.
+        shared.offer_clicks(list(1), &stats);
+        assert_eq!(shared.take_clicks(false), Err(()));
+        shared.received.store(6, Ordering::Release);
+        assert_eq!(shared.take_clicks(false), Err(()));
+        shared.received.store(7, Ordering::Release);
+        assert_eq!(shared.take_clicks(false).map(|l| l.map(|l| l.seq)), Ok(Some(1)));
+        // A queue found empty has nothing before the list, however few commands were taken.
+        shared.offer_clicks(list(2), &stats);
+        assert_eq!(shared.take_clicks(false), Err(()));
+        assert_eq!(shared.take_clicks(true).map(|l| l.map(|l| l.seq)), Ok(Some(2)));
+    }
+
+    #[test]
+    fn a_newer_waiting_list_replaces_an_older_one_and_waits_behind_what_came_before_it() {
+        let stats = HubStats::default();
+        let shared = FeedShared::new(CancellationToken::new(), 2);
+        shared.offer_clicks(list(2), &stats);
+        shared.received.store(1, Ordering::Release);
+        shared.offer_clicks(list(1), &stats);
+        shared.offer_clicks(list(3), &stats);
+        assert_eq!(stats.click_lists_coalesced(ClickQueue::Feed), 2);
+        // List 3 came after the first command was taken: it waits for the third.
+        shared.received.store(2, Ordering::Release);
+        assert_eq!(shared.take_clicks(false), Err(()));
+        shared.received.store(3, Ordering::Release);
+        assert_eq!(shared.take_clicks(false).map(|l| l.map(|l| l.seq)), Ok(Some(3)));
     }
 }

@@ -236,7 +236,7 @@ impl<F: Frame> Hub<F> {
             let mut feeds = lock(&inner.feeds);
             let handle = feeds.entry(tournament).or_insert_with(|| {
                 let (commands, rx) = mpsc::channel(inner.options.feed_backlog.max(1));
-                let shared = Arc::new(FeedShared::new(inner.shutdown.child_token()));
+                let shared = Arc::new(FeedShared::new(inner.shutdown.child_token(), inner.options.feed_backlog.max(1)));
                 tokio::spawn(feed::run(Arc::clone(inner), tournament, rx, Arc::clone(&shared)));
                 FeedHandle { commands, connections: 0, shared }
             });
