@@ -235,8 +235,9 @@ impl<F: Frame> Hub<F> {
         let commands = {
             let mut feeds = lock(&inner.feeds);
             let handle = feeds.entry(tournament).or_insert_with(|| {
-                let (commands, rx) = mpsc::channel(inner.options.feed_backlog.max(1));
-                let shared = Arc::new(FeedShared::new(inner.shutdown.child_token(), inner.options.feed_backlog.max(1)));
+                let capacity = inner.options.feed_backlog.max(1);
+                let (commands, rx) = mpsc::channel(capacity);
+                let shared = Arc::new(FeedShared::new(inner.shutdown.child_token(), capacity));
                 tokio::spawn(feed::run(Arc::clone(inner), tournament, rx, Arc::clone(&shared)));
                 FeedHandle { commands, connections: 0, shared }
             });
