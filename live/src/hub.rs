@@ -13,7 +13,7 @@
 //!   again, which version each of those streams reached, and the pods behind catch up.
 
 use crate::clock::Clock;
-use crate::connection::{ConnectionControl, Protocol};
+use crate::connection::{CloseReason, ConnectionControl, Protocol};
 use crate::feed::{self, FeedCommand, FeedShared, Subscriber, Subscription, Via};
 use crate::messages::{channel, click_publication, encode_presence, tournament_of, BusPayload, Stamped, WireMessage};
 use crate::ports::{Bus, BusListener, ClickList, ClickPublication, PresenceEntry};
@@ -82,7 +82,8 @@ impl HubOptions {
 
 struct FeedHandle<F> {
     commands: mpsc::Sender<FeedCommand<F>>,
-    connections: usize,
+    /// The feed's connections, by id: the pod's drain closes them.
+    connections: HashMap<u64, Arc<ConnectionControl>>,
     shared: Arc<FeedShared>,
 }
 
@@ -239,9 +240,13 @@ impl<F: Frame> Hub<F> {
                 let (commands, rx) = mpsc::channel(capacity);
                 let shared = Arc::new(FeedShared::new(inner.shutdown.child_token(), capacity));
                 tokio::spawn(feed::run(Arc::clone(inner), tournament, rx, Arc::clone(&shared)));
-                FeedHandle { commands, connections: 0, shared }
+                FeedHandle { commands, connections: HashMap::new(), shared }
             });
-            handle.connections += 1;
+            handle.connections.insert(id, Arc::clone(&control));
+            // Looked at under the lock the drain takes to close the connections listed.
+            if inner.shutdown.is_cancelled() {
+                control.close(CloseReason::ShuttingDown);
+            }
             handle.commands.clone()
         };
         inner.stats.connections.fetch_add(1, Ordering::Relaxed);
@@ -298,9 +303,14 @@ impl<F: Frame> Hub<F> {
         self.inner.send_to_bus(tournament, &WireMessage::Presence { tournament_id: tournament, players }, None);
     }
 
-    /// Tells every connection to reconnect elsewhere.
+    /// Tells every connection to reconnect elsewhere, and stops every feed.
     pub fn drain(&self) {
         self.inner.shutdown.cancel();
+        for handle in lock(&self.inner.feeds).values() {
+            for control in handle.connections.values() {
+                control.close(CloseReason::ShuttingDown);
+            }
+        }
     }
 
     /// Tournaments this pod serves now.
@@ -439,11 +449,11 @@ impl<F: Frame> HubInner<F> {
         self.stats.connections.fetch_sub(1, Ordering::Relaxed);
         let mut feeds = lock(&self.feeds);
         if let Some(handle) = feeds.get_mut(&tournament) {
-            handle.connections -= 1;
+            handle.connections.remove(&id);
             // When the queue is full the connection stays listed until the feed next writes to
             // its closed queue.
             let _ = handle.commands.try_send(FeedCommand::Unsubscribe { id });
-            if handle.connections == 0 {
+            if handle.connections.is_empty() {
                 handle.shared.stop.cancel();
                 feeds.remove(&tournament);
             }

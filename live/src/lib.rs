@@ -23,7 +23,7 @@ pub use clicks::{ClickError, Clicks};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use cluster::{Cluster, ClusterOptions, ClusterView, Figures};
 pub use commit::PublishingStore;
-pub use connection::{CloseReason, ConnectionControl, Protocol};
+pub use connection::{CloseReason, Closed, ConnectionControl, Protocol};
 pub use hub::{Hub, HubOptions, Membership};
 pub use presence::{Online, Presence};
 pub use queue::{QueueReceiver, QueueSender};

@@ -292,3 +292,35 @@ async fn an_older_click_list_never_replaces_a_newer_one() {
     assert!(!teams.windows(2).any(|w| w[0] == "Chelsea" && w[1] == "Bayern"), "an older list came after: {teams:?}");
     drop(membership);
 }
+
+#[tokio::test(start_paused = true)]
+async fn draining_closes_every_connection_of_the_pod_and_any_that_joins_afterwards() {
+    let cluster = Cluster::new(1, 4, Faults::default(), HubOptions::default());
+    let hub = &cluster.pods[0].hub;
+    let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
+    let mut open = Vec::new();
+    for (tournament, protocol) in [(first, Protocol::V2), (first, Protocol::SignalR), (second, Protocol::V2)] {
+        open.push(hub.subscribe(tournament, protocol, None).await);
+    }
+    let waiting: Vec<_> = open
+        .iter()
+        .map(|(membership, _)| {
+            let control = Arc::clone(&membership.control);
+            tokio::spawn(async move { control.closed().await })
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    assert!(open.iter().all(|(membership, _)| !membership.control.is_closed()));
+
+    hub.drain();
+    for task in waiting {
+        tokio::time::timeout(Duration::from_secs(1), task).await.expect("woken by the drain").unwrap();
+    }
+    for (membership, _) in &open {
+        assert_eq!(membership.control.reason(), live::CloseReason::ShuttingDown);
+    }
+    let (late, mut queue) = hub.subscribe(first, Protocol::V2, None).await;
+    assert!(late.control.is_closed());
+    assert_eq!(late.control.reason(), live::CloseReason::ShuttingDown);
+    assert_eq!(tokio::time::timeout(Duration::from_secs(1), queue.recv()).await.unwrap(), None, "its queue ended");
+}

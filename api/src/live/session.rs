@@ -1,6 +1,6 @@
 //! One WebSocket connection, served by one task: a loop that writes the connection's bounded
 //! queue (plus its own frames and pings) and reads the client only when the socket is readable,
-//! until the connection's cancellation, the client's leaving or its silence.
+//! until the server closes the connection, the client leaves or it falls silent.
 //!
 //! Nothing waits on a client that does not read. The feed's messages go through the bounded
 //! queue of the hub; the connection's own frames (completions, close records) through its
@@ -169,7 +169,7 @@ const COALESCE_BYTES: usize = 16 * 1024;
 /// How the loop of a connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum End {
-    /// Cancelled, or the client left, or everything was said.
+    /// Closed by the server, or the client left, or everything was said.
     Done,
     /// A write did not finish within the client timeout, or the outbox overflowed.
     TooSlow,
@@ -283,10 +283,10 @@ where
         &mut self,
         cx: &mut Context<'_>,
         mut timer: Pin<&mut tokio::time::Sleep>,
-        mut cancelled: Pin<&mut tokio_util::sync::WaitForCancellationFuture<'_>>,
+        closed: &mut live::Closed<'_>,
     ) -> Poll<End> {
         loop {
-            if cancelled.as_mut().poll(cx).is_ready() {
+            if Pin::new(&mut *closed).poll(cx).is_ready() {
                 return Poll::Ready(End::Done);
             }
             let now = Instant::now();
@@ -419,10 +419,9 @@ where
     let end = {
         let timer = tokio::time::sleep(PING_INTERVAL);
         tokio::pin!(timer);
-        // One cancellation future for the connection's life, rather than one per message.
-        let cancelled = control.cancel.cancelled();
-        tokio::pin!(cancelled);
-        std::future::poll_fn(|cx| session.poll_run(cx, timer.as_mut(), cancelled.as_mut())).await
+        // One wait for the close for the connection's life, rather than one per message.
+        let mut closed = control.closed();
+        std::future::poll_fn(|cx| session.poll_run(cx, timer.as_mut(), &mut closed)).await
     };
     if end == End::TooSlow {
         control.close(CloseReason::TooSlow);
@@ -433,7 +432,7 @@ where
 
 /// Tells the client why it is being closed; a client that stopped reading gets a second at most.
 async fn goodbye<S: Sink<Message> + Unpin>(mut socket: S, control: &ConnectionControl, protocol: Protocol) {
-    control.cancel.cancel();
+    control.close(CloseReason::None);
     let goodbye = match (protocol, control.reason()) {
         (Protocol::SignalR, CloseReason::TooSlow) => Some(signalr_record(
             r#"{"type":7,"error":"The connection fell behind; reconnect to catch up.","allowReconnect":true}"#,
@@ -573,7 +572,7 @@ mod tests {
         let started = tokio::time::Instant::now();
         serve(client, queue, outbox, ListenOnly, &membership.control, Protocol::SignalR).await;
         assert_eq!(membership.control.reason(), CloseReason::TooSlow);
-        assert!(membership.control.cancel.is_cancelled());
+        assert!(membership.control.is_closed());
         // The write was given the whole client timeout (and the goodbye its second), no more.
         let took = started.elapsed();
         assert!(took >= CLIENT_TIMEOUT && took <= CLIENT_TIMEOUT + Duration::from_secs(2), "{took:?}");
