@@ -201,6 +201,32 @@ async fn sigterm_tells_live_clients_to_reconnect_and_the_pod_exits() {
 }
 
 #[tokio::test]
+async fn a_v2_client_missing_more_events_than_its_queue_holds_resumes_with_all_of_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[("LCT_WS_QUEUE", "4")]).await;
+    let http = client();
+    let id = create(&http, &server, "Asleep", 10).await;
+    for i in 0..9 {
+        assert_eq!(join(&http, &server.base, &id, &format!("Player{i}"), "Nowak").await.status(), 200);
+    }
+    let stream: serde_json::Value = json_of(http.get(server.url(&format!("/api/v2/tournaments/{id}")))).await;
+    let last = stream["version"].as_u64().unwrap();
+    assert!(last > 4, "more events than the queue holds: {last}");
+
+    // A phone that saw nothing comes back from version 0.
+    let mut live = Live::connect(&server.base, &id, Some(0)).await;
+    assert_eq!(live.live_from, last);
+    for version in 1..=last {
+        let message = live.next().await.expect("the replay, whole");
+        assert_eq!(message["version"].as_u64(), Some(version), "{message}");
+    }
+    // And it is live after the replay.
+    assert_eq!(join(&http, &server.base, &id, "Late", "Comer").await.status(), 200);
+    let message = live.next().await.expect("the live socket stays open");
+    assert_eq!((message["type"].as_str(), message["version"].as_u64()), (Some("PlayerJoined"), Some(last + 1)));
+}
+
+#[tokio::test]
 async fn a_client_that_stops_reading_is_cut_off_while_the_others_keep_receiving() {
     let dir = tempfile::tempdir().unwrap();
     let server =

@@ -277,10 +277,14 @@ impl<F: Frame> Feed<F> {
             if since < self.version {
                 match self.inner.store.load(self.tournament, since).await {
                     Ok(events) => {
+                        // Queued whatever its length: a client asleep through a long night
+                        // still resumes, and live messages keep the queue's room behind it.
                         for event in events.iter().filter(|e| e.version <= self.version) {
-                            if !send(&subscriber, &encode_event(event), &self.inner.stats) {
+                            let Some(frame) = frame_for(&subscriber, &encode_event(event)) else { continue };
+                            if subscriber.queue.send_replayed(frame).is_err() {
                                 return;
                             }
+                            self.inner.stats.delivered.fetch_add(1, Ordering::Relaxed);
                         }
                     }
                     Err(error) => {
@@ -358,16 +362,19 @@ impl<F: Frame> Feed<F> {
     }
 }
 
+/// The frame of a message in the connection's protocol; none when the protocol has no such
+/// message.
+fn frame_for<F: Frame>(subscriber: &Subscriber<F>, encoded: &Encoded<F>) -> Option<F> {
+    match subscriber.protocol {
+        Protocol::SignalR => encoded.signalr.clone(),
+        Protocol::V2 => Some(encoded.v2.clone()),
+    }
+}
+
 /// Queues a message for one connection; a full queue cuts the connection off (what it still
 /// had queued is lost to it, and counted).
 fn send<F: Frame>(subscriber: &Subscriber<F>, encoded: &Encoded<F>, stats: &HubStats) -> bool {
-    let frame = match subscriber.protocol {
-        Protocol::SignalR => match &encoded.signalr {
-            Some(frame) => frame.clone(),
-            None => return true,
-        },
-        Protocol::V2 => encoded.v2.clone(),
-    };
+    let Some(frame) = frame_for(subscriber, encoded) else { return true };
     match subscriber.queue.try_send(frame) {
         Ok(()) => {
             stats.delivered.fetch_add(1, Ordering::Relaxed);

@@ -4,6 +4,10 @@
 //! Built for many mostly idle connections: an empty queue holds one small allocation (no
 //! pre-allocated block of slots), frames are kept in a ring that grows as they queue up, and a
 //! ring grown past a few frames is given back once it empties.
+//!
+//! A resuming connection's replay may be longer than the capacity: its frames are queued
+//! beyond it ([`QueueSender::send_replayed`]), and the queue holds that many more frames until
+//! as many have been received, so live frames still find `capacity` places behind the replay.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -17,6 +21,8 @@ struct State<F> {
     frames: VecDeque<F>,
     /// The receiver waiting for a frame.
     waker: Option<Waker>,
+    /// Places beyond the capacity, one per replayed frame not yet matched by a frame received.
+    replay_room: u32,
     sender_gone: bool,
     receiver_gone: bool,
 }
@@ -61,7 +67,8 @@ pub enum TryRecvError {
 
 /// A queue of at most `capacity` frames.
 pub fn queue<F>(capacity: usize) -> (QueueSender<F>, QueueReceiver<F>) {
-    let state = State { frames: VecDeque::new(), waker: None, sender_gone: false, receiver_gone: false };
+    let state =
+        State { frames: VecDeque::new(), waker: None, replay_room: 0, sender_gone: false, receiver_gone: false };
     let shared = Arc::new(Shared { state: Mutex::new(state), capacity: capacity.max(1) });
     (QueueSender { shared: Arc::clone(&shared) }, QueueReceiver { shared })
 }
@@ -74,10 +81,30 @@ impl<F> QueueSender<F> {
             if state.receiver_gone {
                 return Err(TrySendError::Closed(frame));
             }
-            if state.frames.len() >= self.shared.capacity {
+            if state.frames.len() >= self.shared.capacity + state.replay_room as usize {
                 return Err(TrySendError::Full(frame));
             }
             state.frames.push_back(frame);
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(())
+    }
+
+    /// Queues a frame of a replay whatever the queue holds, with a place more for the frames
+    /// after it until a frame is received: the replay is bounded by the stream it is read from,
+    /// not by the capacity, which stays the room for what comes after it.
+    /// Errors: `Closed` when the receiver is gone.
+    pub fn send_replayed(&self, frame: F) -> Result<(), TrySendError<F>> {
+        let waker = {
+            let mut state = self.shared.lock();
+            if state.receiver_gone {
+                return Err(TrySendError::Closed(frame));
+            }
+            state.frames.push_back(frame);
+            state.replay_room = state.replay_room.saturating_add(1);
             state.waker.take()
         };
         if let Some(waker) = waker {
@@ -113,6 +140,7 @@ impl<F> Drop for QueueSender<F> {
 impl<F> QueueReceiver<F> {
     fn take(state: &mut State<F>) -> Option<F> {
         let frame = state.frames.pop_front()?;
+        state.replay_room = state.replay_room.saturating_sub(1);
         if state.frames.is_empty() && state.frames.capacity() > KEPT_CAPACITY {
             state.frames = VecDeque::new();
         }
@@ -203,6 +231,30 @@ mod tests {
         tx.try_send(1).unwrap();
         rx.try_recv().unwrap();
         assert!(rx.shared.lock().frames.capacity() <= KEPT_CAPACITY);
+    }
+
+    #[test]
+    fn a_replay_longer_than_the_capacity_is_queued_and_the_capacity_stays_for_what_follows() {
+        let (tx, mut rx) = queue::<u32>(3);
+        for i in 0..10 {
+            tx.send_replayed(i).unwrap();
+        }
+        for i in 10..13 {
+            tx.try_send(i).unwrap();
+        }
+        assert_eq!(tx.try_send(13), Err(TrySendError::Full(13)), "three places behind the replay");
+        for i in 0..5 {
+            assert_eq!(rx.try_recv(), Ok(i));
+        }
+        assert_eq!(tx.try_send(13), Err(TrySendError::Full(13)), "the replay's places go as it drains");
+        let rest: Vec<u32> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(rest, (5..13).collect::<Vec<_>>());
+        for i in 13..16 {
+            tx.try_send(i).unwrap();
+        }
+        assert_eq!(tx.try_send(16), Err(TrySendError::Full(16)), "back to the capacity");
+        drop(rx);
+        assert_eq!(tx.send_replayed(1), Err(TrySendError::Closed(1)));
     }
 
     #[tokio::test]

@@ -233,6 +233,45 @@ async fn a_connection_resuming_from_a_version_gets_the_rest_once() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_connection_resuming_further_back_than_its_queue_holds_gets_every_missed_event() {
+    let options = HubOptions { queue_capacity: 8, ..HubOptions::default() };
+    let cluster = Cluster::new(1, 1, Faults::default(), options);
+    let tournament = Uuid::new_v4();
+    let pod = &cluster.pods[0];
+    let mut committed = Vec::new();
+    for version in 1..=30 {
+        pod.commands.append(append_request(tournament, version)).await.unwrap();
+        committed.push(Instant::now());
+    }
+    // A phone asleep for the whole night comes back with version 0: thirty events to replay
+    // into a queue of eight.
+    let resumed = connect(&pod.hub, tournament, Some(0)).await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    for version in 31..=45 {
+        pod.commands.append(append_request(tournament, version)).await.unwrap();
+        committed.push(Instant::now());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(BOUND).await;
+    assert!(!resumed.0.control.is_closed(), "the replay is not a slow client");
+    let versions: Vec<u64> = resumed.1.lock().unwrap().iter().map(|(v, _)| *v).collect();
+    assert_eq!(versions, (1..=45).collect::<Vec<_>>());
+    assert_eq!(pod.hub.stats().slow_disconnects.load(Ordering::Relaxed), 0);
+
+    // Live messages still may not pile up past the queue behind a replay nobody reads.
+    let (stalled, _queue) = pod.hub.subscribe(tournament, live::Protocol::V2, Some(0)).await;
+    assert!(!stalled.control.is_closed(), "45 replayed events and the marker are queued");
+    for version in 46..=52 {
+        pod.commands.append(append_request(tournament, version)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!stalled.control.is_closed(), "seven live events fit beside the marker");
+    pod.commands.append(append_request(tournament, 53)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(stalled.control.is_closed(), "the eighth live message found the queue full");
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_periodic_check_reads_versions_in_one_call_per_period_not_events() {
     let cluster = Cluster::new(1, 1, Faults::default(), HubOptions::default());
     let tournaments: Vec<Uuid> = (0..50).map(|_| Uuid::new_v4()).collect();
