@@ -120,6 +120,31 @@ async fn keys_of_requests_answered_with_a_token_must_be_unguessable() {
     assert_eq!(rename.status(), 200);
 }
 
+#[tokio::test]
+async fn a_players_key_is_never_answered_with_another_players_stored_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[("LCT_RATE_LIMIT_COMMANDS", "0")]).await;
+    let (id, _) = v2_create(&server, "Pipes night", 4).await;
+    // Names may hold '|': these two players differ, though "a|b" + "c" and "a" + "b|c" read
+    // alike once joined with it.
+    let mallory = v2_join(&server, &id, "a|b", "c").await;
+    let victim = v2_join(&server, &id, "a", "b|c").await;
+    let select = |token: String, team: &'static str| {
+        client()
+            .post(server.url(&format!("/api/v2/tournaments/{id}/selection")))
+            .bearer_auth(token)
+            .header("Idempotency-Key", "pick-1")
+            .json(&json!({"team": team}))
+            .send()
+    };
+    let first = select(mallory, "Chelsea").await.unwrap();
+    assert_eq!(first.status(), 200);
+    let answer = select(victim, "Chelsea").await.unwrap();
+    assert!(answer.headers().get("idempotent-replayed").is_none(), "the victim got Mallory's stored answer");
+    // The victim's own command ran: the team is already taken, which the victim is told.
+    assert_eq!(problem_type(answer, 409).await, "urn:lct:problem:team-already-selected");
+}
+
 // --- LCT_V1 -------------------------------------------------------------------------------------
 
 #[tokio::test]

@@ -427,7 +427,8 @@ pub async fn select(
 ) -> Result<Response, Problem> {
     let id = tournament_id(&id)?;
     let (name, surname) = require_player(&state, id, &headers).await?;
-    let route = format!("select|{id}|{name}|{surname}");
+    // By the player's id: names may hold '|', so joined with it two players could read alike.
+    let route = format!("select|{id}|{}", player_id(id, name.as_str(), surname.as_str()));
     let command = {
         let state = state.clone();
         async move {
