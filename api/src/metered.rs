@@ -196,6 +196,10 @@ impl SharedState for TracedSharedState {
         traced(span, self.0.record_and_publish_click(tournament, click, ttl, publication)).await.0
     }
 
+    async fn click_list(&self, tournament: Uuid) -> Result<Option<ClickList>, LiveError> {
+        traced(redis_span!("redis.click_list"), self.0.click_list(tournament)).await.0
+    }
+
     async fn put_token(&self, token: &str, value: &str, ttl: Duration) -> Result<(), LiveError> {
         traced(redis_span!("redis.put_token"), self.0.put_token(token, value, ttl)).await.0
     }

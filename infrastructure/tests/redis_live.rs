@@ -299,6 +299,18 @@ async fn clicks_keep_the_latest_of_each_player_in_time_order_across_pods() {
 }
 
 #[tokio::test]
+async fn a_click_list_read_again_is_the_last_one_recorded_with_its_number() {
+    let server = RedisServer::start().await;
+    let (one, two) = (Pod::connected(&server.url).await, Pod::connected(&server.url).await);
+    let tournament = Uuid::new_v4();
+    assert_eq!(two.state.click_list(tournament).await.unwrap(), None, "no click yet");
+    let ttl = Duration::from_secs(60);
+    one.state.record_click(tournament, click("Ann", Team::Bayern, 30), ttl).await.unwrap();
+    let recorded = one.state.record_click(tournament, click("Bob", Team::Psg, 10), ttl).await.unwrap();
+    assert_eq!(two.state.click_list(tournament).await.unwrap(), Some(recorded));
+}
+
+#[tokio::test]
 async fn a_click_list_is_published_with_its_recording_and_leaves_out_what_cannot_be_read() {
     let server = RedisServer::start().await;
     let (one, two) = (Pod::connected(&server.url).await, Pod::connected(&server.url).await);

@@ -27,7 +27,9 @@ pub enum ClickError {
     /// The event store could not tell whether the player is in the tournament.
     #[error(transparent)]
     Store(StoreError),
-    /// The shared click list cannot be reached (Redis down): nothing was recorded.
+    /// The shared click list cannot be reached (Redis down), or did not answer in time: the
+    /// click was not recorded, or its list is read again and broadcast (see
+    /// [`Clicks::record`]).
     #[error(transparent)]
     Unavailable(LiveError),
     /// The pod is overloaded: the click was not recorded, the client may retry shortly.
@@ -82,7 +84,9 @@ impl<F: Frame> Clicks<F> {
     /// [`HubOptions::click_refusal_backlog`](crate::HubOptions). A click that was accepted is
     /// always broadcast: its list, or a newer one, goes out.
     /// Errors: `Refused` when the tournament does not exist or the player is not in it; `Store`
-    /// or `Unavailable` when a dependency fails (nothing is broadcast then).
+    /// or `Unavailable` when a dependency fails. A click sent to the shared state and not
+    /// answered (it failed, or this future was dropped while waiting) may have been recorded:
+    /// the tournament's list is then read again, in the background, and broadcast.
     pub async fn record(
         &self,
         tournament: Uuid,
@@ -96,17 +100,36 @@ impl<F: Frame> Clicks<F> {
         }
         let click = Click { team, name: name.into(), surname: surname.into(), at_ms: self.clock.now_ms() };
         let publication = self.hub.click_publication(tournament);
-        let recorded = self
-            .shared
-            .record_and_publish_click(tournament, click, CLICK_TTL, publication)
-            .await
-            .map_err(ClickError::Unavailable)?;
+        let unanswered = Unanswered { clicks: self, tournament, answered: false };
+        let recorded = self.shared.record_and_publish_click(tournament, click, CLICK_TTL, publication).await;
+        let recorded = recorded.map_err(ClickError::Unavailable)?;
+        unanswered.answered();
         if recorded.published {
             self.hub.deliver_clicks(tournament, recorded.list);
         } else {
             self.hub.broadcast_clicks(tournament, recorded.list);
         }
         Ok(())
+    }
+
+    /// Reads the tournament's list again and broadcasts it, in the background: after a click
+    /// that may have been recorded (and its list published to the other pods) without this
+    /// pod, which leaves its own publications to the answer, hearing of it.
+    fn read_again(&self, tournament: Uuid) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let (shared, hub) = (Arc::clone(&self.shared), self.hub.clone());
+        let read = async move {
+            match shared.click_list(tournament).await {
+                // Older than what the connections hold, it is not shown (lists are numbered).
+                Ok(Some(list)) => hub.broadcast_clicks(tournament, list),
+                Ok(None) => {}
+                // The shared state is unreachable: no pod can read the list either.
+                Err(error) => {
+                    tracing::debug!(%tournament, %error, "the click list could not be read after an unanswered click")
+                }
+            }
+        };
+        self.hub.tracker().spawn_on(read, &runtime);
     }
 
     /// Counts the click in flight, or refuses it when the pod is overloaded.
@@ -143,6 +166,29 @@ impl<F: Frame> Clicks<F> {
             Ok(())
         } else {
             Err(ClickError::Refused(DomainError::PlayerNotInTournament))
+        }
+    }
+}
+
+/// A click sent to the shared state and not answered yet. Dropped unanswered (the call failed,
+/// timed out, or its caller went away), the click may have been recorded all the same: its
+/// list is read again and broadcast, so that no pod misses it.
+struct Unanswered<'a, F: Frame> {
+    clicks: &'a Clicks<F>,
+    tournament: Uuid,
+    answered: bool,
+}
+
+impl<F: Frame> Unanswered<'_, F> {
+    fn answered(mut self) {
+        self.answered = true;
+    }
+}
+
+impl<F: Frame> Drop for Unanswered<'_, F> {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.clicks.read_again(self.tournament);
         }
     }
 }

@@ -113,6 +113,10 @@ pub trait SharedState: Send + Sync {
         drop(publication);
         Ok(RecordedClick { list: self.record_click(tournament, click, ttl).await?, published: false })
     }
+    /// The tournament's clicks as they stand, with the sequence number of the latest; `None`
+    /// when it has none (no click yet, or they expired). Read again after a click whose
+    /// recording was not answered, which may have been recorded all the same.
+    async fn click_list(&self, tournament: Uuid) -> Result<Option<ClickList>, LiveError>;
     /// Stores a one-use token with its value for `ttl`.
     async fn put_token(&self, token: &str, value: &str, ttl: std::time::Duration) -> Result<(), LiveError>;
     /// Takes a token: its value the first time, `None` when unknown, expired or already taken.

@@ -31,6 +31,11 @@ struct MemoryClicks {
     publishes: AtomicBool,
     /// What it was asked to publish.
     publications: Mutex<Vec<ClickPublication>>,
+    /// Records (and publishes) a click, then fails to answer, as a Redis reply lost to a
+    /// timeout or a cut connection would.
+    loses_answers: AtomicBool,
+    /// Records (and publishes) a click, then never answers.
+    never_answers: AtomicBool,
 }
 
 #[async_trait]
@@ -61,7 +66,17 @@ impl SharedState for MemoryClicks {
         if published {
             self.publications.lock().unwrap().push(publication);
         }
+        if self.never_answers.load(Ordering::Relaxed) {
+            std::future::pending::<()>().await;
+        }
+        if self.loses_answers.load(Ordering::Relaxed) {
+            return Err(LiveError("Redis did not answer in time".into()));
+        }
         Ok(RecordedClick { list, published })
+    }
+
+    async fn click_list(&self, tournament: Uuid) -> Result<Option<ClickList>, LiveError> {
+        Ok(self.lists.lock().unwrap().get(&tournament).cloned())
     }
 
     async fn put_token(&self, _: &str, _: &str, _: Duration) -> Result<(), LiveError> {
@@ -286,6 +301,41 @@ async fn a_list_the_shared_state_published_with_the_click_reaches_this_pods_conn
     pod.shared.publishes.store(false, Ordering::Relaxed);
     click(&pod, id, "Anna").await.unwrap();
     until("the hub published the list", || bus.click_lists().len() == 1).await;
+}
+
+/// The next click list queued to a connection, as the names of its players.
+async fn next_click_list(queue: &mut live::QueueReceiver<String>) -> Vec<String> {
+    loop {
+        let message: Value = serde_json::from_str(&next_frame(queue).await).unwrap();
+        if message["type"] == "TeamClicked" {
+            let clicks = message["clickedTeams"].as_array().unwrap();
+            return clicks.iter().map(|c| c["name"].as_str().unwrap().to_owned()).collect();
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_click_recorded_whose_answer_was_lost_still_reaches_this_pods_connections() {
+    let pod = pod(HubOptions::default());
+    pod.shared.publishes.store(true, Ordering::Relaxed);
+    let id = tournament_with(&pod, &["Anna", "Ben"]).await;
+    let (_membership, mut queue) = pod.hub.subscribe(id, Protocol::V2, None).await;
+    pod.shared.loses_answers.store(true, Ordering::Relaxed);
+    // The clicker is told it failed (it may retry); the lobby sees the list the other pods got.
+    assert!(matches!(click(&pod, id, "Anna").await, Err(ClickError::Unavailable(_))));
+    assert_eq!(next_click_list(&mut queue).await, ["Anna"]);
+
+    // So does a click whose caller went away before the answer.
+    pod.shared.loses_answers.store(false, Ordering::Relaxed);
+    pod.shared.never_answers.store(true, Ordering::Relaxed);
+    let clicks = pod.clicks.clone();
+    let (name, surname) = player("Ben");
+    let clicking = tokio::spawn(async move { clicks.record(id, Team::Psg, name, surname).await });
+    let recorded = |shared: &MemoryClicks| shared.lists.lock().unwrap()[&id].clicks.len() == 2;
+    until("the second click is recorded", || recorded(&pod.shared)).await;
+    clicking.abort();
+    assert!(clicking.await.unwrap_err().is_cancelled());
+    assert_eq!(next_click_list(&mut queue).await, ["Anna", "Ben"]);
 }
 
 /// The event that joins `name` as version `version` of the tournament.

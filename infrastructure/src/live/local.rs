@@ -59,6 +59,17 @@ struct ClickList {
     by_player: HashMap<(String, String), (u64, Click)>,
 }
 
+impl ClickList {
+    /// The clicks oldest first, numbered after the latest. The sequence of the whole process
+    /// grows with every click, so it orders each list too.
+    fn current(&self) -> Clicks {
+        let mut ordered: Vec<&(u64, Click)> = self.by_player.values().collect();
+        ordered.sort_by_key(|(seq, click)| (click.at_ms, *seq));
+        let latest = self.by_player.values().map(|(seq, _)| *seq).max().unwrap_or_default();
+        Clicks { seq: latest + 1, clicks: ordered.into_iter().map(|(_, click)| click.clone()).collect() }
+    }
+}
+
 /// A stored token.
 #[derive(Debug)]
 struct Token {
@@ -123,10 +134,16 @@ impl MemorySharedState {
         }
         list.expires_at = now + ttl;
         list.by_player.insert((click.name.clone(), click.surname.clone()), (seq, click));
-        let mut ordered: Vec<&(u64, Click)> = list.by_player.values().collect();
-        ordered.sort_by_key(|(seq, click)| (click.at_ms, *seq));
-        // The sequence of the whole process grows with every click, so it orders each list too.
-        Clicks { seq: seq + 1, clicks: ordered.into_iter().map(|(_, click)| click.clone()).collect() }
+        list.current()
+    }
+
+    fn click_list_at(&self, tournament: Uuid, now: Instant) -> Option<Clicks> {
+        let inner = self.lock();
+        inner
+            .clicks
+            .get(&tournament)
+            .filter(|list| list.expires_at > now && !list.by_player.is_empty())
+            .map(ClickList::current)
     }
 
     fn put_token_at(&self, token: &str, value: &str, ttl: Duration, now: Instant) -> Result<(), LiveError> {
@@ -162,6 +179,11 @@ impl SharedState for MemorySharedState {
     /// Never fails.
     async fn record_click(&self, tournament: Uuid, click: Click, ttl: Duration) -> Result<Clicks, LiveError> {
         Ok(self.record_click_at(tournament, click, ttl, Instant::now()))
+    }
+
+    /// Never fails.
+    async fn click_list(&self, tournament: Uuid) -> Result<Option<Clicks>, LiveError> {
+        Ok(self.click_list_at(tournament, Instant::now()))
     }
 
     /// Fails only when the same token is already stored and not expired.
@@ -265,6 +287,18 @@ mod tests {
         // Nothing for a whole ttl: the list starts over.
         let list = state.record_click_at(t, click("Dan", "D", Team::Juventus, 4), ttl, start + Duration::from_secs(29));
         assert_eq!(players(&list.clicks), vec![("Dan", Team::Juventus)]);
+    }
+
+    #[test]
+    fn the_list_read_again_is_the_last_one_recorded_until_it_expires() {
+        let state = MemorySharedState::new();
+        let (t, start, ttl) = (Uuid::new_v4(), Instant::now(), Duration::from_secs(10));
+        assert_eq!(state.click_list_at(t, start), None);
+        state.record_click_at(t, click("Ann", "A", Team::Bayern, 1), ttl, start);
+        let recorded = state.record_click_at(t, click("Bob", "B", Team::Psg, 2), ttl, start);
+        state.record_click_at(Uuid::new_v4(), click("Cid", "C", Team::Chelsea, 3), ttl, start);
+        assert_eq!(state.click_list_at(t, start + Duration::from_secs(9)), Some(recorded));
+        assert_eq!(state.click_list_at(t, start + Duration::from_secs(10)), None);
     }
 
     #[test]

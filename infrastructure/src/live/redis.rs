@@ -28,8 +28,8 @@ use super::redis_shards::{routing_now, Placement};
 use async_trait::async_trait;
 use fred::clients::{Client, SubscriberClient};
 use fred::prelude::{
-    ClientLike, ClusterInterface, EventInterface, Expiration, KeysInterface, Options, PubsubInterface, ReconnectPolicy,
-    SetOptions, Value,
+    ClientLike, ClusterInterface, EventInterface, Expiration, HashesInterface, KeysInterface, Options, PubsubInterface,
+    ReconnectPolicy, SetOptions, Value,
 };
 use fred::types::config::UnresponsiveConfig;
 use fred::types::scripts::Script;
@@ -670,18 +670,22 @@ impl RedisSharedState {
             redis_script::run(&self.client()?, &RECORD_CLICK, vec![key], args)
                 .await
                 .map_err(|error| self.publisher.error("recording a click", error))?;
+        Ok(click_list(tournament, u64::try_from(seq).unwrap_or_default(), stored))
+    }
+}
 
-        let mut clicks = Vec::with_capacity(stored.len());
-        for (field, json) in stored.into_iter().filter(|(field, _)| field != CLICKS_SEQ_FIELD) {
-            match serde_json::from_str::<Click>(&json) {
-                Ok(click) => clicks.push(click),
-                Err(error) => {
-                    tracing::warn!(%tournament, field = %field.replace('\u{1f}', " "), %error, "an unreadable click was skipped")
-                }
+/// The list of a clicks hash read whole (the sequence field left out).
+fn click_list(tournament: Uuid, seq: u64, stored: HashMap<String, String>) -> ClickList {
+    let mut clicks = Vec::with_capacity(stored.len());
+    for (field, json) in stored.into_iter().filter(|(field, _)| field != CLICKS_SEQ_FIELD) {
+        match serde_json::from_str::<Click>(&json) {
+            Ok(click) => clicks.push(click),
+            Err(error) => {
+                tracing::warn!(%tournament, field = %field.replace('\u{1f}', " "), %error, "an unreadable click was skipped")
             }
         }
-        Ok(ClickList::new(u64::try_from(seq).unwrap_or_default(), clicks))
     }
+    ClickList::new(seq, clicks)
 }
 
 #[async_trait]
@@ -705,6 +709,20 @@ impl SharedState for RedisSharedState {
         let published = self.publishes && self.publisher.topology != Topology::Cluster;
         let list = self.record(tournament, click, ttl, published.then_some(publication)).await?;
         Ok(RecordedClick { list, published })
+    }
+
+    /// Errors: Redis is down or does not answer in time.
+    async fn click_list(&self, tournament: Uuid) -> Result<Option<ClickList>, LiveError> {
+        let stored: HashMap<String, String> = self
+            .client()?
+            .hgetall(clicks_key(tournament))
+            .await
+            .map_err(|error| self.publisher.error("reading clicks", error))?;
+        // A hash without its sequence is not one the record script wrote.
+        let Some(seq) = stored.get(CLICKS_SEQ_FIELD).and_then(|seq| seq.parse::<u64>().ok()) else {
+            return Ok(None);
+        };
+        Ok(Some(click_list(tournament, seq, stored)))
     }
 
     /// Errors: Redis is down or does not answer in time, or the token is already stored.
