@@ -166,6 +166,44 @@ async fn the_draw_reaches_every_pod_when_its_publication_is_lost() {
     watchers.expect_nothing_more(click(&b.server.base, &id, "Anna")).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_click_whose_answer_was_held_back_past_its_timeout_reaches_every_pod_the_clicking_one_too() {
+    let redis = RedisServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pods = pods(2, dir.path(), &redis, &[]).await;
+    let a = &pods[0];
+    let http = client();
+    let id = create(&http, &a.server, "Held click", 2).await;
+    assert_eq!(join(&http, &a.server.base, &id, "Anna", "S").await.status(), 200);
+    let mut watchers = Watchers::connect(&pods, &id).await;
+    wait_for_numsub(&redis, &id, 2).await;
+    // A first click: Redis holds the record script from then on (a click sent by its digest
+    // alone would find nothing to run).
+    watchers.expect_nothing_more(click(&a.server.base, &id, "Anna")).await;
+    let mut clicker = SignalR::connect(&a.server.base, &id).await;
+
+    // Pod A's link holds everything back: the click's script waits in it past the click's
+    // timeout, and the clicker is told the click failed...
+    a.link.set(Mode::Blackhole);
+    clicker.click(Some("held"), "PSG", "Anna", "S").await;
+    let completion = clicker.next_completion().await;
+    assert_eq!(completion["error"], "A dependency is unavailable; try again shortly.", "{completion}");
+    // ...then the script reaches Redis, which records the click and publishes its list to both
+    // pods. Pod A drops its own publications; it reads the list again instead.
+    a.link.set(Mode::Pass);
+    let tournament = watchers.tournament.clone();
+    for (i, client) in watchers.signalr.iter_mut().enumerate() {
+        let payload = client.next_payload(&tournament).await;
+        assert_eq!(payload["type"], "TeamClicked", "SignalR client {i}: {payload}");
+        assert_eq!(payload["clickedTeams"][0]["team"], "PSG", "SignalR client {i}: {payload}");
+    }
+    for (i, client) in watchers.live.iter_mut().enumerate() {
+        let message = client.next().await.expect("live socket open");
+        assert_eq!(message["type"], "TeamClicked", "v2 client {i}: {message}");
+        assert_eq!(message["clickedTeams"][0]["team"], "PSG", "v2 client {i}: {message}");
+    }
+}
+
 /// The value of a sample of pod `server`'s metrics (name and labels exactly as exposed).
 async fn metric(http: &reqwest::Client, server: &Server, series: &str) -> f64 {
     let text = http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();

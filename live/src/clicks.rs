@@ -10,13 +10,19 @@ use crate::Frame;
 use domain::ports::StoreError;
 use domain::service::{AppError, TournamentService};
 use domain::{DomainError, PlayerName, PlayerSurname, Team};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use uuid::Uuid;
 
 /// How long a tournament's clicks live after its last click.
 pub const CLICK_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Reads of a tournament's list after an unanswered click before giving up, and the pause
+/// between them: a few seconds, about the delivery bound.
+const READ_AGAIN_ATTEMPTS: u32 = 4;
+const READ_AGAIN_PAUSE: Duration = Duration::from_secs(1);
 
 /// Why a click was not recorded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,8 +58,18 @@ pub struct Clicks<F> {
     shared: Arc<dyn SharedState>,
     hub: Hub<F>,
     clock: Arc<dyn Clock>,
-    /// Clicks being recorded now, by every clone.
-    in_flight: Arc<AtomicUsize>,
+    /// What every clone shares.
+    common: Arc<Common>,
+}
+
+/// What the clones of [`Clicks`] share.
+#[derive(Default)]
+struct Common {
+    /// Clicks being recorded now.
+    in_flight: AtomicUsize,
+    /// Tournaments whose list is being read again after an unanswered click, each with whether
+    /// another click went unanswered since the read began (it is then read once more).
+    rereads: Mutex<HashMap<Uuid, bool>>,
 }
 
 impl<F> Clone for Clicks<F> {
@@ -63,14 +79,14 @@ impl<F> Clone for Clicks<F> {
             shared: Arc::clone(&self.shared),
             hub: self.hub.clone(),
             clock: Arc::clone(&self.clock),
-            in_flight: Arc::clone(&self.in_flight),
+            common: Arc::clone(&self.common),
         }
     }
 }
 
 impl<F: Frame> Clicks<F> {
     pub fn new(service: TournamentService, shared: Arc<dyn SharedState>, hub: Hub<F>, clock: Arc<dyn Clock>) -> Self {
-        Clicks { service, shared, hub, clock, in_flight: Arc::default() }
+        Clicks { service, shared, hub, clock, common: Arc::default() }
     }
 
     /// Records the click of a player of `tournament` and broadcasts the tournament's list.
@@ -114,18 +130,55 @@ impl<F: Frame> Clicks<F> {
 
     /// Reads the tournament's list again and broadcasts it, in the background: after a click
     /// that may have been recorded (and its list published to the other pods) without this
-    /// pod, which leaves its own publications to the answer, hearing of it.
+    /// pod, which leaves its own publications to the answer, hearing of it. A read that fails
+    /// is tried again a few times (a reply lost to a moment's trouble), until the pod drains;
+    /// one read at a time per tournament, once more if another click went unanswered meanwhile.
     fn read_again(&self, tournament: Uuid) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        let (shared, hub) = (Arc::clone(&self.shared), self.hub.clone());
+        {
+            let mut rereads = lock(&self.common.rereads);
+            if let Some(again) = rereads.get_mut(&tournament) {
+                *again = true;
+                return;
+            }
+            rereads.insert(tournament, false);
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            lock(&self.common.rereads).remove(&tournament);
+            return;
+        };
+        let (shared, hub, common) = (Arc::clone(&self.shared), self.hub.clone(), Arc::clone(&self.common));
+        let draining = self.hub.shutdown_token().clone();
         let read = async move {
-            match shared.click_list(tournament).await {
-                // Older than what the connections hold, it is not shown (lists are numbered).
-                Ok(Some(list)) => hub.broadcast_clicks(tournament, list),
-                Ok(None) => {}
-                // The shared state is unreachable: no pod can read the list either.
-                Err(error) => {
-                    tracing::debug!(%tournament, %error, "the click list could not be read after an unanswered click")
+            let mut failures = 0;
+            loop {
+                match shared.click_list(tournament).await {
+                    Ok(list) => {
+                        // Older than what the connections hold, it is not shown (lists are numbered).
+                        if let Some(list) = list {
+                            hub.broadcast_clicks(tournament, list);
+                        }
+                        failures = 0;
+                        let mut rereads = lock(&common.rereads);
+                        match rereads.get_mut(&tournament) {
+                            Some(again) if *again => *again = false,
+                            _ => {
+                                rereads.remove(&tournament);
+                                return;
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        failures += 1;
+                        let give_up = failures == READ_AGAIN_ATTEMPTS;
+                        if give_up {
+                            // The shared state is unreachable: no pod can read the list either.
+                            tracing::debug!(%tournament, %error, "the click list could not be read after an unanswered click");
+                        }
+                        if give_up || tokio::time::timeout(READ_AGAIN_PAUSE, draining.cancelled()).await.is_ok() {
+                            lock(&common.rereads).remove(&tournament);
+                            return;
+                        }
+                    }
                 }
             }
         };
@@ -142,11 +195,11 @@ impl<F: Frame> Clicks<F> {
         if self.hub.publish_backlog() >= options.click_refusal_backlog.max(1) {
             return refuse(Overload::PublishBacklog);
         }
-        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= options.clicks_in_flight.max(1) {
-            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if self.common.in_flight.fetch_add(1, Ordering::AcqRel) >= options.clicks_in_flight.max(1) {
+            self.common.in_flight.fetch_sub(1, Ordering::AcqRel);
             return refuse(Overload::InFlight);
         }
-        Ok(Admitted(&self.in_flight))
+        Ok(Admitted(&self.common.in_flight))
     }
 
     /// Reads the tournament to check a player this pod does not know to have joined (the
@@ -168,6 +221,10 @@ impl<F: Frame> Clicks<F> {
             Err(ClickError::Refused(DomainError::PlayerNotInTournament))
         }
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A click sent to the shared state and not answered yet. Dropped unanswered (the call failed,

@@ -36,6 +36,10 @@ struct MemoryClicks {
     loses_answers: AtomicBool,
     /// Records (and publishes) a click, then never answers.
     never_answers: AtomicBool,
+    /// Reads of a list that fail before one succeeds.
+    failing_reads: AtomicU64,
+    /// Reads of a list asked for.
+    reads: AtomicU64,
 }
 
 #[async_trait]
@@ -76,6 +80,12 @@ impl SharedState for MemoryClicks {
     }
 
     async fn click_list(&self, tournament: Uuid) -> Result<Option<ClickList>, LiveError> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        let failing = self.failing_reads.load(Ordering::Relaxed);
+        if failing > 0 {
+            self.failing_reads.store(failing - 1, Ordering::Relaxed);
+            return Err(LiveError("Redis is not connected".into()));
+        }
         Ok(self.lists.lock().unwrap().get(&tournament).cloned())
     }
 
@@ -336,6 +346,25 @@ async fn a_click_recorded_whose_answer_was_lost_still_reaches_this_pods_connecti
     clicking.abort();
     assert!(clicking.await.unwrap_err().is_cancelled());
     assert_eq!(next_click_list(&mut queue).await, ["Anna", "Ben"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_list_of_an_unanswered_click_is_read_again_until_the_shared_state_answers() {
+    let pod = pod(HubOptions::default());
+    pod.shared.publishes.store(true, Ordering::Relaxed);
+    let id = tournament_with(&pod, &["Anna"]).await;
+    let (_membership, mut queue) = pod.hub.subscribe(id, Protocol::V2, None).await;
+    pod.shared.loses_answers.store(true, Ordering::Relaxed);
+    pod.shared.failing_reads.store(2, Ordering::Relaxed);
+    assert!(matches!(click(&pod, id, "Anna").await, Err(ClickError::Unavailable(_))));
+    assert_eq!(next_click_list(&mut queue).await, ["Anna"]);
+    assert_eq!(pod.shared.reads.load(Ordering::Relaxed), 3, "two failed reads, then one that answered");
+
+    // A shared state that stays unreachable is given up on after a few reads.
+    pod.shared.failing_reads.store(u64::MAX, Ordering::Relaxed);
+    assert!(matches!(click(&pod, id, "Anna").await, Err(ClickError::Unavailable(_))));
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(pod.shared.reads.load(Ordering::Relaxed), 3 + 4);
 }
 
 /// The event that joins `name` as version `version` of the tournament.
