@@ -176,6 +176,14 @@ async fn rate_limits_answer_429_with_retry_after_and_recover() {
     }
     assert_eq!(&statuses[..4], &[201, 201, 201, 201], "a burst of twice the rate passes");
     assert!(statuses[4..].iter().all(|&s| s == 429), "{statuses:?}");
+    // A command cannot pass for a WebSocket upgrade (its own bucket) by its headers.
+    let disguised = v2
+        .post("/api/v2/tournaments", None, json!({"name": "Disguised", "playerLimit": 2}))
+        .header("Upgrade", "websocket")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(disguised.status(), 429, "a POST is a command, whatever its headers say");
     // v1 commands share the client's bucket and get the v1 error shape.
     let r = http_create_v1(&v2).await;
     assert_error(r, 429).await;

@@ -92,7 +92,8 @@ pub async fn limit(
     request: Request,
     next: Next,
 ) -> Response {
-    let buckets = if crate::upgrade_guard::is_upgrade(request.headers()) {
+    // A WebSocket upgrade is a GET: a command saying it upgrades is still a command.
+    let buckets = if request.method() == Method::GET && crate::upgrade_guard::is_upgrade(request.headers()) {
         Some(&limiter.connections)
     } else if request.method() == Method::POST {
         Some(&limiter.commands)
