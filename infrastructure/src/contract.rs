@@ -83,6 +83,8 @@ pub async fn load_after_a_version_returns_only_later_events(store: Arc<dyn Event
     assert_eq!(later.len(), 1);
     assert_eq!(later[0].version, 3);
     assert_eq!(store.load(id, 3).await.unwrap(), vec![]);
+    // A version no stream reaches (a client's guess) loads nothing rather than failing.
+    assert_eq!(store.load(id, u64::MAX).await.unwrap(), vec![]);
 }
 
 pub async fn a_stale_expected_version_is_a_conflict_and_writes_nothing(store: Arc<dyn EventStore>) {

@@ -166,6 +166,10 @@ impl MongoEventStore {
 #[async_trait]
 impl EventStore for MongoEventStore {
     async fn load(&self, stream_id: Uuid, after_version: u64) -> Result<Vec<RecordedEvent>, StoreError> {
+        // Versions are stored as 64-bit signed integers: none comes after one beyond them.
+        if i64::try_from(after_version).is_err() {
+            return Ok(Vec::new());
+        }
         let events = self.database().await?.collection::<Document>(EVENTS);
         self.bounded(async {
             let mut filter = documents::stream_filter(stream_id);
