@@ -256,15 +256,24 @@ async fn a_tail_of_zeros_is_a_torn_write_and_is_cut_by_the_next_write() {
 }
 
 #[tokio::test]
-async fn a_flipped_length_field_in_the_last_record_is_a_torn_or_a_damaged_tail_never_a_silent_loss_elsewhere() {
+async fn a_flipped_length_field_in_the_last_record_stops_start_up_and_is_never_cut_as_torn() {
     let log = Filled::new().await;
     let (offset, len) = *log.records.last().unwrap();
     let set_len = |b: &mut Vec<u8>, payload_len: u64| {
         b[offset as usize..offset as usize + 4].copy_from_slice(&(payload_len as u32).to_le_bytes());
     };
     let payload_len = len - HEADER_LEN as u64;
-    // Longer than the file: indistinguishable from a write cut short.
+    let original = log.bytes();
+    // Longer than the file: the record seems to run past the end, but its bytes up to the end
+    // match its checksum, which the prefix a write cut short leaves cannot. It may be an
+    // acknowledged commit: lct stops rather than cut it.
     log.rewrite(|b| set_len(b, payload_len + 1000));
+    log.refused_at(offset);
+    assert_eq!(verify(log.dir.path()).unwrap().findings, vec![Finding { offset, len, kind: FindingKind::DamagedTail }]);
+    // Cut short for real (its last byte gone) with the same header: a torn write, cut off.
+    log.rewrite(|b| {
+        b.pop();
+    });
     let store = log.open().unwrap();
     let mut expected = ALL;
     expected[4] = 2;
@@ -272,9 +281,29 @@ async fn a_flipped_length_field_in_the_last_record_is_a_torn_or_a_damaged_tail_n
     drop(store);
     assert_eq!(verify(log.dir.path()).unwrap().findings[0].kind, FindingKind::TornTail);
     // Shorter than the record: a whole record whose checksum fails.
-    log.rewrite(|b| set_len(b, payload_len - 5));
+    log.rewrite(|b| {
+        *b = original;
+        set_len(b, payload_len - 5);
+    });
     log.refused_at(offset);
     assert_eq!(verify(log.dir.path()).unwrap().findings, vec![Finding { offset, len, kind: FindingKind::DamagedTail }]);
+}
+
+#[tokio::test]
+async fn a_torn_tail_rewritten_to_the_same_length_is_read_by_a_process_that_saw_it_torn() {
+    let log = Filled::new().await;
+    let whole = log.bytes();
+    let (offset, _) = *log.records.last().unwrap();
+    // The last record's space allocated by the file system, its bytes never written: zeros.
+    log.rewrite(|b| b[offset as usize..].fill(0));
+    let store = log.open().unwrap();
+    let mut expected = ALL;
+    expected[4] = 2;
+    log.assert_holds(&store, &expected).await;
+    // Another process cuts the zeros and writes a record of the same length there (the retried
+    // command): the log is as long as when this one saw it torn.
+    log.rewrite(|b| b[offset as usize..].copy_from_slice(&whole[offset as usize..]));
+    log.assert_holds(&store, &ALL).await;
 }
 
 #[tokio::test]

@@ -223,12 +223,15 @@ impl<'f> Scanner<'f> {
 
     /// Whether the tail from `at` looks like a write cut short: a header that is not whole, a
     /// record that runs past the end, or nothing but zeros (space the file system allocated
-    /// before the data reached it).
+    /// before the data reached it). A write cut short leaves a prefix of its record, which its
+    /// checksum cannot match: a record running past the end whose bytes up to the end match it
+    /// is a whole record with a damaged length, not a torn one.
     fn looks_torn(&mut self, at: u64) -> io::Result<bool> {
         let Some(header) = self.bytes(at, HEADER_LEN)? else { return Ok(true) };
-        if let Some(len) = announced_len(header) {
+        let header: [u8; HEADER_LEN] = header.try_into().expect("a header is 8 bytes");
+        if let Some(len) = announced_len(&header) {
             if at + (HEADER_LEN + len) as u64 > self.end {
-                return Ok(true);
+                return Ok(!self.whole_to_the_end(at, &header)?);
             }
         }
         let mut from = at;
@@ -241,6 +244,15 @@ impl<'f> Scanner<'f> {
             from += len as u64;
         }
         Ok(true)
+    }
+
+    /// Whether the bytes from after the header at `at` to the end of the scan are a payload
+    /// that matches the header's checksum.
+    fn whole_to_the_end(&mut self, at: u64, header: &[u8; HEADER_LEN]) -> io::Result<bool> {
+        let start = at + HEADER_LEN as u64;
+        let crc = u32::from_le_bytes(header[4..].try_into().expect("a header is 8 bytes"));
+        let Some(payload) = self.bytes(start, (self.end - start) as usize)? else { return Ok(false) };
+        Ok(!payload.is_empty() && crc32fast::hash(payload) == crc)
     }
 }
 

@@ -430,7 +430,12 @@ pub fn repair(dir: impl AsRef<Path>) -> Result<RepairReport, StoreError> {
 /// log, the time, the offset and `what`; returns its path.
 pub fn quarantine(dir: &Path, source: &File, from: u64, to: u64, what: &str) -> std::io::Result<PathBuf> {
     let quarantine = dir.join(QUARANTINE_DIR);
-    std::fs::create_dir_all(&quarantine)?;
+    if !quarantine.is_dir() {
+        std::fs::create_dir_all(&quarantine)?;
+        // Its entry in the data directory made durable too: the copy is what is left of the
+        // bytes once the log is cut.
+        File::open(dir)?.sync_all()?;
+    }
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let mut n = 0;
     let (path, mut file) = loop {

@@ -100,8 +100,8 @@ struct State {
     index: Index,
     /// Our writer thread is writing a batch at `index.offset`: bytes past it are its own.
     in_flight: bool,
-    /// The length of the log when it was last found to end in a torn record, and that record.
-    torn: Option<(u64, Damage)>,
+    /// The torn record the log was last found to end in.
+    torn: Option<Torn>,
     /// The offset the last checkpoint written or read covers.
     checkpointed: u64,
 }
@@ -215,7 +215,7 @@ impl Shared {
     fn refresh_now(&self) -> Result<bool, StoreError> {
         let mut state = self.state();
         let len = self.log_len()?;
-        if state.up_to_date(len) {
+        if self.up_to_date(&state, len)? {
             return Ok(true);
         }
         match self.reader.try_lock_shared() {
@@ -252,7 +252,7 @@ impl Shared {
                 state.index.offset
             )));
         }
-        if writer.is_none() && state.up_to_date(len) {
+        if writer.is_none() && self.up_to_date(state, len)? {
             return Ok(());
         }
         state.torn = None;
@@ -263,7 +263,7 @@ impl Shared {
                     apply_record(&self.dir, &mut state.index, offset, &header, payload)?
                 }
                 Step::Damage(damage) => match (damage.kind, writer) {
-                    (DamageKind::TornTail, None) => state.torn = Some((len, damage)),
+                    (DamageKind::TornTail, None) => state.torn = Some(Torn::seen(&self.reader, len, damage)?),
                     (DamageKind::TornTail, Some(log)) => self.cut(log, damage)?,
                     _ => return Err(damage_error(&self.dir, damage.offset, damage.describe())),
                 },
@@ -345,12 +345,51 @@ impl Shared {
     }
 }
 
-impl State {
-    /// Whether the index covers everything readable in a log of `len` bytes.
-    fn up_to_date(&self, len: u64) -> bool {
-        len == self.index.offset
-            || (self.in_flight && len > self.index.offset)
-            || self.torn.is_some_and(|(seen, _)| seen == len)
+impl Shared {
+    /// Whether the index covers everything readable in a log of `len` bytes: nothing was
+    /// written since, or only our writer's batch, or the log still ends in the torn record
+    /// last seen, byte for byte (a tail cut and written again to the same length is new).
+    fn up_to_date(&self, state: &State, len: u64) -> Result<bool, StoreError> {
+        if len == state.index.offset || (state.in_flight && len > state.index.offset) {
+            return Ok(true);
+        }
+        match &state.torn {
+            Some(torn) if torn.len == len => Ok(torn.unchanged(&self.reader)?),
+            _ => Ok(false),
+        }
+    }
+}
+
+/// A torn record the log was found to end in: the log's length then, the record, and the
+/// checksum of its bytes.
+#[derive(Debug, Clone, Copy)]
+struct Torn {
+    len: u64,
+    damage: Damage,
+    crc: u32,
+}
+
+impl Torn {
+    /// Read under a lock of the log.
+    fn seen(reader: &File, len: u64, damage: Damage) -> Result<Torn, StoreError> {
+        let crc = Torn::checksum(reader, damage).map_err(|e| io_error("reading the event log", e))?;
+        Ok(Torn { len, damage, crc })
+    }
+
+    /// Read without a lock: a log cut meanwhile has changed.
+    fn unchanged(&self, reader: &File) -> Result<bool, StoreError> {
+        match Torn::checksum(reader, self.damage) {
+            Ok(crc) => Ok(crc == self.crc),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+            Err(e) => Err(io_error("reading the event log", e)),
+        }
+    }
+
+    /// The checksum of the damaged bytes as the log holds them now.
+    fn checksum(reader: &File, damage: Damage) -> std::io::Result<u32> {
+        let mut bytes = vec![0; damage.len() as usize];
+        reader.read_exact_at(&mut bytes, damage.offset)?;
+        Ok(crc32fast::hash(&bytes))
     }
 }
 
@@ -379,8 +418,8 @@ struct Built {
     index: Index,
     /// The offset the checkpoint it started from covered (0 without one).
     checkpointed: u64,
-    /// The log's length and its torn last record, if it ends in one.
-    torn: Option<(u64, Damage)>,
+    /// The log's torn last record, if it ends in one.
+    torn: Option<Torn>,
 }
 
 /// Builds the index of the log at start-up: from the checkpoint when the log matches it,
@@ -414,7 +453,7 @@ fn build_index(dir: &Path, log_path: &Path, reader: &File) -> Result<Built, Stor
                         "the event log ends in a record cut short by a crash; the next write cuts it off and keeps \
                          its bytes in the quarantine"
                     );
-                    return Ok(Some((len, damage)));
+                    return Torn::seen(reader, len, damage).map(Some);
                 }
                 Step::Damage(damage) => return Err(damage_error(dir, damage.offset, damage.describe())),
             }
