@@ -336,6 +336,28 @@ async fn unknown_v2_routes_and_methods_answer_problem_details() {
     assert_eq!(problem(r, 405).await["type"], "urn:lct:problem:method-not-allowed");
     let r = http.get(server.url("/api/v2/tournaments/{id}/nothing-here")).send().await.unwrap();
     assert_eq!(problem(r, 404).await["type"], "urn:lct:problem:not-found");
+    // Path parameters that are not UTF-8 once decoded, on every kind of v2 route.
+    for path in ["/api/v2/tournaments/%FF", "/api/v2/tournaments/%FF/standings", "/api/v2/tournaments/%FF/qr"] {
+        let r = http.get(server.url(path)).send().await.unwrap();
+        assert_eq!(problem(r, 400).await["type"], "urn:lct:problem:invalid-request", "{path}");
+    }
+    for path in ["/api/v2/tournaments/%FF/draw", "/api/v2/tournaments/{id}/matches/%C0/result"] {
+        let r = http.post(server.url(&path.replace("{id}", &id.to_string()))).send().await.unwrap();
+        assert_eq!(problem(r, 400).await["type"], "urn:lct:problem:invalid-request", "{path}");
+    }
+    // The live socket refuses in the same shape, before the upgrade.
+    let ws = server.base.replace("http://", "ws://");
+    for (url, status) in
+        [(format!("{ws}/api/v2/tournaments/{id}/live"), 404), (format!("{ws}/api/v2/tournaments/%FF/live"), 400)]
+    {
+        match tokio_tungstenite::connect_async(url.as_str()).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), status, "{url}");
+                assert_eq!(response.headers()["content-type"], "application/problem+json", "{url}");
+            }
+            other => panic!("{url} must be refused, got {:?}", other.map(|_| ())),
+        }
+    }
     assert_error(http.put(server.url("/api/Tournament/create")).send().await.unwrap(), 405).await;
     assert_error(http.get(server.url("/api/nothing-here")).send().await.unwrap(), 404).await;
 }

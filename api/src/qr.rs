@@ -5,8 +5,9 @@ use crate::error::ApiError;
 use crate::extract::CiQuery;
 use crate::openapi::responses::{v1, v2};
 use crate::v2::problem::Problem;
+use crate::v2::tournaments::PathOf;
 use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use qrcode::{Color, QrCode};
@@ -68,7 +69,7 @@ pub async fn tournament_qr(State(state): State<AppState>, query: CiQuery) -> Res
         (status = 503, response = v2::Unavailable)))]
 pub async fn tournament_qr_v2(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathOf(id): PathOf<String>,
     query: CiQuery,
 ) -> Result<Response, Problem> {
     let id = crate::extract::parse_uuid(&id, "The tournament id")?;

@@ -7,9 +7,11 @@ use crate::context;
 use crate::error::ApiError;
 use crate::extract::{parse_uuid, CiQuery};
 use crate::upgrade_guard::LiveSlot;
+use crate::v2::problem::Problem;
+use crate::v2::tournaments::PathOf;
 use crate::AppState;
 use axum::extract::ws::{WebSocket, WebSocketUpgrade};
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Extension, State};
 use axum::response::Response;
 use live::ports::PresenceEntry;
 use live::Protocol;
@@ -17,11 +19,11 @@ use uuid::Uuid;
 
 pub async fn live(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathOf(id): PathOf<String>,
     query: CiQuery,
     slot: Option<Extension<LiveSlot>>,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let tournament = parse_uuid(&id, "The tournament id")?;
     context::set_tournament(tournament);
     let since = match query.get("since") {

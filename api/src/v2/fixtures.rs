@@ -6,14 +6,15 @@ use super::idempotency::{once, KeyRule};
 use super::problem::Problem;
 use super::tokens::player_id;
 use super::tournaments::{
-    bearer, json_of, require_organiser, require_player, tournament_id, Body, IdempotencyKeyHeader, TournamentPath,
+    bearer, json_of, require_organiser, require_player, tournament_id, Body, IdempotencyKeyHeader, PathOf,
+    TournamentPath,
 };
 use crate::error::ApiError;
 use crate::extract::{optional_whole_number, whole_number};
 use crate::openapi::responses::v2;
 use crate::v1::metadata;
 use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Json;
@@ -411,7 +412,7 @@ async fn recorder(state: &AppState, id: Uuid, headers: &HeaderMap) -> Result<Rec
         (status = 503, response = v2::Unavailable)))]
 pub async fn schedule(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathOf(id): PathOf<String>,
     headers: HeaderMap,
     Body(body, raw): Body<ScheduleBody>,
 ) -> Result<Response, Problem> {
@@ -439,7 +440,10 @@ pub async fn schedule(
         (status = 400, response = v2::BadRequest),
         (status = 404, response = v2::NotFound),
         (status = 503, response = v2::Unavailable)))]
-pub async fn fixtures(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<FixturesView>, Problem> {
+pub async fn fixtures(
+    State(state): State<AppState>,
+    PathOf(id): PathOf<String>,
+) -> Result<Json<FixturesView>, Problem> {
     let id = tournament_id(&id)?;
     Ok(Json(fixtures_view(id, &state.service.get(id).await?)?))
 }
@@ -463,7 +467,7 @@ pub async fn fixtures(State(state): State<AppState>, Path(id): Path<String>) -> 
         (status = 503, response = v2::Unavailable)))]
 pub async fn record(
     State(state): State<AppState>,
-    Path((id, number)): Path<(String, String)>,
+    PathOf((id, number)): PathOf<(String, String)>,
     headers: HeaderMap,
     Body(body, raw): Body<ResultBody>,
 ) -> Result<Response, Problem> {
@@ -501,7 +505,7 @@ pub async fn record(
         (status = 503, response = v2::Unavailable)))]
 pub async fn finish(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathOf(id): PathOf<String>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let id = tournament_id(&id)?;
@@ -525,7 +529,7 @@ pub async fn finish(
         (status = 400, response = v2::BadRequest),
         (status = 404, response = v2::NotFound),
         (status = 503, response = v2::Unavailable)))]
-pub async fn table(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<StandingsView>, Problem> {
+pub async fn table(State(state): State<AppState>, PathOf(id): PathOf<String>) -> Result<Json<StandingsView>, Problem> {
     let id = tournament_id(&id)?;
     Ok(Json(standings_view(id, &state.service.get(id).await?)?))
 }

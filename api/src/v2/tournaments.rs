@@ -12,7 +12,8 @@ use crate::openapi::schemas::{Name, PlayerLimitInput, StreamVersion, TeamName};
 use crate::v1::metadata;
 use crate::AppState;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Path, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Json;
@@ -22,6 +23,21 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
+
+/// The path's parameters; a path whose parameters cannot be read (one that is not UTF-8 once
+/// decoded) is answered with a problem, as every other refusal of v2.
+pub struct PathOf<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathOf<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(PathOf(value)),
+            Err(rejection) => Err(Problem::new(StatusCode::BAD_REQUEST, "invalid-request", rejection.body_text())),
+        }
+    }
+}
 
 /// A JSON body (property names matched case-insensitively) and its bytes.
 pub struct Body<T>(pub T, pub Bytes);
@@ -330,7 +346,7 @@ pub async fn create(
         (status = 400, response = v2::BadRequest),
         (status = 404, response = v2::NotFound),
         (status = 503, response = v2::Unavailable)))]
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<TournamentView>, Problem> {
+pub async fn get(State(state): State<AppState>, PathOf(id): PathOf<String>) -> Result<Json<TournamentView>, Problem> {
     let id = tournament_id(&id)?;
     Ok(Json(view(id, &state.service.get(id).await?)?))
 }
@@ -352,7 +368,7 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
         (status = 503, response = v2::Unavailable)))]
 pub async fn rename(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathOf(id): PathOf<String>,
     headers: HeaderMap,
     Body(body, raw): Body<RenameBody>,
 ) -> Result<Response, Problem> {
@@ -384,7 +400,7 @@ pub async fn rename(
         (status = 503, response = v2::Unavailable)))]
 pub async fn join(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathOf(id): PathOf<String>,
     headers: HeaderMap,
     Body(body, raw): Body<JoinBody>,
 ) -> Result<Response, Problem> {
@@ -421,7 +437,7 @@ pub async fn join(
         (status = 503, response = v2::Unavailable)))]
 pub async fn select(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathOf(id): PathOf<String>,
     headers: HeaderMap,
     Body(body, raw): Body<TeamBody>,
 ) -> Result<Response, Problem> {
@@ -456,7 +472,7 @@ pub async fn select(
         (status = 503, response = v2::Unavailable)))]
 pub async fn click(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathOf(id): PathOf<String>,
     headers: HeaderMap,
     Body(body, _): Body<TeamBody>,
 ) -> Result<StatusCode, Problem> {
@@ -481,7 +497,7 @@ pub async fn click(
         (status = 503, response = v2::Unavailable)))]
 pub async fn draw(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathOf(id): PathOf<String>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let id = tournament_id(&id)?;
@@ -504,7 +520,7 @@ pub async fn draw(
         (status = 400, response = v2::BadRequest),
         (status = 404, response = v2::NotFound),
         (status = 503, response = v2::Unavailable)))]
-pub async fn teams(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Vec<TeamView>>, Problem> {
+pub async fn teams(State(state): State<AppState>, PathOf(id): PathOf<String>) -> Result<Json<Vec<TeamView>>, Problem> {
     let id = tournament_id(&id)?;
     let current = state.service.get(id).await?;
     let t = current.tournament.as_ref();
@@ -533,7 +549,7 @@ pub async fn teams(State(state): State<AppState>, Path(id): Path<String>) -> Res
         (status = 503, response = v2::Unavailable)))]
 pub async fn events(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathOf(id): PathOf<String>,
     query: CiQuery,
 ) -> Result<Json<Vec<EventRecord>>, Problem> {
     let id = tournament_id(&id)?;
@@ -567,7 +583,7 @@ pub async fn events(
         (status = 400, response = v2::BadRequest),
         (status = 404, response = v2::NotFound),
         (status = 503, response = v2::Unavailable)))]
-pub async fn presence(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Presence>, Problem> {
+pub async fn presence(State(state): State<AppState>, PathOf(id): PathOf<String>) -> Result<Json<Presence>, Problem> {
     let id = tournament_id(&id)?;
     state.service.get(id).await?;
     let players = state.live.presence.online(id).await.map_err(|error| {
