@@ -349,6 +349,10 @@ async fn clients_behind_one_proxy_are_limited_apart_and_a_forged_entry_changes_n
         let header = format!("203.0.113.{forged}, 198.51.100.7");
         assert_eq!(create_through_proxy(&server, &header).await, 429, "forged left-most entry {header}");
     }
+    // An IPv6 client is limited by its /64: a host may send from any address of it.
+    assert_eq!(create_through_proxy(&server, "2001:db8:1:2::1").await, 201);
+    assert_eq!(create_through_proxy(&server, "2001:db8:1:2::beef").await, 429, "another address of the same /64");
+    assert_eq!(create_through_proxy(&server, "2001:db8:1:3::1").await, 201, "another /64");
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@
 //! entry from the right; entries to its left are ignored.
 
 use axum::http::{HeaderMap, HeaderName};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 /// Where the client address comes from.
 #[derive(Debug, Clone)]
@@ -56,6 +56,18 @@ impl ClientIpSource {
     }
 }
 
+/// The address rate limits and connection caps count a client by: itself for IPv4, its /64 for
+/// IPv6, since a host is usually given a whole /64 and may send from any address in it.
+pub fn limited_as(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
+        },
+        v4 => v4,
+    }
+}
+
 /// An address as proxies write it: `1.2.3.4`, `2001:db8::1`, or with a port.
 fn parse_address(entry: &str) -> Option<IpAddr> {
     entry.parse::<IpAddr>().ok().or_else(|| entry.parse::<SocketAddr>().ok().map(|a| a.ip()))
@@ -75,6 +87,17 @@ mod tests {
 
     fn ip(text: &str) -> Option<IpAddr> {
         Some(text.parse().unwrap())
+    }
+
+    #[test]
+    fn ipv6_clients_are_limited_by_their_64_and_ipv4_ones_by_their_address() {
+        let limited = |text: &str| limited_as(text.parse().unwrap());
+        assert_eq!(limited("2001:db8:1:2::1"), limited("2001:db8:1:2:ffff:ffff:ffff:ffff"));
+        assert_eq!(limited("2001:db8:1:2:3:4:5:6"), ip("2001:db8:1:2::").unwrap());
+        assert_ne!(limited("2001:db8:1:2::1"), limited("2001:db8:1:3::1"));
+        assert_eq!(limited("198.51.100.7"), ip("198.51.100.7").unwrap());
+        assert_ne!(limited("198.51.100.7"), limited("198.51.100.8"));
+        assert_eq!(limited("::ffff:198.51.100.7"), ip("198.51.100.7").unwrap(), "an IPv4 client on a dual stack");
     }
 
     #[test]

@@ -82,7 +82,7 @@ impl RateLimiter {
 
     fn client_ip(&self, request: &Request) -> Option<IpAddr> {
         let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-        self.client_ip.client_ip(request.headers(), peer)
+        self.client_ip.client_ip(request.headers(), peer).map(crate::client_ip::limited_as)
     }
 }
 

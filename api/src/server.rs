@@ -150,6 +150,7 @@ impl ConnectionLimits {
     }
 
     fn take_client_place(&self, ip: IpAddr) -> Result<IpAddr, Refusal> {
+        let ip = crate::client_ip::limited_as(ip);
         let max = self.counts.max_per_client;
         let mut per_client = self.counts.per_client.lock().unwrap_or_else(|p| p.into_inner());
         let count = per_client.entry(ip).or_insert(0);
@@ -386,5 +387,16 @@ mod tests {
         assert!(limits.admit_client(client).unwrap().is_ok());
         assert_eq!(limits.open(), 10, "client places are not connections");
         assert!(self::limits(100, 2, None).admit_client(client).is_none(), "direct clients are counted on accept");
+    }
+
+    #[test]
+    fn an_ipv6_client_is_capped_by_its_64_and_its_places_are_given_back() {
+        let limits = limits(100, 2, None);
+        let first = limits.admit_connection(ip("2001:db8:1:2::1")).unwrap();
+        let _second = limits.admit_connection(ip("2001:db8:1:2::2")).unwrap();
+        assert_eq!(limits.admit_connection(ip("2001:db8:1:2::3")).err(), Some(Refusal::ClientFull));
+        assert!(limits.admit_connection(ip("2001:db8:1:3::1")).is_ok(), "another /64");
+        drop(first);
+        assert!(limits.admit_connection(ip("2001:db8:1:2::9")).is_ok(), "a freed place is given back");
     }
 }
