@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::{Faults, MemoryStore, Network};
+use support::{until, Faults, MemoryStore, Network};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -170,15 +170,6 @@ fn pod_on(bus: Arc<dyn Bus>, options: HubOptions) -> Pod {
     let shared = Arc::new(MemoryClicks::default());
     let clicks = Clicks::new(service.clone(), shared.clone(), hub.clone(), Arc::new(SystemClock));
     Pod { store, hub, service, clicks, shared }
-}
-
-/// Waits, in paused time, until `condition` holds; fails after a minute.
-async fn until(what: &str, condition: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !condition() {
-        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
 }
 
 /// The connection's next frame; fails if none comes within a minute of paused time.
@@ -363,6 +354,8 @@ async fn the_list_of_an_unanswered_click_is_read_again_until_the_shared_state_an
     // A shared state that stays unreachable is given up on after a few reads.
     pod.shared.failing_reads.store(u64::MAX, Ordering::Relaxed);
     assert!(matches!(click(&pod, id, "Anna").await, Err(ClickError::Unavailable(_))));
+    until("four reads", || pod.shared.reads.load(Ordering::Relaxed) == 3 + 4).await;
+    // A minute of paused time: no fifth read comes.
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert_eq!(pod.shared.reads.load(Ordering::Relaxed), 3 + 4);
 }

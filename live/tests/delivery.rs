@@ -11,7 +11,7 @@ use serde_json::Value;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::{append_request, Faults, MemoryStore, Network, PodBus, Rng};
+use support::{append_request, until, Faults, MemoryStore, Network, PodBus, Rng};
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -238,36 +238,34 @@ async fn a_connection_resuming_further_back_than_its_queue_holds_gets_every_miss
     let cluster = Cluster::new(1, 1, Faults::default(), options);
     let tournament = Uuid::new_v4();
     let pod = &cluster.pods[0];
-    let mut committed = Vec::new();
     for version in 1..=30 {
         pod.commands.append(append_request(tournament, version)).await.unwrap();
-        committed.push(Instant::now());
     }
     // A phone asleep for the whole night comes back with version 0: thirty events to replay
     // into a queue of eight.
     let resumed = connect(&pod.hub, tournament, Some(0)).await;
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    let received = |connection: &(Membership<String>, Received)| connection.1.lock().unwrap().len() as u64;
+    until("the replay is read", || received(&resumed) == 30).await;
     for version in 31..=45 {
         pod.commands.append(append_request(tournament, version)).await.unwrap();
-        committed.push(Instant::now());
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        until("the live event is read", || received(&resumed) == version).await;
     }
-    tokio::time::sleep(BOUND).await;
     assert!(!resumed.0.control.is_closed(), "the replay is not a slow client");
     let versions: Vec<u64> = resumed.1.lock().unwrap().iter().map(|(v, _)| *v).collect();
     assert_eq!(versions, (1..=45).collect::<Vec<_>>());
     assert_eq!(pod.hub.stats().slow_disconnects.load(Ordering::Relaxed), 0);
 
-    // Live messages still may not pile up past the queue behind a replay nobody reads.
+    // Live messages still may not pile up past the queue behind a replay nobody reads. Each is
+    // queued to both connections at once: once the reading one has it, so has the other.
     let (stalled, _queue) = pod.hub.subscribe(tournament, live::Protocol::V2, Some(0)).await;
     assert!(!stalled.control.is_closed(), "45 replayed events and the marker are queued");
     for version in 46..=52 {
         pod.commands.append(append_request(tournament, version)).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        until("the live event is delivered", || received(&resumed) == version).await;
     }
     assert!(!stalled.control.is_closed(), "seven live events fit beside the marker");
     pod.commands.append(append_request(tournament, 53)).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    until("the live event is delivered", || received(&resumed) == 53).await;
     assert!(stalled.control.is_closed(), "the eighth live message found the queue full");
 }
 

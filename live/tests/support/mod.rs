@@ -80,6 +80,15 @@ impl EventStore for MemoryStore {
     }
 }
 
+/// Waits, in paused time, until `condition` holds; fails after a minute.
+pub async fn until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !condition() {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 /// The append of one event at `version` (the stream must be at `version - 1`).
 pub fn append_request(stream_id: Uuid, version: u64) -> AppendRequest {
     let event = TournamentEvent::PlayerJoined {
