@@ -161,6 +161,10 @@ async fn the_v2_live_socket_replays_after_since_then_streams_without_a_gap_or_du
     }
     let mut live = Live::connect(&server.base, &id, Some(1)).await;
     let mut fresh = Live::connect(&server.base, &id, None).await;
+    // A client ahead of the server (its store restored from a backup) is told the server's own
+    // version, the signal to read the tournament again, and follows it from there.
+    let mut ahead = Live::connect(&server.base, &id, Some(99)).await;
+    assert_eq!((live.live_from, fresh.live_from, ahead.live_from), (3, 3, 3));
     for (name, surname) in [("C", "Three"), ("D", "Four")] {
         assert_eq!(join(&http, &server.base, &id, name, surname).await.status(), 200);
     }
@@ -173,6 +177,7 @@ async fn the_v2_live_socket_replays_after_since_then_streams_without_a_gap_or_du
     assert_eq!(versions, [2, 3, 4, 5]);
     assert_eq!(fresh.next().await.unwrap()["version"], 4);
     assert_eq!(fresh.next().await.unwrap()["version"], 5);
+    assert_eq!(ahead.next().await.unwrap()["version"], 4);
     assert_eq!(select(&http, &server.base, &id, "A", "One", "PSG").await.status(), 200);
     let selected = live.next().await.unwrap();
     assert_eq!((selected["version"].as_u64(), selected["type"].as_str()), (Some(6), Some("TeamSelected")));

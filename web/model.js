@@ -24,6 +24,7 @@ export class TournamentModel {
     this.standings = null;   // GET …/standings, once drawn
     this.nightReading = null;
     this.nightStale = false;
+    this.newest = 0;         // the highest version the live stream has announced
   }
 
   get version() { return this.view ? this.view.version : 0; }
@@ -113,19 +114,37 @@ export class TournamentModel {
     return api.presence(this.id).catch(() => null);
   }
 
-  /** Reads the view again (one read at a time), after a gap or a reconnect. */
+  /**
+   * Reads the view again (one read at a time), after a gap or a reconnect. A read that answers
+   * older than an event the stream has already announced is made again (a few times at most;
+   * the next event's gap starts another), so an event that arrived while the view was being
+   * read is not lost.
+   */
   reload() {
     if (!this.reloading) {
-      this.reloading = Promise.all([api.tournament(this.id), this.readPresence()])
-        .then(([view, presence]) => {
+      this.reloading = (async () => {
+        for (let round = 0; round < 3; round += 1) {
+          const [view, presence] = await Promise.all([api.tournament(this.id), this.readPresence()]);
           this.view = view;
           if (presence) this.online = new Set(presence.players.map(playerKey));
           this.changed();
-          return this.draw ? this.readNight() : null;
-        })
-        .finally(() => { this.reloading = null; });
+          if (view.version >= this.newest) break;
+        }
+        if (this.draw) await this.readNight();
+      })().finally(() => { this.reloading = null; });
     }
     return this.reloading;
+  }
+
+  /**
+   * The server's history ends before what the page shows (its store was restored from a
+   * backup): nothing past the server's version happened as far as it knows now. The page
+   * forgets the night it read and reads everything again.
+   */
+  rewind() {
+    this.fixtures = null;
+    this.standings = null;
+    return this.reload();
   }
 
   /** Applies a live message; returns a promise when it had to read the view again. */
@@ -137,6 +156,8 @@ export class TournamentModel {
         return null;
       case 'Subscribed':
         // The server says the stream is live from this version; replayed events came first.
+        this.newest = message.version;
+        if (message.version < this.version) return this.rewind();
         return message.version > this.version ? this.reload() : null;
       case 'Presence':
         this.online = new Set((message.players || []).map(playerKey));
@@ -149,6 +170,7 @@ export class TournamentModel {
 
   applyEvent(message) {
     if (!this.view || typeof message.version !== 'number') return null;
+    this.newest = Math.max(this.newest, message.version);
     if (message.version <= this.version) return null; // already seen
     if (message.version !== this.version + 1) return this.reload();
     const event = message.event || {};

@@ -1,6 +1,11 @@
 // The live connection survives a server restart: the pages say they are reconnecting, come
-// back on their own (with backoff), and catch up with what happened while they were away.
+// back on their own (with backoff), and catch up with what happened while they were away; and
+// when the server comes back with a shorter history (its data restored from a backup), they
+// drop what it no longer knows and follow it from there.
 
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer, stopServer, launchBrowser, openPerson, DESKTOP, PHONE } from './helpers.mjs';
@@ -68,5 +73,48 @@ describe('live updates across a server restart', () => {
     // The phone is online again, with its token.
     await tv.page.locator('#players li.is-online[data-player="Anna Nowak"]').waitFor();
     assert.deepEqual([...unexpected(tv), ...unexpected(phone)], []);
+  });
+
+  it('a page ahead of a server restored from a backup forgets what the server no longer knows', async () => {
+    const { id, organiserToken } = await v2(server, 'POST', '/tournaments', { name: 'Backup Cup', playerLimit: 2 });
+    for (const [name, surname, team] of [['Anna', 'Nowak', 'Chelsea'], ['Ben', 'Okafor', 'PSG']]) {
+      const joined = await v2(server, 'POST', `/tournaments/${id}/players`, { name, surname });
+      await v2(server, 'POST', `/tournaments/${id}/selection`, { team }, joined.playerToken);
+    }
+    await v2(server, 'POST', `/tournaments/${id}/draw`, undefined, organiserToken);
+    await v2(server, 'POST', `/tournaments/${id}/fixtures`, { format: 'league', legs: 1 }, organiserToken);
+
+    // The operator's backup, taken with the server stopped.
+    const { addr, dataDir } = server;
+    const backup = mkdtempSync(path.join(tmpdir(), 'lct-backup-'));
+    try {
+      await stopServer(server, { keepData: true });
+      cpSync(dataDir, backup, { recursive: true });
+      server = await startServer({ listen: addr, dataDir });
+
+      // After the backup: the match is played, and the TV shows its result.
+      const tv = await openPerson(browser, server.baseUrl, 'tv-restored', DESKTOP);
+      await tv.page.goto(`/t/${id}`);
+      await tv.page.locator('#live[data-status="live"]').waitFor();
+      await v2(server, 'POST', `/tournaments/${id}/matches/1/result`, { homeGoals: 2, awayGoals: 1 }, organiserToken);
+      const result = tv.page.locator('#results li[data-match="1"] .score');
+      await result.getByText('2 – 1').waitFor();
+
+      // The data is restored: as far as the server knows, the match was never played.
+      await stopServer(server, { keepData: true });
+      await tv.page.locator('#live[data-status="offline"]').waitFor();
+      rmSync(dataDir, { recursive: true, force: true });
+      cpSync(backup, dataDir, { recursive: true });
+      server = await startServer({ listen: addr, dataDir });
+      await tv.page.locator('#live[data-status="live"]').waitFor({ timeout: 30_000 });
+      await result.waitFor({ state: 'detached' });
+
+      // The result entered now takes the version the forgotten one had: the TV shows it.
+      await v2(server, 'POST', `/tournaments/${id}/matches/1/result`, { homeGoals: 0, awayGoals: 3 }, organiserToken);
+      await result.getByText('0 – 3').waitFor();
+      assert.deepEqual(unexpected(tv), []);
+    } finally {
+      rmSync(backup, { recursive: true, force: true });
+    }
   });
 });
