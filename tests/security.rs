@@ -175,8 +175,17 @@ async fn v1_read_only_serves_reads_and_refuses_writes_on_rest_and_hub_alike() {
     let draw = http.get(server.url(&format!("/api/Tournament/draw?tournamentId={id}"))).send().await.unwrap();
     assert!(assert_error(draw, 403).await.contains("read-only"));
 
-    // The hub delivers, but its invocations are refused with a completion error.
-    let mut hub = SignalR::connect(&server.base, &id).await;
+    // The hub delivers, but its invocations are refused with a completion error. Clients
+    // negotiate first (the official client does by default): that is no write.
+    let negotiated = http
+        .post(server.url(&format!("/hubs/actions/negotiate?tournamentId={id}&negotiateVersion=1")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(negotiated.status(), 200, "negotiation refused in read-only");
+    let token = negotiated.json::<Value>().await.unwrap()["connectionToken"].as_str().unwrap().to_owned();
+    let hub_url = format!("{}/hubs/actions?tournamentId={id}&id={token}", server.base.replace("http://", "ws://"));
+    let mut hub = SignalR::connect_url(&hub_url).await;
     hub.click(Some("1"), "PSG", "Anna", "Nowak").await;
     let completion = hub.next_completion().await;
     assert_eq!(completion["invocationId"], "1");

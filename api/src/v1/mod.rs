@@ -91,14 +91,16 @@ pub struct ApiVersionHeader {
 
 /// Middleware of the v1 routes and the hub: everything is refused when v1 is off; commands
 /// (POSTs) when it is read-only. The draw, which answers a stored draw as a read, decides in its
-/// handler.
+/// handler; the hub's negotiation, a POST that changes nothing, is how SignalR clients connect
+/// to receive messages, which read-only keeps.
 pub async fn access(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
     match state.v1 {
         V1Mode::Open => {}
         V1Mode::Off => return Err(turned_off()),
         V1Mode::ReadOnly => {
-            let is_draw = request.uri().path() == "/api/tournament/draw";
-            if request.method() == Method::POST && !is_draw {
+            let path = request.uri().path();
+            let is_read = path == "/api/tournament/draw" || path == "/hubs/actions/negotiate";
+            if request.method() == Method::POST && !is_read {
                 return Err(state.v1.write_refusal());
             }
         }
