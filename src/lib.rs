@@ -8,7 +8,7 @@ pub mod telemetry;
 pub mod token_key;
 
 use anyhow::Context;
-use api::live::{Cluster, Hub, LiveState};
+use api::live::{Cluster, Hub, LiveState, Presence};
 use api::metered::{MeteredEventStore, TracedBus, TracedSharedState};
 use api::metrics::Metrics;
 use api::ratelimit::RateLimits;
@@ -19,7 +19,7 @@ use domain::service::TournamentService;
 use infrastructure::live::{LocalBus, LocalPodRegistry, MemorySharedState};
 use infrastructure::EmbeddedEventStore;
 use live::ports::{Bus, IdempotencyStore, PodRegistry, PresenceStore, SharedSecrets, SharedState};
-use live::{Clicks, Clock, ClusterOptions, HubOptions, Presence, PublishingStore, SystemClock};
+use live::{Clicks, Clock, ClusterOptions, HubOptions, PublishingStore, SystemClock};
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -48,7 +48,8 @@ pub async fn run(
     let hub = Hub::new(Arc::clone(&store), bus, Arc::clone(&clock), hub_options(&settings));
     metrics.observe_hub(&hub);
     let pod_id = pod_id(&settings);
-    let cluster = cluster(&settings, &listener, &pod_id, pods, Arc::clone(&presence), &hub)?;
+    let presence = Presence::new(presence, pod_id.as_str().into(), hub.clone());
+    let cluster = cluster(&settings, &listener, &pod_id, pods, presence.clone(), &hub)?;
     metrics.register_collector(api::cluster::collector(&cluster));
     // Commands append through a store that publishes each commit to the hub in a task of its
     // own, so that a dropped request still publishes what it committed.
@@ -60,7 +61,7 @@ pub async fn run(
         live: LiveState {
             hub: hub.clone(),
             clicks: Clicks::new(service, Arc::clone(&shared), hub.clone(), Arc::clone(&clock)),
-            presence: Presence::new(presence, pod_id.into(), hub.clone()),
+            presence,
             shared,
             invocations_per_second: settings.ws_invocations_per_second,
         },
@@ -199,7 +200,7 @@ fn cluster(
     listener: &TcpListener,
     pod_id: &str,
     registry: Arc<dyn PodRegistry>,
-    presence: Arc<dyn PresenceStore>,
+    presence: Presence,
     hub: &Hub,
 ) -> anyhow::Result<Cluster> {
     let address = match settings.pod_address.as_deref().map(str::trim).filter(|a| !a.is_empty()) {

@@ -1,8 +1,9 @@
 //! The pod registry end to end: `lct` processes sharing a `redis-server` of the test's own see
 //! each other in `GET /cluster`; a pod killed with SIGKILL leaves every view within two heartbeat
 //! periods and its presence entries are removed by a survivor; a pod stopped with SIGTERM leaves
-//! at once; ordinals stay unique and dense through the churn. Without Redis the registry holds
-//! the one pod.
+//! at once; ordinals stay unique and dense through the churn; a pod restarted under its name
+//! leaves none of its previous run's players online. Without Redis the registry holds the one
+//! pod.
 
 mod common;
 
@@ -273,6 +274,42 @@ async fn pods_see_each_other_and_a_killed_or_stopped_pod_leaves_every_view() {
         tokio::time::sleep(Duration::from_millis(20)).await;
         metrics = http.get(d.url("/metrics")).send().await.unwrap().text().await.unwrap();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_restarted_under_its_name_leaves_none_of_its_previous_runs_players_online() {
+    let redis = RedisServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let http = client();
+    let first = pod(dir.path(), &redis, "pod-a").await;
+    let (tournament, players) = tournament_with(&http, &first, &["Anna", "Ben"]).await;
+    let ((anna, anna_token), (ben, ben_token)) = (players[0].clone(), players[1].clone());
+    let _anna_socket = online_through(&first, &tournament, &anna_token).await;
+    let deadline = Instant::now() + SETTLE;
+    while presence_fields(&redis, &tournament) != vec![format!("{anna}|pod-a")] {
+        assert!(Instant::now() < deadline, "presence never recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The process dies (an OOM kill, say) and comes back under the same name at once: nobody
+    // else was there to prune it. Ben connects to the new run straight away.
+    let mut first = first;
+    first.child.kill().await.unwrap();
+    let second = pod(dir.path(), &redis, "pod-a").await;
+    let _ben_socket = online_through(&second, &tournament, &ben_token).await;
+    let deadline = Instant::now() + SETTLE;
+    while presence_fields(&redis, &tournament) != vec![format!("{ben}|pod-a")] {
+        assert!(
+            Instant::now() < deadline,
+            "the previous run's players are still online: {:?}",
+            presence_fields(&redis, &tournament)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let online: Value = json_of(http.get(second.url(&format!("/api/v2/tournaments/{tournament}/presence")))).await;
+    let ids: Vec<&str> =
+        online["players"].as_array().unwrap().iter().map(|p| p["playerId"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec![ben.as_str()]);
 }
 
 #[tokio::test]

@@ -101,6 +101,14 @@ mod tests {
     use std::time::Duration;
 
     fn cluster(registry: Arc<dyn PodRegistry>, presence: Arc<dyn PresenceStore>) -> (Cluster, tempfile::TempDir) {
+        let (cluster, _, dir) = cluster_with_presence(registry, presence);
+        (cluster, dir)
+    }
+
+    fn cluster_with_presence(
+        registry: Arc<dyn PodRegistry>,
+        presence: Arc<dyn PresenceStore>,
+    ) -> (Cluster, crate::live::Presence, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(EmbeddedEventStore::open(dir.path()).unwrap());
         let hub = crate::live::Hub::new(store, Arc::new(LocalBus), Arc::new(SystemClock), HubOptions::default());
@@ -110,7 +118,8 @@ mod tests {
             version: "9.9.9".to_owned(),
             heartbeat: Duration::from_millis(200),
         };
-        (Cluster::new(options, registry, presence, hub), dir)
+        let presence = crate::live::Presence::new(presence, "pod-a".into(), hub.clone());
+        (Cluster::new(options, registry, presence.clone(), hub), presence, dir)
     }
 
     #[tokio::test]
@@ -142,6 +151,24 @@ mod tests {
         cluster.stop().await;
         assert!(registry.live_pods().await.unwrap().is_empty(), "deregistered");
         assert!(memory.online(tournament).await.unwrap().is_empty(), "its presence is gone");
+    }
+
+    #[tokio::test]
+    async fn a_pod_taken_for_dead_records_its_players_again_when_it_registers_again() {
+        let memory = Arc::new(MemorySharedState::new());
+        let registry = Arc::new(LocalPodRegistry::new());
+        let (cluster, presence, _dir) = cluster_with_presence(registry.clone(), memory.clone());
+        cluster.beat().await;
+        let tournament = uuid::Uuid::new_v4();
+        let entry = PresenceEntry { player_id: uuid::Uuid::new_v4(), name: "Ann".into(), surname: "A".into() };
+        let _online = presence.connected(tournament, entry.clone()).await;
+        assert_eq!(memory.online(tournament).await.unwrap(), vec![entry.clone()]);
+
+        // The others took it for dead: its entry pruned, its presence cleared.
+        registry.deregister("pod-a").await.unwrap();
+        memory.clear_pod("pod-a").await.unwrap();
+        cluster.beat().await;
+        assert_eq!(memory.online(tournament).await.unwrap(), vec![entry], "Ann is online again");
     }
 
     #[tokio::test]

@@ -9,10 +9,15 @@
 //! registry hands each dead pod to exactly one of them, which clears the dead pod's presence
 //! entries and re-broadcasts the presence of the tournaments touched. A pod that stops gracefully
 //! deregisters at once.
+//!
+//! On its first heartbeat, and when the others had taken it for dead, a pod clears whatever
+//! presence entries its id owns, then records again those of the players connected to it: a pod restarted under the same name leaves none of its previous
+//! run's players online. Every heartbeat also settles presence calls that failed.
 
 use crate::clock::Clock;
 use crate::hub::Hub;
-use crate::ports::{LiveError, PodInfo, PodRegistry, PresenceStore};
+use crate::ports::{LiveError, PodInfo, PodRegistry};
+use crate::presence::Presence;
 use crate::Frame;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -74,7 +79,7 @@ struct Inner<F> {
     options: ClusterOptions,
     started_at_ms: i64,
     registry: Arc<dyn PodRegistry>,
-    presence: Arc<dyn PresenceStore>,
+    presence: Presence<F>,
     hub: Hub<F>,
     clock: Arc<dyn Clock>,
     figures: Mutex<Figures>,
@@ -83,6 +88,10 @@ struct Inner<F> {
     /// Whether a heartbeat has ever been recorded (a later registration means the others had
     /// taken this pod for dead).
     registered: AtomicBool,
+    /// Whether the store may hold presence entries of this pod's id that its connections do not
+    /// account for (or lack some they do): set at start and when the pod registers again,
+    /// cleared once this pod's entries were replaced by its own.
+    reclaim: AtomicBool,
     /// Whether the last heartbeat failed, so that an outage is logged once.
     failing: AtomicBool,
     stop: CancellationToken,
@@ -109,7 +118,7 @@ impl<F: Frame> Cluster<F> {
     pub fn new(
         options: ClusterOptions,
         registry: Arc<dyn PodRegistry>,
-        presence: Arc<dyn PresenceStore>,
+        presence: Presence<F>,
         hub: Hub<F>,
     ) -> Cluster<F> {
         let clock = Arc::clone(hub.clock());
@@ -124,6 +133,9 @@ impl<F: Frame> Cluster<F> {
                 figures: Mutex::new(Figures::default()),
                 unclean: Mutex::new(Vec::new()),
                 registered: AtomicBool::new(false),
+                // A previous run under this id may have left entries, whether or not its
+                // registry entry has lapsed yet.
+                reclaim: AtomicBool::new(true),
                 failing: AtomicBool::new(false),
                 stop: CancellationToken::new(),
                 task: Mutex::new(None),
@@ -210,9 +222,10 @@ impl<F: Frame> Cluster<F> {
         };
         let result = async {
             let added = inner.registry.heartbeat(&me, self.lapse()).await?;
-            if added && inner.registered.swap(true, Ordering::AcqRel) {
-                // Its presence entries were cleared by the pod that pruned it; they come back as
-                // players reconnect, or expire.
+            let had_registered = inner.registered.swap(true, Ordering::AcqRel);
+            if added && had_registered {
+                // The pod that pruned it cleared its presence entries: they are recorded again.
+                inner.reclaim.store(true, Ordering::Release);
                 tracing::warn!(pod = %me.id, "the other pods had taken this pod for dead; registered it again");
             }
             let pruned = inner.registry.prune().await?;
@@ -239,28 +252,37 @@ impl<F: Frame> Cluster<F> {
             tracing::info!(pod = %dead, "a pod stopped sending heartbeats; removed it from the cluster");
             self.clean_up(&dead).await;
         }
+        if inner.reclaim.load(Ordering::Acquire) && self.clean_up(&me.id).await {
+            inner.reclaim.store(false, Ordering::Release);
+            inner.presence.reassert().await;
+        } else {
+            inner.presence.settle().await;
+        }
     }
 
     /// Removes what `pod` owned (its presence entries) and tells the connections of the
-    /// tournaments touched who is still online. Kept for the next heartbeat when it fails.
-    async fn clean_up(&self, pod: &str) {
+    /// tournaments touched who is still online; false when the entries could not be removed
+    /// (another pod's clean-up is then kept for the next heartbeat).
+    async fn clean_up(&self, pod: &str) -> bool {
         let inner = &self.inner;
-        let tournaments = match inner.presence.clear_pod(pod).await {
+        let store = inner.presence.store();
+        let tournaments = match store.clear_pod(pod).await {
             Ok(tournaments) => tournaments,
             Err(error) => {
-                tracing::warn!(pod, cause = %error, "could not clear a departed pod's presence; will retry");
+                tracing::warn!(pod, cause = %error, "could not clear a pod's presence entries; will retry");
                 if pod != self.pod_id() {
                     lock(&inner.unclean).push(pod.to_owned());
                 }
-                return;
+                return false;
             }
         };
         for tournament in tournaments {
-            match inner.presence.online(tournament).await {
+            match store.online(tournament).await {
                 Ok(players) => inner.hub.broadcast_presence(tournament, players),
                 Err(error) => tracing::warn!(%tournament, cause = %error, "presence not re-broadcast after a pod left"),
             }
         }
+        true
     }
 
     fn update(&self, figures: Figures) {

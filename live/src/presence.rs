@@ -4,11 +4,17 @@
 //! The count and the store call it leads to happen under one lock per player, taken in the
 //! order the connections come and go: a player who reconnects at once is never marked offline
 //! by the clean-up of the old connection landing after the new one's join.
-
+//!
+//! A store call that fails leaves the player unsettled: the store may not say what this pod's
+//! count says. [`Presence::settle`], run on every cluster heartbeat, tells the store again until
+//! it agrees, so a leave lost to a Redis blip does not keep a player online all night. When the
+//! store may have lost or kept entries of this pod wholesale (a previous run under the same pod
+//! id, or the other pods taking this one for dead), [`Presence::reassert`] settles every player
+//! this pod holds.
 use crate::hub::Hub;
 use crate::ports::{LiveError, PresenceEntry, PresenceStore};
 use crate::Frame;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use uuid::Uuid;
@@ -31,7 +37,15 @@ impl<F> Clone for Presence<F> {
 
 type Key = (Uuid, Uuid);
 /// A player's connections on this pod, behind the lock that orders their store calls.
-type Count = Arc<tokio::sync::Mutex<usize>>;
+type Count = Arc<tokio::sync::Mutex<Slot>>;
+
+/// What this pod holds of one player.
+#[derive(Default)]
+struct Slot {
+    connections: usize,
+    /// The player as the last connection named them (what a join tells the store again).
+    entry: Option<PresenceEntry>,
+}
 
 struct Inner<F> {
     store: Arc<dyn PresenceStore>,
@@ -39,6 +53,8 @@ struct Inner<F> {
     pod_id: Arc<str>,
     hub: Hub<F>,
     counts: Mutex<HashMap<Key, Count>>,
+    /// Players whose last store call failed, to be told again by [`Presence::settle`].
+    unsettled: Mutex<HashSet<Key>>,
 }
 
 /// Marks a player online while it lives.
@@ -49,7 +65,14 @@ pub struct Online<F: Frame> {
 
 impl<F: Frame> Presence<F> {
     pub fn new(store: Arc<dyn PresenceStore>, pod_id: Arc<str>, hub: Hub<F>) -> Self {
-        Presence { inner: Arc::new(Inner { store, pod_id, hub, counts: Mutex::default() }) }
+        Presence {
+            inner: Arc::new(Inner { store, pod_id, hub, counts: Mutex::default(), unsettled: Mutex::default() }),
+        }
+    }
+
+    /// The shared store behind this pod's presence.
+    pub fn store(&self) -> &Arc<dyn PresenceStore> {
+        &self.inner.store
     }
 
     /// Everyone online in `tournament`, across pods.
@@ -61,16 +84,13 @@ impl<F: Frame> Presence<F> {
     pub async fn connected(&self, tournament: Uuid, entry: PresenceEntry) -> Online<F> {
         let key = (tournament, entry.player_id);
         let count = self.count(key);
-        let mut connections = count.lock().await;
-        *connections += 1;
-        if *connections == 1 {
-            let inner = &self.inner;
-            match inner.store.join(tournament, &entry, &inner.pod_id, PRESENCE_TTL).await {
-                Ok(players) => inner.hub.broadcast_presence(tournament, players),
-                Err(error) => tracing::warn!(%tournament, cause = %error, "presence not recorded"),
-            }
+        let mut slot = count.lock().await;
+        slot.connections += 1;
+        slot.entry = Some(entry);
+        if slot.connections == 1 {
+            self.tell_store(key, &slot).await;
         }
-        drop(connections);
+        drop(slot);
         Online { presence: self.clone(), key }
     }
 
@@ -83,25 +103,80 @@ impl<F: Frame> Presence<F> {
         self.inner.counts.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn unsettled(&self) -> MutexGuard<'_, HashSet<Key>> {
+        self.inner.unsettled.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Counts a connection gone; the last one on this pod announces the player offline.
     async fn disconnected(&self, key: Key) {
         let count = self.count(key);
-        let mut connections = count.lock().await;
-        *connections = connections.saturating_sub(1);
-        if *connections == 0 {
-            let (tournament, player) = key;
-            let inner = &self.inner;
-            match inner.store.leave(tournament, player, &inner.pod_id).await {
-                Ok(players) => inner.hub.broadcast_presence(tournament, players),
-                Err(error) => tracing::warn!(%tournament, cause = %error, "presence not cleared"),
+        let mut slot = count.lock().await;
+        slot.connections = slot.connections.saturating_sub(1);
+        if slot.connections == 0 {
+            self.tell_store(key, &slot).await;
+        }
+        drop(slot);
+        drop(count);
+        self.forget_if_idle(key);
+    }
+
+    /// Tells the store what `slot` (held locked) says of the player, and the tournament's
+    /// connections who is online now; on failure the player is left unsettled.
+    async fn tell_store(&self, key: Key, slot: &Slot) {
+        let (tournament, player) = key;
+        let inner = &self.inner;
+        let told = match (&slot.entry, slot.connections) {
+            (Some(entry), 1..) => inner.store.join(tournament, entry, &inner.pod_id, PRESENCE_TTL).await,
+            _ => inner.store.leave(tournament, player, &inner.pod_id).await,
+        };
+        match told {
+            Ok(players) => {
+                self.unsettled().remove(&key);
+                inner.hub.broadcast_presence(tournament, players);
+            }
+            Err(error) => {
+                let unsettled = self.unsettled().insert(key);
+                if unsettled {
+                    let online = slot.connections > 0;
+                    tracing::warn!(%tournament, online, cause = %error, "presence not recorded; retrying every heartbeat");
+                }
             }
         }
-        drop(connections);
-        // Forget the count once nobody holds or waits for it (the map's and this one).
+    }
+
+    /// Forgets the count of `key` once nobody holds or waits for it (the map's and this one)
+    /// and the store agrees with it.
+    fn forget_if_idle(&self, key: Key) {
         let mut counts = self.counts();
-        if counts.get(&key).is_some_and(|c| Arc::strong_count(c) == 2 && c.try_lock().is_ok_and(|n| *n == 0)) {
+        let idle = counts
+            .get(&key)
+            .is_some_and(|c| Arc::strong_count(c) == 1 && c.try_lock().is_ok_and(|s| s.connections == 0));
+        if idle && !self.unsettled().contains(&key) {
             counts.remove(&key);
         }
+    }
+
+    /// Tells the store again about every player whose last store call failed.
+    pub async fn settle(&self) {
+        let keys: Vec<Key> = self.unsettled().iter().copied().collect();
+        for key in keys {
+            let count = self.count(key);
+            let slot = count.lock().await;
+            if self.unsettled().contains(&key) {
+                self.tell_store(key, &slot).await;
+            }
+            drop(slot);
+            drop(count);
+            self.forget_if_idle(key);
+        }
+    }
+
+    /// Tells the store again about every player this pod holds online, after its entries of
+    /// this pod may have been removed wholesale.
+    pub async fn reassert(&self) {
+        let online: Vec<Key> = self.counts().keys().copied().collect();
+        self.unsettled().extend(online);
+        self.settle().await;
     }
 }
 

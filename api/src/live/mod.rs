@@ -17,6 +17,8 @@ pub type Frame = axum::extract::ws::Utf8Bytes;
 pub type Hub = ::live::Hub<Frame>;
 /// This pod's membership of the cluster.
 pub type Cluster = ::live::Cluster<Frame>;
+/// This pod's presence, with the transport's frames.
+pub type Presence = ::live::Presence<Frame>;
 
 /// What live endpoints need.
 #[derive(Clone)]
