@@ -387,7 +387,8 @@ fn fixture<S: Copy>(number: MatchNumber, p: Pairing<S>, slot: impl Fn(S) -> Slot
 }
 
 /// `RecordResult`: a first result, a correction by the organiser, or nothing when the match
-/// already has exactly this result (two players entering the same score).
+/// already has exactly this result (two players entering the same score), even once the night
+/// is finished.
 pub(crate) fn record(
     t: &Tournament,
     number: MatchNumber,
@@ -395,9 +396,6 @@ pub(crate) fn record(
     by: Recorder,
 ) -> Result<Vec<TournamentEvent>, FixtureError> {
     let night = t.night.as_ref().ok_or(FixtureError::FixturesNotScheduled)?;
-    if night.finished {
-        return Err(FixtureError::NightAlreadyFinished);
-    }
     night.fixture(number).ok_or(FixtureError::MatchNotFound)?;
     let (Some(home), Some(away)) = night.sides(number) else {
         return Err(FixtureError::MatchNotReady);
@@ -419,6 +417,10 @@ pub(crate) fn record(
     }
     let (home_goals, away_goals, penalty_winner) = (score.home, score.away, score.penalty_winner);
     let Some(current) = night.result(number) else {
+        // A finished night has every result: this only guards the rule.
+        if night.finished {
+            return Err(FixtureError::NightAlreadyFinished);
+        }
         let recorded = TournamentEvent::ResultRecorded {
             number,
             home,
@@ -432,6 +434,9 @@ pub(crate) fn record(
     };
     if current.score() == score {
         return Ok(Vec::new());
+    }
+    if night.finished {
+        return Err(FixtureError::NightAlreadyFinished);
     }
     if by != Recorder::Organiser {
         return Err(FixtureError::ResultAlreadyRecorded);

@@ -370,7 +370,19 @@ fn the_night_finishes_once_every_match_has_a_result_and_then_results_are_final()
     assert!(given.night().finished);
     assert_eq!(given.decide(Command::FinishNight), Ok(vec![]), "finishing again changes nothing");
     assert_eq!(given.refused(result(1, 2, 0, None, Recorder::Organiser)), FixtureError::NightAlreadyFinished);
+    // The score a match has, sent again (a double tap as the night ends), changes nothing.
+    assert_eq!(given.decide(result(1, 1, 0, None, Recorder::Organiser)), Ok(vec![]));
     assert_eq!(Given { events: drawn(3) }.refused(Command::FinishNight), FixtureError::FixturesNotScheduled);
+}
+
+#[test]
+fn after_the_night_the_same_score_from_a_player_changes_nothing_and_others_are_still_refused() {
+    let mut given = Given::scheduled(2, league(Legs::One), true);
+    let seeds = given.night().players.clone();
+    given.then_ok(result(1, 2, 1, None, as_player(&seeds[0])));
+    given.then_ok(Command::FinishNight);
+    assert_eq!(given.decide(result(1, 2, 1, None, as_player(&seeds[1]))), Ok(vec![]));
+    assert_eq!(given.refused(result(1, 1, 1, None, as_player(&seeds[1]))), FixtureError::NightAlreadyFinished);
 }
 
 #[test]
