@@ -1,5 +1,5 @@
 //! The embedded store through the real binary: a process killed in the middle of writing loses
-//! no acknowledged command; a log damaged in the middle stops start-up with an error naming the
+//! no acknowledged command; a full disk refuses commands (503) and leaves nothing half-written; a log damaged in the middle stops start-up with an error naming the
 //! file, the offset and the repair command; `lct store verify` and `lct store repair` do what
 //! they say, and lct then serves every valid record.
 
@@ -88,6 +88,63 @@ async fn acknowledged_commands_survive_a_kill_in_the_middle_of_writing() {
     }
     let verified = lct(dir.path(), &["store", "verify"]).await;
     assert_eq!(verified.status.code(), Some(0), "{}", text(&verified));
+}
+
+#[tokio::test]
+async fn a_full_disk_refuses_commands_and_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    // Room for a few dozen records.
+    let server = Server::start_with_file_size_limit(dir.path(), &[("LCT_RATE_LIMIT_COMMANDS", "0")], 8).await;
+    let http = client();
+    let mut acknowledged = Vec::new();
+    let mut refused = 0;
+    for i in 0..200 {
+        let name = format!("Full disk cup {i:03} with a long name to fill it up");
+        let response = http
+            .post(server.url("/api/v2/tournaments"))
+            .json(&serde_json::json!({"name": name, "playerLimit": 4}))
+            .send()
+            .await
+            .unwrap();
+        match response.status().as_u16() {
+            201 => acknowledged.push((response.json::<serde_json::Value>().await.unwrap()["id"].clone(), name)),
+            503 => refused += 1,
+            status => panic!("a create answered {status}: {}", response.text().await.unwrap()),
+        }
+        if refused == 10 {
+            break;
+        }
+    }
+    assert_eq!(refused, 10, "the disk never filled up");
+    assert!(acknowledged.len() > 5, "{} creates fit", acknowledged.len());
+    // The pod still serves what it has.
+    let (id, name) = &acknowledged[0];
+    let view: serde_json::Value =
+        json_of(http.get(server.url(&format!("/api/v2/tournaments/{}", id.as_str().unwrap())))).await;
+    assert_eq!(view["name"], name.as_str());
+    assert!(server.stop().await.success());
+
+    // Nothing half-written stayed in the log: it verifies whole, with exactly the acknowledged.
+    let verified = lct(dir.path(), &["store", "verify"]).await;
+    assert_eq!(verified.status.code(), Some(0), "{}", text(&verified));
+    assert!(text(&verified).contains(&format!("valid records: {} ", acknowledged.len())), "{}", text(&verified));
+    let log = std::fs::read(dir.path().join("events.log")).unwrap();
+    records(&log);
+
+    // With room again, every acknowledged command is there and new ones are taken.
+    let restarted = Server::start(dir.path(), &[]).await;
+    for (id, name) in &acknowledged {
+        let view: serde_json::Value =
+            json_of(http.get(restarted.url(&format!("/api/v2/tournaments/{}", id.as_str().unwrap())))).await;
+        assert_eq!(view["name"], name.as_str());
+    }
+    let created = http
+        .post(restarted.url("/api/v2/tournaments"))
+        .json(&serde_json::json!({"name": "After the clean-up", "playerLimit": 4}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
 }
 
 #[tokio::test]

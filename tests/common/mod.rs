@@ -29,7 +29,18 @@ impl Server {
     /// Starts `lct` on 127.0.0.1:0 with `data_dir` and extra environment, and waits for the
     /// line that says where it listens.
     pub async fn start(data_dir: &Path, env: &[(&str, &str)]) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_lct"));
+        Self::start_command(Command::new(env!("CARGO_BIN_EXE_lct")), data_dir, env).await
+    }
+
+    /// [`Server::start`] with the files the process writes limited to `kib` KiB each: past it a
+    /// write fails with EFBIG, as it would with ENOSPC on a full disk.
+    pub async fn start_with_file_size_limit(data_dir: &Path, env: &[(&str, &str)], kib: u32) -> Server {
+        let mut command = Command::new("bash");
+        command.arg("-c").arg(format!("trap '' XFSZ; ulimit -f {kib}; exec \"$0\"")).arg(env!("CARGO_BIN_EXE_lct"));
+        Self::start_command(command, data_dir, env).await
+    }
+
+    async fn start_command(mut command: Command, data_dir: &Path, env: &[(&str, &str)]) -> Server {
         command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
