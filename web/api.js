@@ -30,10 +30,35 @@ const wait = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 /** Statuses worth retrying with the same idempotency key: the server may not have acted. */
 const transient = (status) => status === 502 || status === 503 || status === 504;
 
-// Idempotency keys of actions whose outcome is unknown (the answer was lost), by action. When
-// the user tries the same action again, it goes with the same key, so the server does not act
-// twice; an answer, success or refusal, settles the action and frees its key.
-const unsettled = new Map();
+/**
+ * Answers after which the command may still run or have run: the server timed the request out
+ * (the command goes on), or another request with this key is still running (an earlier attempt
+ * whose answer was lost). A retry must carry the same key, to be given that command's answer.
+ */
+const undecided = (status, problem) => transient(status) || status === 408
+  || (status === 409 && problem !== null && problem.type === 'urn:lct:problem:request-in-progress');
+
+/** How long to wait before attempt `attempt + 1`: the server's `Retry-After` (up to 5 s), else a backoff. */
+function pause(response, attempt) {
+  const seconds = Number(response && response.headers.get('Retry-After'));
+  return Number.isFinite(seconds) && seconds > 0 ? Math.min(seconds, 5) * 1000 : 300 * 2 ** attempt;
+}
+
+// Idempotency keys of actions whose outcome is unknown (the answer was lost, or the command was
+// still running), by action. When the user tries the same action again, it goes with the same
+// key, so the server does not act twice and answers what it did; an answer, success or
+// refusal, settles the action and frees its key. Kept for the tab's session too, so that a
+// reload after "Cannot reach the server" does not lose a join that happened (and its token).
+const UNSETTLED_KEY = 'lct:unsettled';
+const unsettled = new Map(Object.entries((() => {
+  try { return JSON.parse(sessionStorage.getItem(UNSETTLED_KEY)) || {}; } catch { return {}; }
+})()));
+
+function keepUnsettled() {
+  try {
+    sessionStorage.setItem(UNSETTLED_KEY, JSON.stringify(Object.fromEntries(unsettled)));
+  } catch { /* private mode: kept in memory only */ }
+}
 
 async function request(method, path, { body, token } = {}) {
   const headers = { Accept: 'application/json, application/problem+json' };
@@ -42,7 +67,10 @@ async function request(method, path, { body, token } = {}) {
   if (token) headers.Authorization = `Bearer ${token}`;
   const action = `${method} ${path} ${token || ''} ${payload || ''}`;
   if (method === 'POST') {
-    if (!unsettled.has(action)) unsettled.set(action, idempotencyKey());
+    if (!unsettled.has(action)) {
+      unsettled.set(action, idempotencyKey());
+      keepUnsettled();
+    }
     headers['Idempotency-Key'] = unsettled.get(action);
   }
   const init = { method, headers, body: payload };
@@ -52,14 +80,14 @@ async function request(method, path, { body, token } = {}) {
     try {
       response = await fetch(path, init);
     } catch {
-      if (attempt < RETRIES) { await wait(300 * 2 ** attempt); continue; }
+      if (attempt < RETRIES) { await wait(pause(null, attempt)); continue; }
       throw new ApiError('Cannot reach the server. Check the connection and try again.');
     }
-    if (transient(response.status) && attempt < RETRIES) { await wait(300 * 2 ** attempt); continue; }
-    if (!transient(response.status)) unsettled.delete(action);
-    if (response.status === 204) return null;
-    const text = await response.text();
+    const text = response.status === 204 ? '' : await response.text();
     const data = text ? parseJson(text) : null;
+    const pending = undecided(response.status, data);
+    if (pending && attempt < RETRIES) { await wait(pause(response, attempt)); continue; }
+    if (!pending && unsettled.delete(action)) keepUnsettled();
     if (response.ok) return data;
     const detail = (data && (data.detail || data.title)) || `The server answered ${response.status}.`;
     throw new ApiError(detail, { status: response.status, problem: data });
