@@ -259,6 +259,33 @@ async fn publishing_fails_fast_while_redis_is_down_and_subscriptions_come_back_a
     eventually("both connections are back", || publisher.bus.is_connected() && subscriber.bus.is_connected()).await;
 }
 
+/// The host on the other side dies without a word (power lost, a partition): the connections
+/// stay open on the pod's side and nothing comes. An idle subscriber sends nothing that could
+/// go unanswered, so only a check of its own finds out; then it connects again and restores
+/// its subscriptions.
+#[tokio::test]
+async fn a_subscriber_whose_connection_died_silently_connects_again_and_hears_its_channels() {
+    let server = RedisServer::start().await;
+    let road = Proxy::start(server.port).await;
+    let subscriber = Pod::connected(&road.url).await;
+    let publisher = Pod::connected(&server.url).await;
+    let channel = channel();
+    subscriber.bus.subscribe(&channel).await;
+    assert_eq!(subscribers(&server, &channel), 1);
+
+    road.set(Mode::Vanish);
+    eventually("Redis dropped the subscriber's connection", || subscribers(&server, &channel) == 0).await;
+    // Found within a PING's period and timeout (seconds), then connected again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while subscriber.resubscribed() == 0 {
+        assert!(Instant::now() < deadline, "the subscriber never noticed its connection was dead");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(subscribers(&server, &channel), 1);
+    publisher.bus.publish(&channel, b"heard again".to_vec()).await.unwrap();
+    assert_eq!(subscriber.next_message().await, (channel, "heard again".to_owned()));
+}
+
 #[tokio::test]
 async fn a_bus_started_while_redis_is_down_works_once_redis_starts() {
     let mut server = RedisServer::start().await;

@@ -6,12 +6,14 @@
 //! - `Blackhole`: connections stay open (and new ones are accepted) but nothing flows either
 //!   way until the mode changes; then they carry on.
 //! - `Delay(d)`: every chunk is held for `d` before it is forwarded.
+//! - `Vanish`: the connections open when it is set lose their way to Redis without their
+//!   client being told, as when the host on the other side dies: the side to Redis is closed
+//!   (Redis drops the connection), the client's stays open and silent. New connections pass.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -22,6 +24,7 @@ pub enum Mode {
     Cut,
     Blackhole,
     Delay(Duration),
+    Vanish,
 }
 
 /// A running proxy; stops accepting when dropped.
@@ -66,7 +69,7 @@ impl Proxy {
 async fn open(mode: &mut watch::Receiver<Mode>) -> Option<Duration> {
     loop {
         match *mode.borrow_and_update() {
-            Mode::Pass => return Some(Duration::ZERO),
+            Mode::Pass | Mode::Vanish => return Some(Duration::ZERO),
             Mode::Delay(delay) => return Some(delay),
             Mode::Cut => return None,
             Mode::Blackhole => {}
@@ -82,40 +85,59 @@ async fn connection(client: TcpStream, target: SocketAddr, mut mode: watch::Rece
     if open(&mut mode).await.is_none() {
         return;
     }
-    let Ok(server) = TcpStream::connect(target).await else { return };
+    let Ok(mut server) = TcpStream::connect(target).await else { return };
     let _ = server.set_nodelay(true);
-    let (client_read, client_write) = client.into_split();
-    let (server_read, server_write) = server.into_split();
-    // Either direction ending (a cut, or a side closing) ends both.
-    tokio::select! {
-        () = pump(client_read, server_write, mode.clone()) => {}
-        () = pump(server_read, client_write, mode) => {}
+    let mut client = client;
+    // Borrowed halves: ending a pump closes nothing; the sockets close when dropped.
+    let (client_read, client_write) = client.split();
+    let (server_read, server_write) = server.split();
+    // Either direction ending (a cut, a vanishing, or a side closing) ends both.
+    let vanished = tokio::select! {
+        vanished = pump(client_read, server_write, mode.clone()) => vanished,
+        vanished = pump(server_read, client_write, mode.clone()) => vanished,
+    };
+    drop(server);
+    if vanished {
+        // The client's side stays open and silent until the proxy cuts or goes away.
+        while *mode.borrow_and_update() != Mode::Cut {
+            if mode.changed().await.is_err() {
+                break;
+            }
+        }
     }
+    drop(client);
 }
 
-async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut mode: watch::Receiver<Mode>) {
+/// Forwards until a side closes or the mode ends it; true when it ended by vanishing.
+async fn pump(
+    mut from: impl AsyncRead + Unpin,
+    mut to: impl AsyncWrite + Unpin,
+    mut mode: watch::Receiver<Mode>,
+) -> bool {
     let mut buffer = vec![0u8; 16 * 1024];
     loop {
-        let Some(_) = open(&mut mode).await else { return };
+        let Some(_) = open(&mut mode).await else { return false };
         let read = tokio::select! {
             read = from.read(&mut buffer) => read,
-            // Re-check the mode: a cut or a blackhole applies to connections already open.
+            // Re-check the mode: a cut, a blackhole or a vanishing applies to connections
+            // already open.
             changed = mode.changed() => {
-                if changed.is_err() { return; }
+                if changed.is_err() { return false; }
+                if *mode.borrow() == Mode::Vanish { return true; }
                 continue;
             }
         };
         let n = match read {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => return false,
             Ok(n) => n,
         };
         // The chunk read goes out under the mode in force now.
-        let Some(delay) = open(&mut mode).await else { return };
+        let Some(delay) = open(&mut mode).await else { return false };
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
         if to.write_all(&buffer[..n]).await.is_err() {
-            return;
+            return false;
         }
     }
 }

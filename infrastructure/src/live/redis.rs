@@ -59,6 +59,10 @@ const RESYNC_RETRY: Duration = Duration::from_millis(500);
 const RESUBSCRIBE_CHUNK: usize = 500;
 /// Messages buffered between the subscriber connection and the listener.
 const MESSAGE_BUFFER: usize = 4096;
+/// How often the subscribing connection is asked for a PING. An idle subscriber sends nothing
+/// else, so without it a connection whose other end died without a word (a host lost, a
+/// partition) would stay "connected" and deaf.
+const LIVENESS_CHECK: Duration = Duration::from_secs(2);
 /// How often, in a cluster, the subscribed channels' slots are checked against the cluster's
 /// slot table (a migration drops their subscriptions without closing the connection).
 const SLOT_CHECK: Duration = Duration::from_secs(1);
@@ -198,10 +202,14 @@ impl RedisBus {
             needs_resync: false,
             missed_messages: false,
         };
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(subscriptions.run(interest_rx, connections)),
             tokio::spawn(forward_messages(messages, wanted, Arc::clone(&listener), endpoint.clone())),
         ];
+        if topology != Topology::Cluster {
+            // In a cluster the check of the subscribed slots finds a master gone.
+            tasks.push(tokio::spawn(watch_liveness(subscriber.clone(), endpoint.clone())));
+        }
         // The connection tasks run until `quit`; their handles are not needed.
         drop(publisher.connect());
         drop(subscriber.connect());
@@ -518,6 +526,27 @@ impl Subscriptions {
 /// no longer does. (`SSUBSCRIBE` is answered by Redis itself.)
 async fn in_force<C: ClientLike>(connection: &C) -> Result<(), fred::error::Error> {
     connection.ping::<Value>(None).await.map(drop)
+}
+
+/// Pings the subscribing connection every [`LIVENESS_CHECK`] while it is connected, and
+/// replaces one that does not answer within [`UNRESPONSIVE_AFTER`]: its subscriptions are then
+/// restored, and the listener told, as after any reconnection.
+async fn watch_liveness(subscriber: SubscriberClient, endpoint: String) {
+    let mut ticks = tokio::time::interval(LIVENESS_CHECK);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if !subscriber.is_connected() {
+            continue;
+        }
+        let Err(error) = in_force(&subscriber.with_options(&fail_fast(UNRESPONSIVE_AFTER))).await else { continue };
+        if subscriber.is_connected() {
+            tracing::warn!(redis = %endpoint, %error, "the Redis subscriber did not answer a PING; connecting again");
+            // Answered once the new connection is made or its first attempt failed; the
+            // reconnect policy takes it from there.
+            let _ = tokio::time::timeout(UNRESPONSIVE_AFTER, subscriber.force_reconnection()).await;
+        }
+    }
 }
 
 /// Hands every message of a wanted channel to the listener.
