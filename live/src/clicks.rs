@@ -67,9 +67,29 @@ pub struct Clicks<F> {
 struct Common {
     /// Clicks being recorded now.
     in_flight: AtomicUsize,
-    /// Tournaments whose list is being read again after an unanswered click, each with whether
-    /// another click went unanswered since the read began (it is then read once more).
-    rereads: Mutex<HashMap<Uuid, bool>>,
+    /// Tournaments whose list is being read again (after an unanswered click, or once the bus
+    /// restored its subscriptions), with what was asked since the read began.
+    rereads: Mutex<HashMap<Uuid, Reread>>,
+}
+
+/// A read of a tournament's list under way.
+#[derive(Default)]
+struct Reread {
+    /// Asked again since the read began: it is read once more.
+    again: bool,
+    /// To be published to the other pods too, not only shown on this one.
+    publish: bool,
+}
+
+/// Where a list read again goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Deliver {
+    /// To this pod's connections and the other pods': after an unanswered click, whose list
+    /// may not have gone out.
+    Everywhere,
+    /// To this pod's connections: after the bus restored its subscriptions, when lists the
+    /// other pods published meanwhile may have been missed here.
+    Here,
 }
 
 impl<F> Clone for Clicks<F> {
@@ -85,8 +105,15 @@ impl<F> Clone for Clicks<F> {
 }
 
 impl<F: Frame> Clicks<F> {
+    /// Click lists the pod may have missed while the bus was not subscribed are read again
+    /// once it is, for every tournament served.
     pub fn new(service: TournamentService, shared: Arc<dyn SharedState>, hub: Hub<F>, clock: Arc<dyn Clock>) -> Self {
-        Clicks { service, shared, hub, clock, common: Arc::default() }
+        let common: Arc<Common> = Arc::default();
+        let (reader, rereads) = (Arc::clone(&shared), Arc::clone(&common));
+        hub.on_resubscribed(Arc::new(move |hub: &Hub<F>, tournament| {
+            read_again(&reader, hub, &rereads, tournament, Deliver::Here);
+        }));
+        Clicks { service, shared, hub, clock, common }
     }
 
     /// Records the click of a player of `tournament` and broadcasts the tournament's list.
@@ -128,63 +155,6 @@ impl<F: Frame> Clicks<F> {
         Ok(())
     }
 
-    /// Reads the tournament's list again and broadcasts it, in the background: after a click
-    /// that may have been recorded (and its list published to the other pods) without this
-    /// pod, which leaves its own publications to the answer, hearing of it. A read that fails
-    /// is tried again a few times (a reply lost to a moment's trouble), until the pod drains;
-    /// one read at a time per tournament, once more if another click went unanswered meanwhile.
-    fn read_again(&self, tournament: Uuid) {
-        {
-            let mut rereads = lock(&self.common.rereads);
-            if let Some(again) = rereads.get_mut(&tournament) {
-                *again = true;
-                return;
-            }
-            rereads.insert(tournament, false);
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            lock(&self.common.rereads).remove(&tournament);
-            return;
-        };
-        let (shared, hub, common) = (Arc::clone(&self.shared), self.hub.clone(), Arc::clone(&self.common));
-        let draining = self.hub.shutdown_token().clone();
-        let read = async move {
-            let mut failures = 0;
-            loop {
-                match shared.click_list(tournament).await {
-                    Ok(list) => {
-                        // Older than what the connections hold, it is not shown (lists are numbered).
-                        if let Some(list) = list {
-                            hub.broadcast_clicks(tournament, list);
-                        }
-                        failures = 0;
-                        let mut rereads = lock(&common.rereads);
-                        match rereads.get_mut(&tournament) {
-                            Some(again) if *again => *again = false,
-                            _ => {
-                                rereads.remove(&tournament);
-                                return;
-                            }
-                        }
-                    }
-                    Err(error) => {
-                        failures += 1;
-                        let give_up = failures == READ_AGAIN_ATTEMPTS;
-                        if give_up {
-                            // The shared state is unreachable: no pod can read the list either.
-                            tracing::debug!(%tournament, %error, "the click list could not be read after an unanswered click");
-                        }
-                        if give_up || tokio::time::timeout(READ_AGAIN_PAUSE, draining.cancelled()).await.is_ok() {
-                            lock(&common.rereads).remove(&tournament);
-                            return;
-                        }
-                    }
-                }
-            }
-        };
-        self.hub.tracker().spawn_on(read, &runtime);
-    }
-
     /// Counts the click in flight, or refuses it when the pod is overloaded.
     fn admit(&self) -> Result<Admitted<'_>, ClickError> {
         let options = self.hub.options();
@@ -223,6 +193,74 @@ impl<F: Frame> Clicks<F> {
     }
 }
 
+/// Reads the tournament's list again and delivers it, in the background: after a click that
+/// may have been recorded (and its list published to the other pods) without this pod, which
+/// leaves its own publications to the answer, hearing of it; or after the bus restored its
+/// subscriptions. A read that fails is tried again a few times (a reply lost to a moment's
+/// trouble), until the pod drains; one read at a time per tournament, once more if asked again
+/// meanwhile.
+fn read_again<F: Frame>(
+    shared: &Arc<dyn SharedState>,
+    hub: &Hub<F>,
+    common: &Arc<Common>,
+    tournament: Uuid,
+    deliver: Deliver,
+) {
+    {
+        let mut rereads = lock(&common.rereads);
+        if let Some(reread) = rereads.get_mut(&tournament) {
+            reread.again = true;
+            reread.publish |= deliver == Deliver::Everywhere;
+            return;
+        }
+        rereads.insert(tournament, Reread { again: false, publish: deliver == Deliver::Everywhere });
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        lock(&common.rereads).remove(&tournament);
+        return;
+    };
+    let (shared, reader, common) = (Arc::clone(shared), hub.clone(), Arc::clone(common));
+    let draining = hub.shutdown_token().clone();
+    let read = async move {
+        let mut failures = 0;
+        loop {
+            match shared.click_list(tournament).await {
+                Ok(list) => {
+                    let publish = lock(&common.rereads).get(&tournament).is_some_and(|reread| reread.publish);
+                    // Older than what the connections hold, it is not shown (lists are numbered).
+                    match list {
+                        Some(list) if publish => reader.broadcast_clicks(tournament, list),
+                        Some(list) => reader.deliver_clicks(tournament, list),
+                        None => {}
+                    }
+                    failures = 0;
+                    let mut rereads = lock(&common.rereads);
+                    match rereads.get_mut(&tournament) {
+                        Some(reread) if reread.again => reread.again = false,
+                        _ => {
+                            rereads.remove(&tournament);
+                            return;
+                        }
+                    }
+                }
+                Err(error) => {
+                    failures += 1;
+                    let give_up = failures == READ_AGAIN_ATTEMPTS;
+                    if give_up {
+                        // The shared state is unreachable: no pod can read the list either.
+                        tracing::debug!(%tournament, %error, "a click list could not be read again");
+                    }
+                    if give_up || tokio::time::timeout(READ_AGAIN_PAUSE, draining.cancelled()).await.is_ok() {
+                        lock(&common.rereads).remove(&tournament);
+                        return;
+                    }
+                }
+            }
+        }
+    };
+    hub.tracker().spawn_on(read, &runtime);
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -245,7 +283,8 @@ impl<F: Frame> Unanswered<'_, F> {
 impl<F: Frame> Drop for Unanswered<'_, F> {
     fn drop(&mut self) {
         if !self.answered {
-            self.clicks.read_again(self.tournament);
+            let clicks = self.clicks;
+            read_again(&clicks.shared, &clicks.hub, &clicks.common, self.tournament, Deliver::Everywhere);
         }
     }
 }

@@ -24,7 +24,7 @@ use crate::Frame;
 use domain::ports::{EventPublisher, EventStore, RecordedEvent};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::sync::Notify;
@@ -124,7 +124,14 @@ pub(crate) struct HubInner<F> {
     pub(crate) stats: HubStats,
     /// Joined players learned from the events this pod delivers and commits.
     pub(crate) rosters: Rosters,
+    /// Told of every tournament served once the bus restored its subscriptions.
+    on_resubscribed: OnceLock<Resubscribed<F>>,
 }
+
+/// What else than events a pod may have missed while the bus was not subscribed (click
+/// lists) is read again by this hook, called for every tournament served once the bus
+/// restored its subscriptions. It gets the hub, so it need not hold one.
+pub type Resubscribed<F> = Arc<dyn Fn(&Hub<F>, Uuid) + Send + Sync>;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -180,6 +187,7 @@ impl<F: Frame> Hub<F> {
             tracker: TaskTracker::new(),
             stats: HubStats::default(),
             rosters: Rosters::default(),
+            on_resubscribed: OnceLock::new(),
         });
         bus.set_listener(Arc::new(Listener(Arc::downgrade(&inner))));
         tokio::spawn(publish_loop(Arc::downgrade(&inner), outbox_rx, clicks_waiting));
@@ -201,6 +209,12 @@ impl<F: Frame> Hub<F> {
 
     pub fn options(&self) -> &HubOptions {
         &self.inner.options
+    }
+
+    /// Sets the hook called for every tournament served once the bus restored its
+    /// subscriptions; only the first one set is kept.
+    pub fn on_resubscribed(&self, hook: Resubscribed<F>) {
+        let _ = self.inner.on_resubscribed.set(hook);
     }
 
     /// The joined players this pod knows of, from the events it delivered or committed.
@@ -515,6 +529,13 @@ impl<F: Frame> BusListener for Listener<F> {
     fn on_resubscribed(&self) {
         if let Some(inner) = self.0.upgrade() {
             inner.resync_all();
+            if let Some(hook) = inner.on_resubscribed.get().cloned() {
+                let served: Vec<Uuid> = lock(&inner.feeds).keys().copied().collect();
+                let hub = Hub { inner };
+                for tournament in served {
+                    hook(&hub, tournament);
+                }
+            }
         }
     }
 }

@@ -163,11 +163,15 @@ fn pod(options: HubOptions) -> Pod {
 }
 
 fn pod_on(bus: Arc<dyn Bus>, options: HubOptions) -> Pod {
+    pod_sharing(bus, Arc::new(MemoryClicks::default()), options)
+}
+
+/// A pod whose click lists are kept in `shared`, as pods sharing one Redis.
+fn pod_sharing(bus: Arc<dyn Bus>, shared: Arc<MemoryClicks>, options: HubOptions) -> Pod {
     let store = Arc::new(MemoryStore::default());
     let hub = Hub::new(store.clone(), bus, Arc::new(SystemClock), options);
     let committing = Arc::new(PublishingStore::new(store.clone(), Arc::new(hub.clone())));
     let service = TournamentService::new(committing, Arc::new(NoPublisher));
-    let shared = Arc::new(MemoryClicks::default());
     let clicks = Clicks::new(service.clone(), shared.clone(), hub.clone(), Arc::new(SystemClock));
     Pod { store, hub, service, clicks, shared }
 }
@@ -487,4 +491,24 @@ async fn a_click_list_is_not_shown_ahead_of_an_event_committed_before_it() {
         kinds.push(kind_of(&next_frame(&mut queue).await));
     }
     assert_eq!(kinds, ["Subscribed", "PlayerJoined", "TeamClicked P1"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pod_that_was_deaf_to_the_bus_shows_the_click_list_it_missed_once_subscribed_again() {
+    let network = Network::new(1, Faults::default());
+    let shared = Arc::new(MemoryClicks::default());
+    let a = pod_sharing(network.bus(), shared.clone(), HubOptions::default());
+    let b_bus = network.bus();
+    let b = pod_sharing(b_bus.clone(), shared, HubOptions::default());
+    let id = tournament_with(&a, &["Anna"]).await;
+    let (_membership, mut queue) = b.hub.subscribe(id, Protocol::V2, None).await;
+    assert_eq!(kind_of(&next_frame(&mut queue).await), "Subscribed");
+
+    // Pod B's subscriber connection is gone while Anna clicks on pod A: B misses the list.
+    b_bus.deaf.store(true, Ordering::Relaxed);
+    click(&a, id, "Anna").await.unwrap();
+    b_bus.reconnect();
+    assert_eq!(kind_of(&next_frame(&mut queue).await), "TeamClicked Anna");
+    // Read once, and shown here only: the other pods heard it when it was published.
+    assert_eq!(a.shared.reads.load(Ordering::Relaxed), 1);
 }
