@@ -204,6 +204,42 @@ async fn a_click_whose_answer_was_held_back_past_its_timeout_reaches_every_pod_t
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_click_list_published_while_a_pod_was_not_subscribed_reaches_its_clients_once_it_is() {
+    let redis = RedisServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pods = pods(2, dir.path(), &redis, &[]).await;
+    let (a, b) = (&pods[0], &pods[1]);
+    let http = client();
+    let id = create(&http, &a.server, "Deaf pod", 2).await;
+    assert_eq!(join(&http, &a.server.base, &id, "Anna", "S").await.status(), 200);
+    let mut watchers = Watchers::connect(&pods, &id).await;
+    wait_for_numsub(&redis, &id, 2).await;
+    watchers.expect_nothing_more(click(&a.server.base, &id, "Anna")).await;
+
+    // Pod B's link to Redis is cut while Anna clicks on pod A: the list is published, answered,
+    // and reaches pod A's clients only.
+    b.link.set(Mode::Cut);
+    wait_for_numsub(&redis, &id, 1).await;
+    let mut clicker = SignalR::connect(&a.server.base, &id).await;
+    clicker.click(Some("deaf"), "PSG", "Anna", "S").await;
+    let completion = clicker.next_completion().await;
+    assert!(completion.get("error").is_none(), "{completion}");
+    // Pod B is subscribed again: it reads the list it missed, and its clients get it.
+    b.link.set(Mode::Pass);
+    let tournament = watchers.tournament.clone();
+    for (i, client) in watchers.signalr.iter_mut().enumerate() {
+        let payload = client.next_payload(&tournament).await;
+        assert_eq!(payload["type"], "TeamClicked", "SignalR client {i}: {payload}");
+        assert_eq!(payload["clickedTeams"][0]["team"], "PSG", "SignalR client {i}: {payload}");
+    }
+    for (i, client) in watchers.live.iter_mut().enumerate() {
+        let message = client.next().await.expect("live socket open");
+        assert_eq!(message["type"], "TeamClicked", "v2 client {i}: {message}");
+        assert_eq!(message["clickedTeams"][0]["team"], "PSG", "v2 client {i}: {message}");
+    }
+}
+
 /// The value of a sample of pod `server`'s metrics (name and labels exactly as exposed).
 async fn metric(http: &reqwest::Client, server: &Server, series: &str) -> f64 {
     let text = http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
