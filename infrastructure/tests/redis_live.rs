@@ -325,6 +325,24 @@ async fn clicks_keep_the_latest_of_each_player_in_time_order_across_pods() {
     assert_eq!(other.clicks, vec![click("Cid", Team::Juventus, 1)], "tournaments do not share clicks");
 }
 
+/// A failover may lose the last writes (replication is asynchronous): the new master's list
+/// number is behind what the pods delivered, and lists numbered at or below that are never
+/// shown. A click is numbered after every click recorded before it in time.
+#[tokio::test]
+async fn a_click_after_a_failover_lost_the_last_numbers_is_numbered_after_them() {
+    let server = RedisServer::start().await;
+    let pod = Pod::connected(&server.url).await;
+    let tournament = Uuid::new_v4();
+    let ttl = Duration::from_secs(60);
+    let first = pod.state.record_click(tournament, click("Ann", Team::Bayern, 1_000), ttl).await.unwrap();
+    pod.state.record_click(tournament, click("Bob", Team::Psg, 1_000), ttl).await.unwrap();
+    let last = pod.state.record_click(tournament, click("Cid", Team::Juventus, 1_001), ttl).await.unwrap();
+    // The replica that takes over holds the list as it was after the first click.
+    server.cli(&["HSET", &format!("lct:clicks:{tournament}"), "\u{1f}seq", &first.seq.to_string()]);
+    let after = pod.state.record_click(tournament, click("Dan", Team::Chelsea, 1_002), ttl).await.unwrap();
+    assert!(after.seq > last.seq, "numbered {} after {} was delivered", after.seq, last.seq);
+}
+
 #[tokio::test]
 async fn a_click_list_read_again_is_the_last_one_recorded_with_its_number() {
     let server = RedisServer::start().await;

@@ -632,18 +632,23 @@ impl RedisSharedState {
 const CLICKS_SEQ_FIELD: &str = "\u{1f}seq";
 
 /// Records a click and answers the list as it stands, atomically: KEYS[1] the tournament's
-/// clicks hash; ARGV the player's field, the click, the ttl in ms, the first sequence number of
-/// a new list and the sequence field. The sequence starts from the recording pod's clock in a
-/// new list (times 1024, so it stays above any number of a list that expired before) and grows
-/// by one per click. Answers `{seq, HGETALL}`.
+/// clicks hash; ARGV the player's field, the click, the ttl in ms, the click's time as a
+/// sequence number (its ms times 1024) and the sequence field. The sequence grows by one per
+/// click, and never stays below the click's time: it stays above any number of a list that
+/// expired or was lost before, and of the clicks a failover lost (the new master's count is
+/// behind what the pods were shown). Answers `{seq, HGETALL}`.
 ///
 /// With ARGV 6 to 9 (a channel, and the opening, middle and closing of a payload) it also
 /// publishes the list on that channel, in the same step: the opening, the clicks that read as
 /// JSON objects joined by commas, the middle, the sequence number, the closing (see
 /// [`ClickPublication`]).
 const RECORD_CLICK_SCRIPT: &str = r"
-redis.call('HSETNX', KEYS[1], ARGV[5], ARGV[4])
 local seq = redis.call('HINCRBY', KEYS[1], ARGV[5], 1)
+local floor = tonumber(ARGV[4])
+if seq <= floor then
+  seq = floor + 1
+  redis.call('HSET', KEYS[1], ARGV[5], string.format('%d', seq))
+end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 local all = redis.call('HGETALL', KEYS[1])
@@ -690,8 +695,8 @@ impl RedisSharedState {
         let key = clicks_key(tournament);
         let field = format!("{}\u{1f}{}", click.name, click.surname);
         let json = serde_json::to_string(&click).map_err(|error| LiveError(format!("encoding a click: {error}")))?;
-        let first_seq = click.at_ms.max(0).saturating_mul(1024).to_string();
-        let mut args = vec![field, json, millis(ttl).to_string(), first_seq, CLICKS_SEQ_FIELD.to_owned()];
+        let floor = click.at_ms.max(0).saturating_mul(1024).to_string();
+        let mut args = vec![field, json, millis(ttl).to_string(), floor, CLICKS_SEQ_FIELD.to_owned()];
         if let Some(ClickPublication { channel, opening, middle, closing }) = publication {
             args.extend([channel, opening, middle, closing]);
         }
