@@ -506,9 +506,18 @@ impl Subscriptions {
         }
         // The node asked may know better, or worse, than the subscriber: refresh the
         // subscriber's own table and decide on it.
-        if let Err(error) = self.subscriber.sync_cluster().await {
-            tracing::warn!(redis = %self.endpoint, %error, "refreshing the cluster's slots failed; will retry");
-            return;
+        // Bounded: the task applies every subscription, so it must not wait on an unreachable
+        // node for as long as the reconnect policy would.
+        match tokio::time::timeout(UNRESPONSIVE_AFTER, self.subscriber.sync_cluster()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(redis = %self.endpoint, %error, "refreshing the cluster's slots failed; will retry");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(redis = %self.endpoint, "refreshing the cluster's slots timed out; will retry");
+                return;
+            }
         }
         let moved = self.subscriber.cached_cluster_state().map(|routing| shards.placement.moved(&routing));
         let Some(moved) = moved.filter(|moved| !moved.is_empty()) else { return };
