@@ -1,6 +1,8 @@
 // The live socket of a tournament, `/api/v2/tournaments/{id}/live`: JSON messages, domain ones
 // carrying the stream version. When the socket closes it reconnects with exponential backoff,
-// asking for the events after the last version seen, so nothing is lost in between.
+// asking for the events after the last version seen, so nothing is lost in between. The backoff
+// starts over only once a socket carried a message: a server that accepts and closes at once
+// is not asked again twice a second.
 
 const MIN_DELAY_MS = 500;
 const MAX_DELAY_MS = 15_000;
@@ -9,12 +11,16 @@ const MAX_DELAY_MS = 15_000;
  * Opens the live socket and keeps it open until `close()` is called.
  *
  * - `version()` returns the last version the page has applied (read at every connect);
- * - `token` makes this connection count as that player being online;
+ * - `token()` returns the player token that makes this connection count as that player being
+ *   online, or null (read at every connect);
  * - `onMessage(message)` receives every parsed message;
  * - `onStatus('connecting' | 'live' | 'offline', { reconnected })` reports the state; after a
- *   reconnect the page may re-read the tournament to be sure.
+ *   reconnect the page may re-read the tournament to be sure;
+ * - `onRefused(failures)` is told of a socket that closed without opening, with the number
+ *   of attempts that failed in a row (a browser cannot see why: the server may be down, or
+ *   may refuse what the page sends, such as a token the server no longer knows).
  */
-export function connectLive({ tournamentId, token, version, onMessage, onStatus }) {
+export function connectLive({ tournamentId, token = () => null, version, onMessage, onStatus, onRefused = () => {} }) {
   let socket = null;
   let closed = false;
   let failures = 0;
@@ -24,7 +30,8 @@ export function connectLive({ tournamentId, token, version, onMessage, onStatus 
   const url = () => {
     const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
     const query = new URLSearchParams({ since: String(version()) });
-    if (token) query.set('token', token);
+    const held = token();
+    if (held) query.set('token', held);
     return `${scheme}://${location.host}/api/v2/tournaments/${encodeURIComponent(tournamentId)}/live?${query}`;
   };
 
@@ -32,12 +39,14 @@ export function connectLive({ tournamentId, token, version, onMessage, onStatus 
     timer = null;
     onStatus('connecting', { reconnected: false });
     socket = new WebSocket(url());
+    let opened = false;
     socket.addEventListener('open', () => {
-      failures = 0;
+      opened = true;
       onStatus('live', { reconnected: everOpened });
       everOpened = true;
     });
     socket.addEventListener('message', (event) => {
+      failures = 0;
       let message;
       try { message = JSON.parse(event.data); } catch { return; }
       if (message && typeof message.type === 'string') onMessage(message);
@@ -50,6 +59,7 @@ export function connectLive({ tournamentId, token, version, onMessage, onStatus 
       const ceiling = Math.min(MAX_DELAY_MS, MIN_DELAY_MS * 2 ** failures);
       failures += 1;
       timer = setTimeout(open, MIN_DELAY_MS / 2 + Math.random() * ceiling);
+      if (!opened) onRefused(failures);
     });
   };
 

@@ -8,6 +8,9 @@
 import { api } from './api.js';
 import { connectLive } from './live.js';
 
+/** How long after a failed read of the night it is read again. */
+const NIGHT_RETRY_MS = 3000;
+
 /** Players are told apart by name and surname, which are unique within a tournament. */
 export const playerKey = (p) => `${p.name}\u0000${p.surname}`;
 
@@ -24,6 +27,7 @@ export class TournamentModel {
     this.standings = null;   // GET …/standings, once drawn
     this.nightReading = null;
     this.nightStale = false;
+    this.nightRetry = null;  // a timer reading the night again after a failed read
     this.newest = 0;         // the highest version the live stream has announced
   }
 
@@ -105,7 +109,16 @@ export class TournamentModel {
         if (!this.standings || standings.version >= this.standings.version) this.standings = standings;
         this.changed();
       } while (this.nightStale);
-    })().finally(() => { this.nightReading = null; });
+    })().catch((err) => {
+      // Nothing else would read the night again before its next event: try again shortly.
+      if (!this.nightRetry) {
+        this.nightRetry = setTimeout(() => {
+          this.nightRetry = null;
+          this.readNight().catch(() => {});
+        }, NIGHT_RETRY_MS);
+      }
+      throw err;
+    }).finally(() => { this.nightReading = null; });
     return this.nightReading;
   }
 
@@ -217,13 +230,29 @@ export class TournamentModel {
   }
 }
 
+/** Waits before the next attempt to read the tournament: 1 s, doubling, at most 15 s. */
+const wait = (attempt) => new Promise((resolve) => setTimeout(resolve, Math.min(15_000, 1000 * 2 ** attempt)));
+
 /**
  * Reads the tournament, then follows it live: messages update `model`, and after a reconnect
- * the view is read again (presence and clicks are not replayed). `token` makes this device
- * count as that player being online. Rejects when the first read fails.
+ * the view is read again (presence and clicks are not replayed). `token()` returns the player
+ * token that makes this device count as that player being online, or null. A first read that
+ * fails for want of the server (a restart, a network down) is made again until it works, the
+ * page saying it is reconnecting; one the server refuses (the tournament does not exist)
+ * rejects. A live socket refused twice in a row has the view read again: a token the server no
+ * longer knows (its data restored from a backup) shows as this device not being a player.
  */
-export async function follow(model, { token = null, onStatus, onError }) {
-  await model.load();
+export async function follow(model, { token = () => null, onStatus, onError }) {
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      await model.load();
+      break;
+    } catch (err) {
+      if (err.status >= 400 && err.status < 500 && err.status !== 408 && err.status !== 429) throw err;
+      onStatus('offline');
+      await wait(attempt);
+    }
+  }
   return connectLive({
     tournamentId: model.id,
     token,
@@ -236,5 +265,7 @@ export async function follow(model, { token = null, onStatus, onError }) {
       onStatus(status);
       if (reconnected) model.reload().catch(onError);
     },
+    // A probe: while the server is down it fails too, which says nothing new.
+    onRefused: (failures) => { if (failures >= 2) model.reload().catch(() => {}); },
   });
 }

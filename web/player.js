@@ -181,7 +181,9 @@ export async function player() {
 
   model.subscribe(render);
   try {
-    await follow(model, { token, onStatus: statusPill($('#live')), onError: (err) => error.show(err) });
+    // Read at every connect: a token the server no longer knows is dropped (see `render`).
+    const held = () => device.get(id).playerToken || null;
+    await follow(model, { token: held, onStatus: statusPill($('#live')), onError: (err) => error.show(err) });
   } catch (err) {
     $('#title').textContent = 'Cannot open the tournament';
     error.show(err);

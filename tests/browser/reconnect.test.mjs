@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, stopServer, launchBrowser, openPerson, DESKTOP, PHONE } from './helpers.mjs';
+import { startServer, stopServer, launchBrowser, openPerson, openAsDevice, DESKTOP, PHONE } from './helpers.mjs';
 
 async function v2(server, method, path, body, token) {
   const headers = body === undefined ? {} : { 'content-type': 'application/json' };
@@ -113,6 +113,39 @@ describe('live updates across a server restart', () => {
       await v2(server, 'POST', `/tournaments/${id}/matches/1/result`, { homeGoals: 0, awayGoals: 3 }, organiserToken);
       await result.getByText('0 – 3').waitFor();
       assert.deepEqual(unexpected(tv), []);
+    } finally {
+      rmSync(backup, { recursive: true, force: true });
+    }
+  });
+
+  it('a phone whose player the restored server does not know says so and goes live', async () => {
+    const { id } = await v2(server, 'POST', '/tournaments', { name: 'Forgotten player', playerLimit: 3 });
+    await v2(server, 'POST', `/tournaments/${id}/players`, { name: 'Anna', surname: 'Nowak' });
+    const { addr, dataDir } = server;
+    const backup = mkdtempSync(path.join(tmpdir(), 'lct-backup-'));
+    try {
+      await stopServer(server, { keepData: true });
+      cpSync(dataDir, backup, { recursive: true });
+      server = await startServer({ listen: addr, dataDir });
+
+      // Ben joins after the backup, on his phone.
+      const ben = await v2(server, 'POST', `/tournaments/${id}/players`, { name: 'Ben', surname: 'Okafor' });
+      const phone = await openPerson(browser, server.baseUrl, 'phone-forgotten', PHONE);
+      await openAsDevice(phone, id, { playerId: ben.playerId, playerToken: ben.playerToken, name: 'Ben', surname: 'Okafor' },
+        `/p/${id}`);
+      await phone.page.locator('#me').getByText('Ben Okafor').waitFor();
+      await phone.page.locator('#live[data-status="live"]').waitFor();
+
+      // Restored, the server knows nothing of Ben: it refuses his token on the live socket.
+      await stopServer(server, { keepData: true });
+      await phone.page.locator('#live[data-status="offline"]').waitFor();
+      rmSync(dataDir, { recursive: true, force: true });
+      cpSync(backup, dataDir, { recursive: true });
+      server = await startServer({ listen: addr, dataDir });
+      await phone.page.locator('#status').getByText('This device is not a player of this tournament.').waitFor({ timeout: 30_000 });
+      await phone.page.locator('#live[data-status="live"]').waitFor({ timeout: 30_000 });
+      // Anna, who joined before the backup, is still there for everyone to see.
+      await phone.page.locator('[data-player="Anna Nowak"]').waitFor();
     } finally {
       rmSync(backup, { recursive: true, force: true });
     }

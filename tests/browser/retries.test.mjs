@@ -1,14 +1,29 @@
 // A join whose answer never reached the phone: the page asks again with the same idempotency
 // key, so the server answers what it did (the player's token) instead of acting twice or
 // refusing "already joined" — whether the retry first meets the command still running, or
-// comes after a reload of the page.
+// comes after a reload of the page. Reads that fail for a while are made again: a TV opened
+// while the server cannot answer, and the night's table after a result.
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, stopServer, launchBrowser, openPerson, callV2, PHONE } from './helpers.mjs';
+import { startServer, stopServer, launchBrowser, openPerson, callV2, PHONE, DESKTOP } from './helpers.mjs';
 
 /** The problems of a person, less the lost answers and refusals this test makes on purpose. */
-const unexpected = (person) => person.problems.filter((p) => !/ERR_CONNECTION_RESET|ERR_FAILED|HTTP 409 for|status of 409/.test(p));
+const unexpected = (person) => person.problems.filter((p) =>
+  !/ERR_CONNECTION_RESET|ERR_FAILED|HTTP (409|503) for|status of (409|503)/.test(p));
+
+/** What lct answers while a dependency is down. */
+const unavailable = {
+  status: 503,
+  contentType: 'application/problem+json',
+  body: JSON.stringify({
+    type: 'urn:lct:problem:dependency-unavailable',
+    title: 'Service Unavailable',
+    status: 503,
+    detail: 'A dependency is unavailable; try again shortly.',
+    requestId: '00000000-0000-0000-0000-000000000000',
+  }),
+};
 
 /** The answer lct gives a retry while the command with its key still runs. */
 const inProgress = {
@@ -93,5 +108,56 @@ describe('retried commands in the browser', () => {
     assert.equal(new Set(keys).size, 1, `one key for every attempt: ${keys}`);
     assert.deepEqual(unexpected(phone), []);
     await phone.context.close();
+  });
+
+  it('a TV opened while the server cannot answer shows the tournament once it can', async () => {
+    const { id } = await callV2(server, 'POST', '/tournaments', { body: { name: 'Patient TV', playerLimit: 2 } });
+    const tv = await openPerson(browser, server.baseUrl, 'tv', DESKTOP);
+    let refused = 0;
+    // More failed reads than one read's own retries.
+    await tv.page.route((url) => url.pathname === `/api/v2/tournaments/${id}`, (route) => {
+      if (refused < 6) {
+        refused += 1;
+        return route.fulfill(unavailable);
+      }
+      return route.continue();
+    });
+    await tv.page.goto(`/t/${id}`);
+    await tv.page.getByRole('heading', { level: 1, name: 'Patient TV' }).waitFor({ timeout: 30_000 });
+    await tv.page.locator('#live[data-status="live"]').waitFor();
+    assert.equal(refused, 6);
+    assert.deepEqual(unexpected(tv), []);
+    await tv.context.close();
+  });
+
+  it('a night read that fails is made again, and the TV shows the result', async () => {
+    const created = await callV2(server, 'POST', '/tournaments', { body: { name: 'Flaky night', playerLimit: 2 } });
+    const { id, organiserToken } = created;
+    for (const [name, team] of [['Anna', 'Chelsea'], ['Ben', 'PSG']]) {
+      const joined = await callV2(server, 'POST', `/tournaments/${id}/players`, { body: { name, surname: 'S' } });
+      await callV2(server, 'POST', `/tournaments/${id}/selection`, { body: { team }, token: joined.playerToken });
+    }
+    await callV2(server, 'POST', `/tournaments/${id}/draw`, { token: organiserToken });
+    await callV2(server, 'POST', `/tournaments/${id}/fixtures`, { body: { format: 'league', legs: 1 }, token: organiserToken });
+    const tv = await openPerson(browser, server.baseUrl, 'tv-night', DESKTOP);
+    await tv.page.goto(`/t/${id}`);
+    await tv.page.locator('#live[data-status="live"]').waitFor();
+    await tv.page.locator('#next-matches li[data-match="1"]').waitFor();
+
+    // The next reads of the fixtures fail, more than one read's own retries.
+    let failed = 0;
+    await tv.page.route(`**/api/v2/tournaments/${id}/fixtures`, (route) => {
+      if (failed < 5) {
+        failed += 1;
+        return route.fulfill(unavailable);
+      }
+      return route.continue();
+    });
+    await callV2(server, 'POST', `/tournaments/${id}/matches/1/result`, {
+      body: { homeGoals: 2, awayGoals: 0 }, token: organiserToken,
+    });
+    await tv.page.locator('#results li[data-match="1"] .score').getByText('2 – 0').waitFor();
+    assert.equal(failed, 5);
+    await tv.context.close();
   });
 });
