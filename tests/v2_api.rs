@@ -3,6 +3,8 @@
 
 mod common;
 
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
 use common::v2::problem;
 use common::ws::{expect_refused, Live, SignalR};
 use common::*;
@@ -267,8 +269,15 @@ async fn presence_shows_who_is_connected_and_live_streams_announce_it() {
         tokio_tungstenite::connect_async(format!("{ws}/api/v2/tournaments/{id}/live?token={anna}")).await.unwrap();
     let announced = watcher.next_presence().await;
     assert_eq!(announced, vec![anna_id.clone()]);
-    let (ben_socket, _) =
-        tokio_tungstenite::connect_async(format!("{ws}/api/v2/tournaments/{id}/live?token={ben}")).await.unwrap();
+    // Ben's phone offers its token as a subprotocol, which proxies do not log as a URL.
+    let offering = |token: &str| {
+        let mut request = format!("{ws}/api/v2/tournaments/{id}/live").into_client_request().unwrap();
+        let protocols = format!("lct.v2, lct.token.{token}");
+        request.headers_mut().insert("sec-websocket-protocol", protocols.parse().unwrap());
+        request
+    };
+    let (ben_socket, answer) = tokio_tungstenite::connect_async(offering(&ben)).await.unwrap();
+    assert_eq!(answer.headers()["sec-websocket-protocol"], "lct.v2");
     assert_eq!(watcher.next_presence().await.len(), 2);
     let mut online = presence().await;
     online.sort();
@@ -280,8 +289,12 @@ async fn presence_shows_who_is_connected_and_live_streams_announce_it() {
     assert_eq!(presence().await, vec![ben_id]);
     drop(ben_socket);
     assert!(watcher.next_presence().await.is_empty());
-    // A forged token is refused before the upgrade.
+    // A forged token is refused before the upgrade, in the URL or as a subprotocol.
     expect_refused(&format!("{ws}/api/v2/tournaments/{id}/live?token=p.nope.00"), 403).await;
+    match tokio_tungstenite::connect_async(offering("p.nope.00")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 403),
+        other => panic!("a forged token offered as a subprotocol was not refused: {:?}", other.map(|(_, r)| r)),
+    }
 }
 
 #[tokio::test]

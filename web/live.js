@@ -30,15 +30,18 @@ export function connectLive({ tournamentId, token = () => null, version, onMessa
   const url = () => {
     const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
     const query = new URLSearchParams({ since: String(version()) });
-    const held = token();
-    if (held) query.set('token', held);
     return `${scheme}://${location.host}/api/v2/tournaments/${encodeURIComponent(tournamentId)}/live?${query}`;
+  };
+  // The token goes as a subprotocol, not in the URL, which proxies log.
+  const protocols = () => {
+    const held = token();
+    return held ? ['lct.v2', `lct.token.${held}`] : [];
   };
 
   const open = () => {
     timer = null;
     onStatus('connecting', { reconnected: false });
-    socket = new WebSocket(url());
+    socket = new WebSocket(url(), protocols());
     let opened = false;
     socket.addEventListener('open', () => {
       opened = true;

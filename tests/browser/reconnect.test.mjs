@@ -49,6 +49,8 @@ describe('live updates across a server restart', () => {
     await tv.page.locator('#live[data-status="live"]').waitFor();
 
     const phone = await openPerson(browser, server.baseUrl, 'phone', PHONE);
+    const sockets = [];
+    phone.page.on('websocket', (socket) => sockets.push(socket.url()));
     await phone.page.goto(`/t/${id}`); // any page of the origin, to reach its storage
     await phone.page.evaluate(([key, value]) => localStorage.setItem(key, value),
       [`lct:tournament:${id}`, JSON.stringify({ playerId: anna.playerId, playerToken: anna.playerToken })]);
@@ -73,6 +75,9 @@ describe('live updates across a server restart', () => {
     // The phone is online again, with its token.
     await tv.page.locator('#players li.is-online[data-player="Anna Nowak"]').waitFor();
     assert.deepEqual([...unexpected(tv), ...unexpected(phone)], []);
+    // The token went as a subprotocol: no URL that a proxy logs carries it.
+    assert.ok(sockets.length >= 3, `the phone's sockets: ${sockets}`);
+    assert.deepEqual(sockets.filter((url) => url.includes(anna.playerToken)), []);
   });
 
   it('a page ahead of a server restored from a backup forgets what the server no longer knows', async () => {

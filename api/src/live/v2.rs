@@ -1,6 +1,10 @@
 //! The v2 live socket `/api/v2/tournaments/{id}/live?since={version}`: plain JSON messages
 //! carrying the stream version; events after `since` are replayed from the store, then the
 //! stream goes on live without a gap or a duplicate at the seam.
+//!
+//! A player token makes the connection count as that player being online. It goes in the
+//! `Sec-WebSocket-Protocol` header (subprotocols `lct.v2, lct.token.<token>`, the server
+//! answering `lct.v2`), which proxies do not log as they log a URL; `?token=` is still read.
 
 use super::session::{self, ListenOnly, Outbox};
 use crate::context;
@@ -12,15 +16,32 @@ use crate::v2::tournaments::PathOf;
 use crate::AppState;
 use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::{Extension, State};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use live::ports::PresenceEntry;
 use live::Protocol;
 use uuid::Uuid;
 
+/// The subprotocol the server answers a client that offers it.
+const SUBPROTOCOL: &str = "lct.v2";
+/// The prefix of the subprotocol that carries a player token.
+const TOKEN_SUBPROTOCOL: &str = "lct.token.";
+
+/// The player token offered as a subprotocol, if any.
+fn offered_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .find_map(|protocol| protocol.trim().strip_prefix(TOKEN_SUBPROTOCOL))
+}
+
 pub async fn live(
     State(state): State<AppState>,
     PathOf(id): PathOf<String>,
     query: CiQuery,
+    headers: HeaderMap,
     slot: Option<Extension<LiveSlot>>,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, Problem> {
@@ -35,7 +56,7 @@ pub async fn live(
     let upgrade = upgrade.map_err(|_| ApiError::bad_request("This endpoint expects a WebSocket upgrade."))?;
     let current = state.service.get(tournament).await?;
     // With a player token the player counts as online while connected.
-    let online_as = match query.get("token") {
+    let online_as = match offered_token(&headers).or(query.get("token")) {
         Some(token) => {
             let player = state.tokens.player_of(tournament, token)?.ok_or_else(|| {
                 ApiError::new(axum::http::StatusCode::FORBIDDEN, "This token is not a player token of this tournament.")
@@ -56,7 +77,7 @@ pub async fn live(
     let (hub, presence) = (state.live.hub.clone(), state.live.presence.clone());
     drop(state);
     let tracker = hub.tracker().clone();
-    Ok(session::configure(upgrade).on_upgrade(move |socket| {
+    Ok(session::configure(upgrade).protocols([SUBPROTOCOL]).on_upgrade(move |socket| {
         let joining = Box::pin(join(hub, presence, tournament, since, online_as));
         tracker.track_future(run(joining, socket, slot))
     }))
