@@ -29,6 +29,7 @@ export class TournamentModel {
     this.nightStale = false;
     this.nightRetry = null;  // a timer reading the night again after a failed read
     this.newest = 0;         // the highest version the live stream has announced
+    this.applied = 0;        // live events applied to the view, counted
   }
 
   get version() { return this.view ? this.view.version : 0; }
@@ -137,8 +138,12 @@ export class TournamentModel {
     if (!this.reloading) {
       this.reloading = (async () => {
         for (let round = 0; round < 3; round += 1) {
+          const applied = this.applied;
           const [view, presence] = await Promise.all([api.tournament(this.id), this.readPresence()]);
-          this.view = view;
+          // Older than an event applied while it was on its way, it would undo that event for
+          // a moment (a taken team shown free); older than a view no event changed meanwhile,
+          // it is the server's word (its data was restored from a backup).
+          if (!this.view || view.version >= this.version || this.applied === applied) this.view = view;
           if (presence) this.online = new Set(presence.players.map(playerKey));
           this.changed();
           if (view.version >= this.newest) break;
@@ -218,6 +223,7 @@ export class TournamentModel {
       case 'ResultCorrected':
       case 'NightFinished':
         view.version = message.version;
+        this.applied += 1;
         this.changed();
         return this.readNight();
       default:
@@ -225,6 +231,7 @@ export class TournamentModel {
         return this.reload();
     }
     view.version = message.version;
+    this.applied += 1;
     this.changed();
     return null;
   }
