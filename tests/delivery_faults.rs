@@ -101,6 +101,21 @@ impl Watchers {
             assert_eq!(message["type"], "TeamClicked", "v2 client {i}: nothing more before the marker");
         }
     }
+
+    /// Every client's next message is a click list whose first click is on `team`.
+    async fn expect_click_on(&mut self, team: &str) {
+        let tournament = self.tournament.clone();
+        for (i, client) in self.signalr.iter_mut().enumerate() {
+            let payload = client.next_payload(&tournament).await;
+            assert_eq!(payload["type"], "TeamClicked", "SignalR client {i}: {payload}");
+            assert_eq!(payload["clickedTeams"][0]["team"], team, "SignalR client {i}: {payload}");
+        }
+        for (i, client) in self.live.iter_mut().enumerate() {
+            let message = client.next().await.expect("live socket open");
+            assert_eq!(message["type"], "TeamClicked", "v2 client {i}: {message}");
+            assert_eq!(message["clickedTeams"][0]["team"], team, "v2 client {i}: {message}");
+        }
+    }
 }
 
 /// Clicks as `name` through `base`: a marker every client receives.
@@ -191,17 +206,7 @@ async fn a_click_whose_answer_was_held_back_past_its_timeout_reaches_every_pod_t
     // ...then the script reaches Redis, which records the click and publishes its list to both
     // pods. Pod A drops its own publications; it reads the list again instead.
     a.link.set(Mode::Pass);
-    let tournament = watchers.tournament.clone();
-    for (i, client) in watchers.signalr.iter_mut().enumerate() {
-        let payload = client.next_payload(&tournament).await;
-        assert_eq!(payload["type"], "TeamClicked", "SignalR client {i}: {payload}");
-        assert_eq!(payload["clickedTeams"][0]["team"], "PSG", "SignalR client {i}: {payload}");
-    }
-    for (i, client) in watchers.live.iter_mut().enumerate() {
-        let message = client.next().await.expect("live socket open");
-        assert_eq!(message["type"], "TeamClicked", "v2 client {i}: {message}");
-        assert_eq!(message["clickedTeams"][0]["team"], "PSG", "v2 client {i}: {message}");
-    }
+    watchers.expect_click_on("PSG").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -227,17 +232,7 @@ async fn a_click_list_published_while_a_pod_was_not_subscribed_reaches_its_clien
     assert!(completion.get("error").is_none(), "{completion}");
     // Pod B is subscribed again: it reads the list it missed, and its clients get it.
     b.link.set(Mode::Pass);
-    let tournament = watchers.tournament.clone();
-    for (i, client) in watchers.signalr.iter_mut().enumerate() {
-        let payload = client.next_payload(&tournament).await;
-        assert_eq!(payload["type"], "TeamClicked", "SignalR client {i}: {payload}");
-        assert_eq!(payload["clickedTeams"][0]["team"], "PSG", "SignalR client {i}: {payload}");
-    }
-    for (i, client) in watchers.live.iter_mut().enumerate() {
-        let message = client.next().await.expect("live socket open");
-        assert_eq!(message["type"], "TeamClicked", "v2 client {i}: {message}");
-        assert_eq!(message["clickedTeams"][0]["team"], "PSG", "v2 client {i}: {message}");
-    }
+    watchers.expect_click_on("PSG").await;
 }
 
 /// The value of a sample of pod `server`'s metrics (name and labels exactly as exposed).

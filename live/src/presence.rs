@@ -11,6 +11,7 @@
 //! store may have lost or kept entries of this pod wholesale (a previous run under the same pod
 //! id, or the other pods taking this one for dead), [`Presence::reassert`] settles every player
 //! this pod holds.
+
 use crate::hub::Hub;
 use crate::ports::{LiveError, PresenceEntry, PresenceStore};
 use crate::Frame;
@@ -121,8 +122,8 @@ impl<F: Frame> Presence<F> {
     }
 
     /// Tells the store what `slot` (held locked) says of the player, and the tournament's
-    /// connections who is online now; on failure the player is left unsettled.
-    async fn tell_store(&self, key: Key, slot: &Slot) {
+    /// connections who is online now; on failure the player is left unsettled (and false).
+    async fn tell_store(&self, key: Key, slot: &Slot) -> bool {
         let (tournament, player) = key;
         let inner = &self.inner;
         let told = match (&slot.entry, slot.connections) {
@@ -133,6 +134,7 @@ impl<F: Frame> Presence<F> {
             Ok(players) => {
                 self.unsettled().remove(&key);
                 inner.hub.broadcast_presence(tournament, players);
+                true
             }
             Err(error) => {
                 let unsettled = self.unsettled().insert(key);
@@ -140,12 +142,13 @@ impl<F: Frame> Presence<F> {
                     let online = slot.connections > 0;
                     tracing::warn!(%tournament, online, cause = %error, "presence not recorded; retrying every heartbeat");
                 }
+                false
             }
         }
     }
 
-    /// Forgets the count of `key` once nobody holds or waits for it (the map's and this one)
-    /// and the store agrees with it.
+    /// Forgets the count of `key` once nobody but the map holds or waits for it and the store
+    /// agrees with it.
     fn forget_if_idle(&self, key: Key) {
         let mut counts = self.counts();
         let idle = counts
@@ -156,18 +159,21 @@ impl<F: Frame> Presence<F> {
         }
     }
 
-    /// Tells the store again about every player whose last store call failed.
+    /// Tells the store again about every player whose last store call failed. It stops at the
+    /// first call that fails again (the store is likely still down; the rest wait for the next
+    /// heartbeat), so a heartbeat is never held up by a store that does not answer.
     pub async fn settle(&self) {
         let keys: Vec<Key> = self.unsettled().iter().copied().collect();
         for key in keys {
             let count = self.count(key);
             let slot = count.lock().await;
-            if self.unsettled().contains(&key) {
-                self.tell_store(key, &slot).await;
-            }
+            let told = !self.unsettled().contains(&key) || self.tell_store(key, &slot).await;
             drop(slot);
             drop(count);
             self.forget_if_idle(key);
+            if !told {
+                return;
+            }
         }
     }
 

@@ -179,3 +179,18 @@ async fn reasserting_records_again_every_player_this_pod_holds() {
     presence.reassert().await;
     assert_eq!(store.players(tournament), vec![ann]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_heartbeat_tries_a_store_still_down_once_not_once_per_player() {
+    let (presence, store) = presence();
+    let tournament = Uuid::new_v4();
+    store.failing.store(true, Ordering::SeqCst);
+    let _ann = presence.connected(tournament, ann()).await;
+    let _bob = presence.connected(tournament, ann()).await;
+    assert_eq!(store.failed.load(Ordering::SeqCst), 2);
+    presence.settle().await;
+    assert_eq!(store.failed.load(Ordering::SeqCst), 3, "the heartbeat is not held up player by player");
+    store.failing.store(false, Ordering::SeqCst);
+    presence.settle().await;
+    assert_eq!(store.players(tournament).len(), 2);
+}

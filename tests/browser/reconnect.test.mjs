@@ -40,6 +40,30 @@ describe('live updates across a server restart', () => {
     await stopServer(server);
   });
 
+  /**
+   * Takes the operator's backup of the server's data (the server stopped, then started again)
+   * and runs `body` with `restore(page)`: it stops the server, waits until `page` says it is
+   * offline, puts the backup back and starts the server again on the same address.
+   */
+  async function withBackup(body) {
+    const { addr, dataDir } = server;
+    const backup = mkdtempSync(path.join(tmpdir(), 'lct-backup-'));
+    try {
+      await stopServer(server, { keepData: true });
+      cpSync(dataDir, backup, { recursive: true });
+      server = await startServer({ listen: addr, dataDir });
+      await body(async (page) => {
+        await stopServer(server, { keepData: true });
+        await page.locator('#live[data-status="offline"]').waitFor();
+        rmSync(dataDir, { recursive: true, force: true });
+        cpSync(backup, dataDir, { recursive: true });
+        server = await startServer({ listen: addr, dataDir });
+      });
+    } finally {
+      rmSync(backup, { recursive: true, force: true });
+    }
+  }
+
   it('the TV and a phone reconnect and catch up', async () => {
     const { id } = await v2(server, 'POST', '/tournaments', { name: 'Restart Cup', playerLimit: 3 });
     const anna = await v2(server, 'POST', `/tournaments/${id}/players`, { name: 'Anna', surname: 'Nowak' });
@@ -89,14 +113,7 @@ describe('live updates across a server restart', () => {
     await v2(server, 'POST', `/tournaments/${id}/draw`, undefined, organiserToken);
     await v2(server, 'POST', `/tournaments/${id}/fixtures`, { format: 'league', legs: 1 }, organiserToken);
 
-    // The operator's backup, taken with the server stopped.
-    const { addr, dataDir } = server;
-    const backup = mkdtempSync(path.join(tmpdir(), 'lct-backup-'));
-    try {
-      await stopServer(server, { keepData: true });
-      cpSync(dataDir, backup, { recursive: true });
-      server = await startServer({ listen: addr, dataDir });
-
+    await withBackup(async (restore) => {
       // After the backup: the match is played, and the TV shows its result.
       const tv = await openPerson(browser, server.baseUrl, 'tv-restored', DESKTOP);
       await tv.page.goto(`/t/${id}`);
@@ -106,11 +123,7 @@ describe('live updates across a server restart', () => {
       await result.getByText('2 – 1').waitFor();
 
       // The data is restored: as far as the server knows, the match was never played.
-      await stopServer(server, { keepData: true });
-      await tv.page.locator('#live[data-status="offline"]').waitFor();
-      rmSync(dataDir, { recursive: true, force: true });
-      cpSync(backup, dataDir, { recursive: true });
-      server = await startServer({ listen: addr, dataDir });
+      await restore(tv.page);
       await tv.page.locator('#live[data-status="live"]').waitFor({ timeout: 30_000 });
       await result.waitFor({ state: 'detached' });
 
@@ -118,21 +131,13 @@ describe('live updates across a server restart', () => {
       await v2(server, 'POST', `/tournaments/${id}/matches/1/result`, { homeGoals: 0, awayGoals: 3 }, organiserToken);
       await result.getByText('0 – 3').waitFor();
       assert.deepEqual(unexpected(tv), []);
-    } finally {
-      rmSync(backup, { recursive: true, force: true });
-    }
+    });
   });
 
   it('a phone whose player the restored server does not know says so and goes live', async () => {
     const { id } = await v2(server, 'POST', '/tournaments', { name: 'Forgotten player', playerLimit: 3 });
     await v2(server, 'POST', `/tournaments/${id}/players`, { name: 'Anna', surname: 'Nowak' });
-    const { addr, dataDir } = server;
-    const backup = mkdtempSync(path.join(tmpdir(), 'lct-backup-'));
-    try {
-      await stopServer(server, { keepData: true });
-      cpSync(dataDir, backup, { recursive: true });
-      server = await startServer({ listen: addr, dataDir });
-
+    await withBackup(async (restore) => {
       // Ben joins after the backup, on his phone.
       const ben = await v2(server, 'POST', `/tournaments/${id}/players`, { name: 'Ben', surname: 'Okafor' });
       const phone = await openPerson(browser, server.baseUrl, 'phone-forgotten', PHONE);
@@ -142,17 +147,11 @@ describe('live updates across a server restart', () => {
       await phone.page.locator('#live[data-status="live"]').waitFor();
 
       // Restored, the server knows nothing of Ben: it refuses his token on the live socket.
-      await stopServer(server, { keepData: true });
-      await phone.page.locator('#live[data-status="offline"]').waitFor();
-      rmSync(dataDir, { recursive: true, force: true });
-      cpSync(backup, dataDir, { recursive: true });
-      server = await startServer({ listen: addr, dataDir });
+      await restore(phone.page);
       await phone.page.locator('#status').getByText('This device is not a player of this tournament.').waitFor({ timeout: 30_000 });
       await phone.page.locator('#live[data-status="live"]').waitFor({ timeout: 30_000 });
       // Anna, who joined before the backup, is still there for everyone to see.
       await phone.page.locator('[data-player="Anna Nowak"]').waitFor();
-    } finally {
-      rmSync(backup, { recursive: true, force: true });
-    }
+    });
   });
 });
