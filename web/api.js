@@ -4,6 +4,11 @@
 
 const BASE = '/api/v2/tournaments';
 const RETRIES = 3;
+/**
+ * Longest wait for an answer to start: a request stalled on a bad network is given up and sent
+ * again (with the same idempotency key), rather than leaving its button busy for minutes.
+ */
+const REQUEST_TIMEOUT_MS = 10_000;
 
 /** An answer the server refused; `message` is the sentence to show the user. */
 export class ApiError extends Error {
@@ -78,7 +83,7 @@ async function request(method, path, { body, token } = {}) {
   for (let attempt = 0; ; attempt += 1) {
     let response;
     try {
-      response = await fetch(path, init);
+      response = await fetch(path, { ...init, signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
     } catch {
       if (attempt < RETRIES) { await wait(pause(null, attempt)); continue; }
       throw new ApiError('Cannot reach the server. Check the connection and try again.');
@@ -86,7 +91,8 @@ async function request(method, path, { body, token } = {}) {
     const text = response.status === 204 ? '' : await response.text();
     const data = text ? parseJson(text) : null;
     const pending = undecided(response.status, data);
-    if (pending && attempt < RETRIES) { await wait(pause(response, attempt)); continue; }
+    // Refused for its rate (429), a command did not run: it may go again after Retry-After.
+    if ((pending || response.status === 429) && attempt < RETRIES) { await wait(pause(response, attempt)); continue; }
     if (!pending && unsettled.delete(action)) keepUnsettled();
     if (response.ok) return data;
     const detail = (data && (data.detail || data.title)) || `The server answered ${response.status}.`;

@@ -110,6 +110,46 @@ describe('retried commands in the browser', () => {
     await phone.context.close();
   });
 
+  it('a join whose request stalls is given up and sent again with the same key', async () => {
+    const { id } = await callV2(server, 'POST', '/tournaments', { body: { name: 'Stalled', playerLimit: 3 } });
+    const phone = await openPerson(browser, server.baseUrl, 'phone-stalled', PHONE);
+    const keys = [];
+    await phone.page.route(`**/api/v2/tournaments/${id}/players`, (route) => {
+      keys.push(route.request().headers()['idempotency-key']);
+      // The first attempt goes nowhere and is never answered.
+      return keys.length === 1 ? new Promise(() => {}) : route.continue();
+    });
+    await phone.page.goto(`/player/register/${id}`);
+    await fillJoin(phone.page, 'Cleo', 'Silva');
+    await phone.page.waitForURL(`**/p/${id}`, { timeout: 30_000 });
+    await phone.page.locator('#me').getByText('Cleo Silva').waitFor();
+    assert.equal(keys.length, 2);
+    assert.equal(new Set(keys).size, 1, `one key for every attempt: ${keys}`);
+    await phone.context.close();
+  });
+
+  it('a join refused for its rate is sent again after Retry-After', async () => {
+    const { id } = await callV2(server, 'POST', '/tournaments', { body: { name: 'Rate', playerLimit: 3 } });
+    const phone = await openPerson(browser, server.baseUrl, 'phone-rate', PHONE);
+    let attempts = 0;
+    await phone.page.route(`**/api/v2/tournaments/${id}/players`, (route) => {
+      attempts += 1;
+      if (attempts > 1) return route.continue();
+      return route.fulfill({
+        status: 429,
+        contentType: 'application/problem+json',
+        headers: { 'retry-after': '1' },
+        body: JSON.stringify({ type: 'urn:lct:problem:rate-limited', title: 'Too Many Requests', status: 429,
+          detail: 'Too many requests; slow down.', requestId: '00000000-0000-0000-0000-000000000000' }),
+      });
+    });
+    await phone.page.goto(`/player/register/${id}`);
+    await fillJoin(phone.page, 'Dara', 'Kim');
+    await phone.page.waitForURL(`**/p/${id}`);
+    assert.equal(attempts, 2);
+    await phone.context.close();
+  });
+
   it('a TV opened while the server cannot answer shows the tournament once it can', async () => {
     const { id } = await callV2(server, 'POST', '/tournaments', { body: { name: 'Patient TV', playerLimit: 2 } });
     const tv = await openPerson(browser, server.baseUrl, 'tv', DESKTOP);
