@@ -160,6 +160,23 @@ async fn clearing_a_pod_removes_only_its_entries_and_names_the_tournaments_touch
     assert!(alive.state.clear_pod("dead-pod").await.unwrap().is_empty(), "nothing is left to clear");
 }
 
+/// A pod's index of its entries lives as long as the pod does: the tournaments' lists are kept
+/// alive by anyone's joins, so an index that lapsed on a pod with no new join for hours would
+/// leave that pod's players online for ever after it died.
+#[tokio::test]
+async fn a_heartbeat_keeps_the_index_of_the_pods_presence_entries_alive() {
+    let server = RedisServer::start().await;
+    let pod = Pod::connected(&server.url).await;
+    let tournament = Uuid::new_v4();
+    pod.state.join(tournament, &entry("Ann", "A"), "pod-a", Duration::from_secs(1)).await.unwrap();
+    pod.state.heartbeat(&pod_info("pod-a", 1), Duration::from_secs(3)).await.unwrap();
+    let ttl: i64 = server.cli(&["PTTL", "lct:pod-presence:pod-a"]).parse().unwrap();
+    assert!(ttl > 60_000, "the index lives as long as the pod sends heartbeats: PTTL {ttl} ms");
+    // A pod with no presence entries gets no index.
+    pod.state.heartbeat(&pod_info("pod-b", 1), Duration::from_secs(3)).await.unwrap();
+    assert_eq!(server.cli(&["EXISTS", "lct:pod-presence:pod-b"]), "0");
+}
+
 #[tokio::test]
 async fn pods_see_each_other_in_start_order_and_a_deregistered_pod_is_gone_at_once() {
     let server = RedisServer::start().await;

@@ -28,6 +28,7 @@ use fred::types::scripts::Script;
 use live::ports::{
     IdempotencyClaim, IdempotencyStore, LiveError, PodInfo, PodRegistry, PresenceEntry, PresenceStore, SharedSecrets,
 };
+use live::presence::PRESENCE_TTL;
 use std::collections::BTreeSet;
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -250,7 +251,11 @@ impl PodRegistry for RedisSharedState {
             .await
             .map_err(error)?;
         let () = pipeline.hset(PODS_KEY, (pod.id.as_str(), pod.started_at_ms)).await.map_err(error)?;
-        let (_, added): (String, i64) = pipeline.all().await.map_err(error)?;
+        // The index of the pod's presence entries lives as long as the pod: the tournaments'
+        // lists live on through anyone's joins, and the index is how they are cleared when the
+        // pod dies. (No-op when the pod holds no entry.)
+        let () = pipeline.pexpire(pod_presence_key(&pod.id), millis(PRESENCE_TTL), None).await.map_err(error)?;
+        let (_, added, _): (String, i64, i64) = pipeline.all().await.map_err(error)?;
         Ok(added > 0)
     }
 
