@@ -166,7 +166,9 @@ export function scoreSheet() {
   const penalties = $('#penalties', dialog);
   const error = $('#score-error', dialog);
   const saveButton = $('#score-save', dialog);
+  const cancelButton = $('#score-cancel', dialog);
   let current = null;
+  let saving = false;
 
   const value = (input) => Number.parseInt(input.value, 10);
   const level = () => value(home) === value(away);
@@ -182,7 +184,10 @@ export function scoreSheet() {
     });
   }
   for (const input of [home, away]) input.addEventListener('input', refresh);
-  $('#score-cancel', dialog).addEventListener('click', () => dialog.close());
+  cancelButton.addEventListener('click', () => dialog.close());
+  // While a save is on its way the sheet stays open, so that its answer (an error above all)
+  // is seen; Escape waits too.
+  dialog.addEventListener('cancel', (event) => { if (saving) event.preventDefault(); });
 
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
@@ -199,7 +204,9 @@ export function scoreSheet() {
       error.hidden = false;
       return;
     }
+    saving = true;
     saveButton.disabled = true;
+    cancelButton.disabled = true;
     saveButton.setAttribute('aria-busy', 'true');
     try {
       await current.save(h, a, current.knockout && h === a ? chosen : null);
@@ -208,7 +215,9 @@ export function scoreSheet() {
       error.textContent = err && err.message ? err.message : String(err);
       error.hidden = false;
     } finally {
+      saving = false;
       saveButton.disabled = false;
+      cancelButton.disabled = false;
       saveButton.removeAttribute('aria-busy');
     }
   });

@@ -6,7 +6,7 @@
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, stopServer, launchBrowser, openPerson, callV2, PHONE, DESKTOP } from './helpers.mjs';
+import { startServer, stopServer, launchBrowser, openPerson, openAsDevice, callV2, PHONE, DESKTOP } from './helpers.mjs';
 
 /** The problems of a person, less the lost answers and refusals this test makes on purpose. */
 const unexpected = (person) => person.problems.filter((p) =>
@@ -170,15 +170,48 @@ describe('retried commands in the browser', () => {
     await tv.context.close();
   });
 
-  it('a night read that fails is made again, and the TV shows the result', async () => {
-    const created = await callV2(server, 'POST', '/tournaments', { body: { name: 'Flaky night', playerLimit: 2 } });
-    const { id, organiserToken } = created;
-    for (const [name, team] of [['Anna', 'Chelsea'], ['Ben', 'PSG']]) {
-      const joined = await callV2(server, 'POST', `/tournaments/${id}/players`, { body: { name, surname: 'S' } });
+  /** A drawn tournament of two with its league of one match scheduled. */
+  async function scheduledNight(name) {
+    const { id, organiserToken } = await callV2(server, 'POST', '/tournaments', { body: { name, playerLimit: 2 } });
+    for (const [player, team] of [['Anna', 'Chelsea'], ['Ben', 'PSG']]) {
+      const joined = await callV2(server, 'POST', `/tournaments/${id}/players`, { body: { name: player, surname: 'S' } });
       await callV2(server, 'POST', `/tournaments/${id}/selection`, { body: { team }, token: joined.playerToken });
     }
     await callV2(server, 'POST', `/tournaments/${id}/draw`, { token: organiserToken });
     await callV2(server, 'POST', `/tournaments/${id}/fixtures`, { body: { format: 'league', legs: 1 }, token: organiserToken });
+    return { id, organiserToken };
+  }
+
+  it('the score sheet stays open while its save is on its way, and shows its refusal', async () => {
+    const { id, organiserToken } = await scheduledNight('Slow save');
+    const organiser = await openPerson(browser, server.baseUrl, 'organiser', PHONE);
+    let answer;
+    const answered = new Promise((resolve) => { answer = resolve; });
+    await organiser.page.route(`**/api/v2/tournaments/${id}/matches/1/result`, async (route) => {
+      await answered;
+      return route.fulfill({
+        status: 409,
+        contentType: 'application/problem+json',
+        body: JSON.stringify({ type: 'urn:lct:problem:night-already-finished', title: 'Conflict', status: 409,
+          detail: 'The night is finished; its results are final.', requestId: '00000000-0000-0000-0000-000000000000' }),
+      });
+    });
+    await openAsDevice(organiser, id, { organiserToken }, `/t/${id}`);
+    await organiser.page.locator('#next-matches li[data-match="1"]').getByRole('button', { name: 'Enter result' }).click();
+    const sheet = organiser.page.getByRole('dialog');
+    await sheet.getByRole('button', { name: 'Save result' }).click();
+    await sheet.locator('#score-save[aria-busy="true"]').waitFor();
+    // Leaving while it saves: Escape and Cancel do nothing until the answer.
+    await organiser.page.keyboard.press('Escape');
+    assert.ok(await sheet.getByRole('button', { name: 'Cancel' }).isDisabled());
+    answer();
+    await sheet.getByRole('alert').getByText('The night is finished; its results are final.').waitFor();
+    assert.ok(await sheet.isVisible(), 'the sheet shows why the save was refused');
+    await organiser.context.close();
+  });
+
+  it('a night read that fails is made again, and the TV shows the result', async () => {
+    const { id, organiserToken } = await scheduledNight('Flaky night');
     const tv = await openPerson(browser, server.baseUrl, 'tv-night', DESKTOP);
     await tv.page.goto(`/t/${id}`);
     await tv.page.locator('#live[data-status="live"]').waitFor();
