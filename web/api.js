@@ -82,13 +82,15 @@ async function request(method, path, { body, token } = {}) {
 
   for (let attempt = 0; ; attempt += 1) {
     let response;
+    let text;
     try {
+      // The answer read whole within the time, its body too: one cut short is no answer.
       response = await fetch(path, { ...init, signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
+      text = response.status === 204 ? '' : await response.text();
     } catch {
       if (attempt < RETRIES) { await wait(pause(null, attempt)); continue; }
       throw new ApiError('Cannot reach the server. Check the connection and try again.');
     }
-    const text = response.status === 204 ? '' : await response.text();
     const data = text ? parseJson(text) : null;
     const pending = undecided(response.status, data);
     // Refused for its rate (429), a command did not run: it may go again after Retry-After.
