@@ -1,7 +1,8 @@
 //! The embedded store through the real binary: a process killed in the middle of writing loses
-//! no acknowledged command; a full disk refuses commands (503) and leaves nothing half-written; a log damaged in the middle stops start-up with an error naming the
-//! file, the offset and the repair command; `lct store verify` and `lct store repair` do what
-//! they say, and lct then serves every valid record.
+//! no acknowledged command; a full disk refuses commands (503) and leaves nothing half-written;
+//! a log damaged in the middle stops start-up with an error naming the file, the offset and the
+//! repair command; `lct store verify` and `lct store repair` do what they say, and lct then
+//! serves every valid record.
 
 mod common;
 

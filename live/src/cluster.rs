@@ -11,8 +11,9 @@
 //! deregisters at once.
 //!
 //! On its first heartbeat, and when the others had taken it for dead, a pod clears whatever
-//! presence entries its id owns, then records again those of the players connected to it: a pod restarted under the same name leaves none of its previous
-//! run's players online. Every heartbeat also settles presence calls that failed.
+//! presence entries its id owns, then records again those of the players connected to it: a
+//! pod restarted under the same name leaves none of its previous run's players online. Every
+//! heartbeat also settles presence calls that failed.
 
 use crate::clock::Clock;
 use crate::hub::Hub;
