@@ -93,6 +93,15 @@ fn presence_fields(redis: &RedisServer, tournament: &str) -> Vec<String> {
     out.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect()
 }
 
+/// Waits (with a deadline) until the presence hash of `tournament` holds exactly `fields`.
+async fn until_presence_is(redis: &RedisServer, tournament: &str, fields: &[String]) {
+    let deadline = Instant::now() + SETTLE;
+    while presence_fields(redis, tournament) != fields {
+        assert!(Instant::now() < deadline, "presence is {:?}, not {fields:?}", presence_fields(redis, tournament));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Creates a v2 tournament with `players` joined; returns its id and each player's id and token.
 async fn tournament_with(http: &reqwest::Client, server: &Server, players: &[&str]) -> (String, Vec<(String, String)>) {
     let created: Value =
@@ -285,11 +294,7 @@ async fn a_pod_restarted_under_its_name_leaves_none_of_its_previous_runs_players
     let (tournament, players) = tournament_with(&http, &first, &["Anna", "Ben"]).await;
     let ((anna, anna_token), (ben, ben_token)) = (players[0].clone(), players[1].clone());
     let _anna_socket = online_through(&first, &tournament, &anna_token).await;
-    let deadline = Instant::now() + SETTLE;
-    while presence_fields(&redis, &tournament) != vec![format!("{anna}|pod-a")] {
-        assert!(Instant::now() < deadline, "presence never recorded");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_presence_is(&redis, &tournament, &[format!("{anna}|pod-a")]).await;
 
     // The process dies (an OOM kill, say) and comes back under the same name at once: nobody
     // else was there to prune it. Ben connects to the new run straight away.
@@ -297,15 +302,7 @@ async fn a_pod_restarted_under_its_name_leaves_none_of_its_previous_runs_players
     first.child.kill().await.unwrap();
     let second = pod(dir.path(), &redis, "pod-a").await;
     let _ben_socket = online_through(&second, &tournament, &ben_token).await;
-    let deadline = Instant::now() + SETTLE;
-    while presence_fields(&redis, &tournament) != vec![format!("{ben}|pod-a")] {
-        assert!(
-            Instant::now() < deadline,
-            "the previous run's players are still online: {:?}",
-            presence_fields(&redis, &tournament)
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_presence_is(&redis, &tournament, &[format!("{ben}|pod-a")]).await;
     let online: Value = json_of(http.get(second.url(&format!("/api/v2/tournaments/{tournament}/presence")))).await;
     let ids: Vec<&str> =
         online["players"].as_array().unwrap().iter().map(|p| p["playerId"].as_str().unwrap()).collect();

@@ -181,20 +181,26 @@ async fn the_draw_reaches_every_pod_when_its_publication_is_lost() {
     watchers.expect_nothing_more(click(&b.server.base, &id, "Anna")).await;
 }
 
+/// A tournament with Anna joined through the first pod and watched on every pod, once a first
+/// click of hers reached every client: Redis holds the record script from then on (a click
+/// sent by its digest alone would find nothing to run).
+async fn anna_watched_on_every_pod(pods: &[Pod], redis: &RedisServer, name: &str) -> (String, Watchers) {
+    let (http, a) = (client(), &pods[0]);
+    let id = create(&http, &a.server, name, 2).await;
+    assert_eq!(join(&http, &a.server.base, &id, "Anna", "S").await.status(), 200);
+    let mut watchers = Watchers::connect(pods, &id).await;
+    wait_for_numsub(redis, &id, pods.len() as u32).await;
+    watchers.expect_nothing_more(click(&a.server.base, &id, "Anna")).await;
+    (id, watchers)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_click_whose_answer_was_held_back_past_its_timeout_reaches_every_pod_the_clicking_one_too() {
     let redis = RedisServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let pods = pods(2, dir.path(), &redis, &[]).await;
     let a = &pods[0];
-    let http = client();
-    let id = create(&http, &a.server, "Held click", 2).await;
-    assert_eq!(join(&http, &a.server.base, &id, "Anna", "S").await.status(), 200);
-    let mut watchers = Watchers::connect(&pods, &id).await;
-    wait_for_numsub(&redis, &id, 2).await;
-    // A first click: Redis holds the record script from then on (a click sent by its digest
-    // alone would find nothing to run).
-    watchers.expect_nothing_more(click(&a.server.base, &id, "Anna")).await;
+    let (id, mut watchers) = anna_watched_on_every_pod(&pods, &redis, "Held click").await;
     let mut clicker = SignalR::connect(&a.server.base, &id).await;
 
     // Pod A's link holds everything back: the click's script waits in it past the click's
@@ -215,12 +221,7 @@ async fn a_click_list_published_while_a_pod_was_not_subscribed_reaches_its_clien
     let dir = tempfile::tempdir().unwrap();
     let pods = pods(2, dir.path(), &redis, &[]).await;
     let (a, b) = (&pods[0], &pods[1]);
-    let http = client();
-    let id = create(&http, &a.server, "Deaf pod", 2).await;
-    assert_eq!(join(&http, &a.server.base, &id, "Anna", "S").await.status(), 200);
-    let mut watchers = Watchers::connect(&pods, &id).await;
-    wait_for_numsub(&redis, &id, 2).await;
-    watchers.expect_nothing_more(click(&a.server.base, &id, "Anna")).await;
+    let (id, mut watchers) = anna_watched_on_every_pod(&pods, &redis, "Deaf pod").await;
 
     // Pod B's link to Redis is cut while Anna clicks on pod A: the list is published, answered,
     // and reaches pod A's clients only.

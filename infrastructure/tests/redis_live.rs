@@ -85,8 +85,13 @@ impl Pod {
 }
 
 /// Polls `condition` until it holds, failing the test after [`DEADLINE`].
-async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
+async fn eventually(what: &str, condition: impl FnMut() -> bool) {
+    eventually_within(DEADLINE, what, condition).await;
+}
+
+/// Polls `condition` until it holds, failing the test after `limit`.
+async fn eventually_within(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
     while !condition() {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -276,11 +281,10 @@ async fn a_subscriber_whose_connection_died_silently_connects_again_and_hears_it
     road.set(Mode::Vanish);
     eventually("Redis dropped the subscriber's connection", || subscribers(&server, &channel) == 0).await;
     // Found within a PING's period and timeout (seconds), then connected again.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while subscriber.resubscribed() == 0 {
-        assert!(Instant::now() < deadline, "the subscriber never noticed its connection was dead");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_within(Duration::from_secs(30), "the subscriber noticed its connection was dead", || {
+        subscriber.resubscribed() > 0
+    })
+    .await;
     assert_eq!(subscribers(&server, &channel), 1);
     publisher.bus.publish(&channel, b"heard again".to_vec()).await.unwrap();
     assert_eq!(subscriber.next_message().await, (channel, "heard again".to_owned()));

@@ -73,7 +73,6 @@ struct Common {
 }
 
 /// A read of a tournament's list under way.
-#[derive(Default)]
 struct Reread {
     /// Asked again since the read began: it is read once more.
     again: bool,
