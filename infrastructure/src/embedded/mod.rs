@@ -94,12 +94,17 @@ struct Shared {
     reader: File,
     state: Mutex<State>,
     options: EmbeddedOptions,
+    #[cfg(test)]
+    faults: writer::Faults,
 }
 
 struct State {
     index: Index,
     /// Our writer thread is writing a batch at `index.offset`: bytes past it are its own.
     in_flight: bool,
+    /// A failed batch could not be cut back: the log's bytes from `index.offset` to this end
+    /// are not the store's. The writer cuts them before its next write.
+    left_over: Option<u64>,
     /// The torn record the log was last found to end in.
     torn: Option<Torn>,
     /// The offset the last checkpoint written or read covers.
@@ -149,8 +154,16 @@ impl EmbeddedEventStore {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "embedded event store opened"
         );
-        let state = State { index, in_flight: false, torn, checkpointed };
-        let shared = Arc::new(Shared { dir, log_path, reader, state: Mutex::new(state), options });
+        let state = State { index, in_flight: false, left_over: None, torn, checkpointed };
+        let shared = Arc::new(Shared {
+            dir,
+            log_path,
+            reader,
+            state: Mutex::new(state),
+            options,
+            #[cfg(test)]
+            faults: writer::Faults::default(),
+        });
         let writer = writer::Handle::start(Arc::clone(&shared), log, presence)?;
         Ok(Self { shared, writer: Arc::new(writer) })
     }
@@ -347,10 +360,11 @@ impl Shared {
 
 impl Shared {
     /// Whether the index covers everything readable in a log of `len` bytes: nothing was
-    /// written since, or only our writer's batch, or the log still ends in the torn record
-    /// last seen, byte for byte (a tail cut and written again to the same length is new).
+    /// written since, or only our writer's batch or the failed batch it left over, or the log
+    /// still ends in the torn record last seen, byte for byte (a tail cut and written again to
+    /// the same length is new).
     fn up_to_date(&self, state: &State, len: u64) -> Result<bool, StoreError> {
-        if len == state.index.offset || (state.in_flight && len > state.index.offset) {
+        if len == state.index.offset || (state.in_flight && len > state.index.offset) || state.left_over == Some(len) {
             return Ok(true);
         }
         match &state.torn {

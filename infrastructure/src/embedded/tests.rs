@@ -347,3 +347,36 @@ async fn verify_reports_a_healthy_directory_with_its_counts() {
     assert!(report.findings.is_empty() && !report.needs_repair());
     assert!(report.to_string().ends_with("state: healthy"), "{report}");
 }
+
+#[tokio::test]
+async fn a_failed_batch_the_disk_would_not_let_go_of_is_never_read_as_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedEventStore::open_with(dir.path(), no_checkpoints()).unwrap();
+    let kept = Uuid::new_v4();
+    store.append(append(kept, "Kept")).await.unwrap();
+    // The disk takes the batch's bytes but fails their fsync, then fails the cut back twice.
+    let faults = &store.shared.faults;
+    faults.syncs.store(1, std::sync::atomic::Ordering::SeqCst);
+    faults.cuts.store(2, std::sync::atomic::Ordering::SeqCst);
+    let lost = Uuid::new_v4();
+    assert!(matches!(store.append(append(lost, "Lost")).await, Err(StoreError::Unavailable(_))));
+    // Its caller was told it failed, so nobody reads it.
+    assert!(store.load(lost, 0).await.unwrap().is_empty());
+    // The next append is refused while the failed batch cannot be cut off, rather than
+    // written after it.
+    let next = Uuid::new_v4();
+    assert!(matches!(store.append(append(next, "Next")).await, Err(StoreError::Unavailable(_))));
+    assert!(store.load(lost, 0).await.unwrap().is_empty());
+    // The disk recovers: the failed batch is cut off and the append committed.
+    store.append(append(next, "Next")).await.unwrap();
+    assert!(store.load(lost, 0).await.unwrap().is_empty());
+    let name_free = store.append(append(Uuid::new_v4(), "Lost")).await;
+    assert!(name_free.is_ok(), "the failed batch's name claim is not held: {name_free:?}");
+    drop(store);
+    let reopened = EmbeddedEventStore::open(dir.path()).unwrap();
+    assert!(reopened.load(lost, 0).await.unwrap().is_empty());
+    assert_eq!(reopened.load(kept, 0).await.unwrap().len(), 1);
+    assert_eq!(reopened.load(next, 0).await.unwrap().len(), 1);
+    drop(reopened);
+    assert!(!verify(dir.path()).unwrap().needs_repair());
+}

@@ -6,10 +6,12 @@
 
 use super::format::{self, CommitOut, Kind, HEADER_LEN, MAX_RECORD_LEN};
 use super::index::{BatchView, CommitFacts};
-use super::{io_error, Shared};
+use super::{io_error, Shared, State};
 use domain::ports::{AppendRequest, RecordedEvent, StoreError};
 use std::fs::File;
 use std::io::Write;
+#[cfg(test)]
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -78,7 +80,33 @@ fn run(shared: &Shared, log: &File, appends: &mpsc::Receiver<Pending>) {
         commit(shared, log, batch);
         shared.checkpoint_if_grown(shared.options.checkpoint_every);
     }
+    if shared.state().left_over.is_some() && log.lock().is_ok() {
+        let _ = cut_left_over(shared, log, &mut shared.state());
+        let _ = log.unlock();
+    }
     shared.checkpoint_if_grown(shared.options.checkpoint_at_open_and_close);
+}
+
+/// Cuts off a failed batch that could not be cut back when it failed, under the exclusive lock
+/// of the log. While it cannot be, nothing is written (after bytes that are not the store's).
+/// Should another process sharing the directory have written after them meanwhile, it has read
+/// them as committed, and they stay.
+fn cut_left_over(shared: &Shared, log: &File, state: &mut State) -> Result<(), StoreError> {
+    let Some(end) = state.left_over else {
+        return Ok(());
+    };
+    if shared.log_len()? == end {
+        cut_back(shared, log, state.index.offset)
+            .map_err(|e| io_error("cutting a failed write off the event log", e))?;
+        tracing::info!(bytes = end - state.index.offset, "a failed write was cut off the event log");
+    } else {
+        tracing::error!(
+            offset = state.index.offset,
+            "another process wrote after a failed write that could not be cut off the event log; its records stay"
+        );
+    }
+    state.left_over = None;
+    Ok(())
 }
 
 /// One accepted append of a batch: where its record is in the batch's bytes.
@@ -100,7 +128,7 @@ fn commit(shared: &Shared, log: &File, batch: Vec<Pending>) {
     let mut outcomes: Vec<Result<Accepted, StoreError>> = Vec::with_capacity(batch.len());
     let start = {
         let mut state = shared.state();
-        match shared.catch_up(&mut state, Some(log)) {
+        match cut_left_over(shared, log, &mut state).and_then(|()| shared.catch_up(&mut state, Some(log))) {
             Ok(()) => {
                 let mut view = BatchView::default();
                 for pending in &batch {
@@ -119,7 +147,7 @@ fn commit(shared: &Shared, log: &File, batch: Vec<Pending>) {
     };
     let mut failure = None;
     if !bytes.is_empty() {
-        let written = (&*log).write_all(&bytes).and_then(|()| log.sync_data());
+        let written = (&*log).write_all(&bytes).and_then(|()| sync(shared, log));
         let mut state = shared.state();
         match written {
             Ok(()) => {
@@ -131,9 +159,12 @@ fn commit(shared: &Shared, log: &File, batch: Vec<Pending>) {
                 }
             }
             Err(error) => {
-                // Nothing of the batch is kept: cut back what may have reached the file.
-                if let Err(cut) = log.set_len(start).and_then(|()| log.sync_all()) {
-                    tracing::error!(%cut, "the event log could not be cut back after a failed write");
+                // Nothing of the batch is kept: cut back what may have reached the file. If
+                // that fails too, the bytes are left over: not read, and cut before the next
+                // write.
+                if let Err(cut) = cut_back(shared, log, start) {
+                    tracing::error!(%cut, "the event log could not be cut back after a failed write; it is before the next");
+                    state.left_over = Some(shared.log_len().unwrap_or(start + bytes.len() as u64));
                 }
                 failure = Some(io_error("writing the event log", error));
             }
@@ -148,6 +179,43 @@ fn commit(shared: &Shared, log: &File, batch: Vec<Pending>) {
             (Err(refused), _) => Err(refused),
         };
         let _ = pending.answer.send(answer);
+    }
+}
+
+/// Makes the batch just written durable.
+fn sync(shared: &Shared, log: &File) -> std::io::Result<()> {
+    #[cfg(test)]
+    if Faults::take(&shared.faults.syncs) {
+        return Err(std::io::Error::other("the disk failed the fsync (a test's fault)"));
+    }
+    let _ = shared;
+    log.sync_data()
+}
+
+/// Cuts the log back to `len` bytes, durably.
+fn cut_back(shared: &Shared, log: &File, len: u64) -> std::io::Result<()> {
+    #[cfg(test)]
+    if Faults::take(&shared.faults.cuts) {
+        return Err(std::io::Error::other("the disk failed the cut (a test's fault)"));
+    }
+    let _ = shared;
+    log.set_len(len).and_then(|()| log.sync_all())
+}
+
+/// Faults a test makes the disk show the writer: the next `syncs` fsyncs of a batch and the
+/// next `cuts` cuts back fail (after a batch's bytes were written, as a disk that takes the
+/// write and fails its flush does).
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub(super) struct Faults {
+    pub(super) syncs: AtomicU32,
+    pub(super) cuts: AtomicU32,
+}
+
+#[cfg(test)]
+impl Faults {
+    fn take(count: &AtomicU32) -> bool {
+        count.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
     }
 }
 
