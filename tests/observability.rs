@@ -596,3 +596,38 @@ async fn metrics_count_the_traffic_that_happened() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn methods_and_paths_a_client_makes_up_cannot_grow_the_metrics_or_the_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]).await;
+    let http = client();
+    for n in 0..40 {
+        let method = reqwest::Method::from_bytes(format!("MADEUP{n}").as_bytes()).unwrap();
+        http.request(method, server.url("/liveness")).send().await.unwrap();
+    }
+    // One method of 100 000 bytes, and a path of 30 000 that no route matches.
+    let long_path = format!("/{}", "p".repeat(30_000));
+    let mut raw = TcpStream::connect(server.addr).await.unwrap();
+    let request = format!("{} {long_path} HTTP/1.1\r\nHost: lct\r\nConnection: close\r\n\r\n", "A".repeat(100_000));
+    raw.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = raw.read_to_end(&mut answer).await;
+    let id = String::from_utf8_lossy(&answer)
+        .lines()
+        .find_map(|l| l.strip_prefix("x-request-id: ").map(str::to_owned))
+        .expect("the made-up request is answered with its id");
+
+    let text = scrape(&http, &server).await;
+    assert!(!text.contains("MADEUP"), "a method a client made up became a series");
+    assert!(!text.contains("AAAA"), "a method a client made up became a series");
+    let series = text.lines().filter(|l| l.starts_with("lct_http_requests_total{")).count();
+    assert!(series <= 4, "{series} request series:\n{text}");
+    assert!(text.len() < 64 * 1024, "the exposition is {} bytes", text.len());
+    // The log line names the request without repeating what the client made up.
+    let line = eventually("the made-up request's line", || request_line(&server, &id)).await;
+    let logged = line.to_string();
+    assert!(logged.len() < 4096, "a log line of {} bytes", logged.len());
+    assert_eq!(line["Method"], "_OTHER");
+    assert!(line["url.path"].as_str().unwrap().starts_with("/ppp"));
+}

@@ -4,7 +4,7 @@
 
 use crate::metrics::{Metrics, UNMATCHED_ROUTE};
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use std::cell::Cell;
@@ -41,6 +41,36 @@ pub fn set_tournament(id: Uuid) {
     let _ = CONTEXT.try_with(|c| c.tournament.set(Some(id)));
 }
 
+/// Longest path written to a request's span and log line.
+const MAX_LOGGED_PATH: usize = 512;
+
+/// The request's method as metrics, spans and logs name it: one of HTTP's own, or `_OTHER` (as
+/// OpenTelemetry names a method it does not know) for any a client makes up, so that clients
+/// cannot add series or fill log lines at will.
+fn method_name(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "_OTHER",
+    }
+}
+
+/// `path` cut to [`MAX_LOGGED_PATH`] bytes at most (a client chooses a path no route matches).
+fn clipped(path: &str) -> &str {
+    if path.len() <= MAX_LOGGED_PATH {
+        return path;
+    }
+    let end = (0..=MAX_LOGGED_PATH).rev().find(|&i| path.is_char_boundary(i)).unwrap_or(0);
+    &path[..end]
+}
+
 /// Assigns the request id, runs the request inside its context and its trace span, counts it in
 /// the metrics and writes one log line.
 ///
@@ -51,9 +81,9 @@ pub fn set_tournament(id: Uuid) {
 pub async fn request_context(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = Uuid::new_v4();
-    let method = request.method().clone();
+    let method = method_name(request.method());
     let matched = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
-    let path = request.uri().path().to_owned();
+    let path = clipped(request.uri().path()).to_owned();
     let route = matched.clone().unwrap_or_else(|| path.clone());
     let context = RequestContext { id, tournament: Cell::new(None) };
     let span = tracing::info_span!(
@@ -79,7 +109,7 @@ pub async fn request_context(State(metrics): State<Metrics>, request: Request, n
     }
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
-    metrics.observe_request(matched.as_deref().unwrap_or(UNMATCHED_ROUTE), method.as_str(), status, elapsed);
+    metrics.observe_request(matched.as_deref().unwrap_or(UNMATCHED_ROUTE), method, status, elapsed);
     span.record("http.response.status_code", status);
     if status >= 500 {
         span.record("otel.status_code", "ERROR");
