@@ -88,10 +88,13 @@ pub async fn run(
     warn_if_fd_limit_below(settings.max_connections);
     let addr = listener.local_addr()?;
     tracing::info!(addr = %addr, environment = %settings.environment, "listening");
+    // One grace for the whole drain, HTTP requests and WebSockets alike, from the signal on.
+    let stopping = Arc::new(std::sync::OnceLock::new());
     let draining = {
-        let hub = hub.clone();
+        let (hub, stopping) = (hub.clone(), Arc::clone(&stopping));
         async move {
             shutdown.await;
+            let _ = stopping.set(tokio::time::Instant::now());
             hub.drain();
         }
     };
@@ -101,7 +104,8 @@ pub async fn run(
     served?;
     cluster.stop().await;
     hub.tracker().close();
-    if tokio::time::timeout(settings.shutdown_grace(), hub.tracker().wait()).await.is_err() {
+    let deadline = stopping.get().copied().unwrap_or_else(tokio::time::Instant::now) + settings.shutdown_grace();
+    if tokio::time::timeout_at(deadline, hub.tracker().wait()).await.is_err() {
         tracing::warn!("grace period over with live connections still open");
     }
     tracing::info!("stopped");

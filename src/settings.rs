@@ -164,6 +164,10 @@ pub struct Settings {
     /// beyond.
     #[arg(long, env = "LCT_REQUEST_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub request_timeout_ms: u64,
+    /// Longest time in ms a connection may take no bytes while the server has some to write to
+    /// it (a client that does not read its answers); the connection is then closed.
+    #[arg(long, env = "LCT_SEND_TIMEOUT_MS", default_value_t = 40_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub send_timeout_ms: u64,
     /// Open connections (HTTP and WebSocket) in all; more are answered 503 and closed. Keep it
     /// below the process's file descriptor limit. 0 is no cap.
     #[arg(long, env = "LCT_MAX_CONNECTIONS", default_value_t = 10_000)]
@@ -259,6 +263,8 @@ impl Settings {
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             max_connections: self.max_connections,
             max_connections_per_client: self.max_connections_per_client,
+            send_timeout: Duration::from_millis(self.send_timeout_ms),
+            drain_grace: self.shutdown_grace(),
         }
     }
 }

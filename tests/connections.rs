@@ -166,6 +166,57 @@ async fn connections_over_the_global_cap_are_refused_and_served_again_once_below
     }
 }
 
+/// A connection from `from` that asks for twenty copies of a large answer at once (Swagger UI's
+/// script, 1.4 MB) and never reads them, through a receive buffer of 4 KiB: the server's writes
+/// to it stall.
+async fn stalled_reader(server: &Server, from: &str) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.bind(SocketAddr::new(from.parse::<IpAddr>().unwrap(), 0)).unwrap();
+    let mut stream = socket.connect(server.addr).await.unwrap();
+    let request = "GET /swagger/swagger-ui-bundle.js HTTP/1.1\r\nHost: lct\r\n\r\n".repeat(20);
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_its_answers_loses_its_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = FAST_TIMEOUTS.to_vec();
+    env.extend([("LCT_MAX_CONNECTIONS_PER_CLIENT", "1"), ("LCT_SEND_TIMEOUT_MS", "1000")]);
+    let server = Server::start(dir.path(), &env).await;
+    let _stalled = stalled_reader(&server, "127.0.0.3").await;
+    // The stalled connection holds the address's one place...
+    assert_eq!(liveness_from(&server, "127.0.0.3").await, Some(503));
+    // ...until the server gives up writing to it.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while liveness_from(&server, "127.0.0.3").await != Some(200) {
+        assert!(tokio::time::Instant::now() < deadline, "a client that never reads holds its connection for ever");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn shutdown_ends_within_its_grace_while_a_client_never_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = FAST_TIMEOUTS.to_vec();
+    env.push(("LCT_SHUTDOWN_GRACE", "2"));
+    let server = Server::start(dir.path(), &env).await;
+    let _stalled = stalled_reader(&server, "127.0.0.3").await;
+    // The server has started answering it (and got stuck) before it is told to stop.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !server
+        .log_lines()
+        .iter()
+        .any(|l| l["message"] == "request finished" && l["url.path"] == "/swagger/swagger-ui-bundle.js")
+    {
+        assert!(tokio::time::Instant::now() < deadline, "the large answer never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // `stop` sends SIGTERM and fails the test if lct has not exited 30 s later.
+    assert!(server.stop().await.success());
+}
+
 /// The open live connections the server reports on `/metrics`.
 async fn live_connections(server: &Server) -> u64 {
     let text = client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();

@@ -40,6 +40,13 @@ pub struct ServerOptions {
     pub max_connections: usize,
     /// Open connections of one client address.
     pub max_connections_per_client: usize,
+    /// Longest time a connection's socket may take no bytes while the server has some to write
+    /// (a client that does not read its answers): the connection is then closed. Longer than a
+    /// live connection's own limit, so that a WebSocket session closes a slow client itself.
+    pub send_timeout: Duration,
+    /// On shutdown, how long requests in flight are waited for before their connections are
+    /// closed.
+    pub drain_grace: Duration,
 }
 
 impl Default for ServerOptions {
@@ -50,6 +57,8 @@ impl Default for ServerOptions {
             request_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             max_connections_per_client: 256,
+            send_timeout: Duration::from_secs(40),
+            drain_grace: Duration::from_secs(20),
         }
     }
 }
@@ -75,6 +84,7 @@ impl Refusal {
 struct Counts {
     max_total: usize,
     max_per_client: usize,
+    send_timeout: Duration,
     total: AtomicUsize,
     per_client: Mutex<HashMap<IpAddr, usize>>,
 }
@@ -116,6 +126,7 @@ impl ConnectionLimits {
         let counts = Counts {
             max_total: options.max_connections,
             max_per_client: options.max_connections_per_client,
+            send_timeout: options.send_timeout,
             total: AtomicUsize::new(0),
             per_client: Mutex::new(HashMap::new()),
         };
@@ -168,10 +179,37 @@ impl ConnectionLimits {
 }
 
 /// A socket that holds its connection's place under the caps for as long as it lives (an
-/// upgraded WebSocket included).
+/// upgraded WebSocket included), and fails its writes once it has taken no bytes for the send
+/// timeout.
 struct Admitted {
     stream: TcpStream,
-    _slot: Slot,
+    slot: Slot,
+    /// Since when the socket has taken no bytes, while it has some to take.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Admitted {
+    fn new(stream: TcpStream, slot: Slot) -> Self {
+        Self { stream, slot, stalled: None }
+    }
+
+    /// A write's outcome, with the stall it ends or continues: `Pending` becomes an error once
+    /// the socket has been stalled for the send timeout.
+    fn watch<T>(&mut self, cx: &mut Context<'_>, written: Poll<std::io::Result<T>>) -> Poll<std::io::Result<T>> {
+        if written.is_ready() {
+            self.stalled = None;
+            return written;
+        }
+        let timeout = self.slot.counts.send_timeout;
+        let stalled = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client took no bytes within the send timeout",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 impl AsyncRead for Admitted {
@@ -182,7 +220,8 @@ impl AsyncRead for Admitted {
 
 impl AsyncWrite for Admitted {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        let written = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.watch(cx, written)
     }
 
     fn poll_write_vectored(
@@ -190,7 +229,8 @@ impl AsyncWrite for Admitted {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        let written = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.watch(cx, written)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -213,8 +253,9 @@ const MAX_LINGERING: usize = 256;
 const LINGER: Duration = Duration::from_secs(1);
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting and waits for the
-/// requests in flight (idle connections are closed at once; upgraded WebSockets are not waited
-/// for, their own sessions end them).
+/// requests in flight, for [`ServerOptions::drain_grace`] at most: the connections still busy
+/// then are closed (idle connections are closed at once; upgraded WebSockets are not waited for,
+/// their own sessions end them).
 pub async fn serve<S>(
     listener: TcpListener,
     app: S,
@@ -235,6 +276,7 @@ where
     // Connections in flight, and the signal that tells them to finish their request and close.
     let connections = tokio_util::task::TaskTracker::new();
     let stop = tokio_util::sync::CancellationToken::new();
+    let force = tokio_util::sync::CancellationToken::new();
     let lingering = Arc::new(AtomicUsize::new(0));
     tokio::pin!(shutdown);
     loop {
@@ -269,16 +311,19 @@ where
             app.clone().oneshot(request)
         });
         let connection = http
-            .serve_connection(TokioIo::new(Admitted { stream, _slot: slot }), TowerToHyperService::new(service))
+            .serve_connection(TokioIo::new(Admitted::new(stream, slot)), TowerToHyperService::new(service))
             .with_upgrades();
-        let stop = stop.clone();
+        let (stop, force) = (stop.clone(), force.clone());
         connections.spawn(async move {
             tokio::pin!(connection);
             let ended = tokio::select! {
                 ended = connection.as_mut() => ended,
                 () = stop.cancelled() => {
                     connection.as_mut().graceful_shutdown();
-                    connection.await
+                    tokio::select! {
+                        ended = connection => ended,
+                        () = force.cancelled() => return,
+                    }
                 }
             };
             if let Err(error) = ended {
@@ -289,7 +334,14 @@ where
     drop(listener);
     stop.cancel();
     connections.close();
-    connections.wait().await;
+    if tokio::time::timeout(options.drain_grace, connections.wait()).await.is_err() {
+        tracing::warn!(
+            open = connections.len(),
+            "grace period over with requests in flight; closing their connections"
+        );
+        force.cancel();
+        connections.wait().await;
+    }
     Ok(())
 }
 
