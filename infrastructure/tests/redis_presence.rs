@@ -59,17 +59,40 @@ fn ids(pods: &[PodInfo]) -> Vec<&str> {
     pods.iter().map(|p| p.id.as_str()).collect()
 }
 
+fn held(value: &str) -> IdempotencyClaim {
+    IdempotencyClaim::Held(value.to_owned())
+}
+
+/// Waits until `key` has expired.
+async fn expired(server: &RedisServer, key: &str) {
+    let deadline = Instant::now() + DEADLINE;
+    while server.cli(&["EXISTS", key]) != "0" {
+        assert!(Instant::now() < deadline, "{key} never expired");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Asserts that `key` still holds `value` for about a lease.
+fn still_held(server: &RedisServer, key: &str, value: &str) {
+    assert_eq!(server.cli(&["EXISTS", key]), "1", "{key} was deleted");
+    assert_eq!(server.cli(&["GET", key]), value, "{key} was overwritten");
+    let ttl_ms: i64 = server.cli(&["PTTL", key]).parse().unwrap();
+    assert!(ttl_ms > 50_000 && ttl_ms <= 60_000, "PTTL {ttl_ms}");
+}
+
 #[tokio::test]
-async fn an_idempotency_key_is_claimed_by_one_pod_then_pending_then_done_for_all() {
+async fn an_idempotency_key_is_claimed_by_one_pod_then_held_by_its_marker_then_by_its_response() {
     let server = RedisServer::start().await;
     let (one, two) = (Pod::connected(&server.url).await, Pod::connected(&server.url).await);
 
-    assert_eq!(one.state.claim("k1", TTL).await.unwrap(), IdempotencyClaim::Claimed);
-    assert_eq!(two.state.claim("k1", TTL).await.unwrap(), IdempotencyClaim::Pending);
-    one.state.complete("k1", r#"{"id":7}"#, TTL).await.unwrap();
-    assert_eq!(two.state.claim("k1", TTL).await.unwrap(), IdempotencyClaim::Done(r#"{"id":7}"#.to_owned()));
-    let ttl_ms: i64 = server.cli(&["PTTL", "lct:idem:k1"]).parse().unwrap();
-    assert!(ttl_ms > 50_000 && ttl_ms <= 60_000, "PTTL {ttl_ms}");
+    assert_eq!(one.state.claim("k1", "m-one", TTL).await.unwrap(), IdempotencyClaim::Claimed);
+    still_held(&server, "lct:idem:k1", "m-one");
+    assert_eq!(two.state.claim("k1", "m-two", TTL).await.unwrap(), held("m-one"));
+    assert!(one.state.complete("k1", "m-one", r#"{"id":7}"#, TTL).await.unwrap());
+    assert_eq!(two.state.claim("k1", "m-two", TTL).await.unwrap(), held(r#"{"id":7}"#));
+    still_held(&server, "lct:idem:k1", r#"{"id":7}"#);
+    assert!(!one.state.release("k1", "m-one").await.unwrap(), "a response is not a claim");
+    still_held(&server, "lct:idem:k1", r#"{"id":7}"#);
 }
 
 #[tokio::test]
@@ -77,21 +100,56 @@ async fn a_released_key_runs_again_and_a_forgotten_key_is_not_completed() {
     let server = RedisServer::start().await;
     let pod = Pod::connected(&server.url).await;
 
-    assert_eq!(pod.state.claim("k2", TTL).await.unwrap(), IdempotencyClaim::Claimed);
-    pod.state.release("k2").await.unwrap();
+    assert_eq!(pod.state.claim("k2", "m1", TTL).await.unwrap(), IdempotencyClaim::Claimed);
+    assert!(pod.state.release("k2", "m1").await.unwrap());
     assert_eq!(server.cli(&["EXISTS", "lct:idem:k2"]), "0");
     // Completing a key no longer held does not bring it back.
-    pod.state.complete("k2", "late", TTL).await.unwrap();
+    assert!(!pod.state.complete("k2", "m1", "late", TTL).await.unwrap());
     assert_eq!(server.cli(&["EXISTS", "lct:idem:k2"]), "0");
-    assert_eq!(pod.state.claim("k2", TTL).await.unwrap(), IdempotencyClaim::Claimed);
+    assert_eq!(pod.state.claim("k2", "m2", TTL).await.unwrap(), IdempotencyClaim::Claimed);
 
-    assert_eq!(pod.state.claim("k3", Duration::from_millis(100)).await.unwrap(), IdempotencyClaim::Claimed);
-    let deadline = Instant::now() + DEADLINE;
-    while server.cli(&["EXISTS", "lct:idem:k3"]) != "0" {
-        assert!(Instant::now() < deadline, "the key never expired");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(pod.state.claim("k3", TTL).await.unwrap(), IdempotencyClaim::Claimed, "an expired key is claimed anew");
+    assert_eq!(pod.state.claim("k3", "m1", Duration::from_millis(100)).await.unwrap(), IdempotencyClaim::Claimed);
+    expired(&server, "lct:idem:k3").await;
+    assert_eq!(
+        pod.state.claim("k3", "m2", TTL).await.unwrap(),
+        IdempotencyClaim::Claimed,
+        "an expired key is claimed anew"
+    );
+}
+
+#[tokio::test]
+async fn a_key_claimed_again_after_its_lease_is_neither_released_nor_completed_by_its_first_owner() {
+    let server = RedisServer::start().await;
+    let (one, two) = (Pod::connected(&server.url).await, Pod::connected(&server.url).await);
+
+    assert_eq!(one.state.claim("k4", "first", Duration::from_millis(100)).await.unwrap(), IdempotencyClaim::Claimed);
+    // The first command outlives its lease; a retry on another pod claims the key and runs.
+    expired(&server, "lct:idem:k4").await;
+    assert_eq!(two.state.claim("k4", "retry", TTL).await.unwrap(), IdempotencyClaim::Claimed);
+    let retry = server.cli(&["GET", "lct:idem:k4"]);
+    // The first command fails, or succeeds: either way the key stays the retry's.
+    assert!(!one.state.release("k4", "first").await.unwrap());
+    still_held(&server, "lct:idem:k4", &retry);
+    assert!(!one.state.complete("k4", "first", r#"{"id":1}"#, TTL).await.unwrap());
+    still_held(&server, "lct:idem:k4", &retry);
+    assert_eq!(one.state.claim("k4", "third", TTL).await.unwrap(), held("retry"), "a third request would run");
+    assert!(two.state.complete("k4", "retry", r#"{"id":2}"#, TTL).await.unwrap());
+    assert_eq!(one.state.claim("k4", "third", TTL).await.unwrap(), held(r#"{"id":2}"#));
+}
+
+#[tokio::test]
+async fn an_old_pods_claim_is_pending_for_a_new_pod_and_not_its_to_release_or_complete() {
+    let server = RedisServer::start().await;
+    let pod = Pod::connected(&server.url).await;
+
+    // A pod of the previous release claims with an empty value.
+    server.cli(&["SET", "lct:idem:k5", "", "PX", "60000"]);
+    assert_eq!(pod.state.claim("k5", "mine", TTL).await.unwrap(), held(""));
+    // A new pod whose own claim of the key lapsed earlier leaves the old pod's claim alone.
+    assert!(!pod.state.release("k5", "mine").await.unwrap());
+    still_held(&server, "lct:idem:k5", "");
+    assert!(!pod.state.complete("k5", "mine", "late", TTL).await.unwrap());
+    still_held(&server, "lct:idem:k5", "");
 }
 
 #[tokio::test]
@@ -247,7 +305,7 @@ async fn every_call_fails_fast_while_redis_is_down() {
     let ann = entry("Ann", "A");
     for _ in 0..2 {
         let started = Instant::now();
-        assert!(pod.state.claim("k", TTL).await.is_err());
+        assert!(pod.state.claim("k", "m", TTL).await.is_err());
         assert!(pod.state.join(tournament, &ann, "pod", TTL).await.is_err());
         assert!(pod.state.online(tournament).await.is_err());
         assert!(pod.state.clear_pod("pod").await.is_err());

@@ -180,9 +180,11 @@ async fn the_shared_state_and_the_pod_registry_work_across_the_shards_of_a_clust
         one.state.put_token(&token, "v", TTL).await.unwrap();
         assert_eq!(two.state.take_token(&token).await.unwrap(), Some("v".to_owned()));
         let key = format!("join|{n}|key");
-        assert_eq!(one.state.claim(&key, TTL).await.unwrap(), IdempotencyClaim::Claimed);
-        one.state.complete(&key, "done", TTL).await.unwrap();
-        assert_eq!(two.state.claim(&key, TTL).await.unwrap(), IdempotencyClaim::Done("done".to_owned()));
+        assert_eq!(one.state.claim(&key, "one", TTL).await.unwrap(), IdempotencyClaim::Claimed);
+        assert_eq!(two.state.claim(&key, "two", TTL).await.unwrap(), IdempotencyClaim::Held("one".to_owned()));
+        assert!(!two.state.release(&key, "two").await.unwrap(), "only the claimant frees its key");
+        assert!(one.state.complete(&key, "one", "done", TTL).await.unwrap());
+        assert_eq!(two.state.claim(&key, "two", TTL).await.unwrap(), IdempotencyClaim::Held("done".to_owned()));
     }
 
     // Clicks of tournaments on every shard: recorded, but never published by the script (the

@@ -126,23 +126,38 @@ pub trait SharedState: Send + Sync {
 /// The state of an idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdempotencyClaim {
-    /// First use: the caller runs the request and then completes or releases the key.
+    /// First use: the key now holds the caller's marker; the caller runs the request and then
+    /// completes or releases the key with that marker.
     Claimed,
-    /// Another request with this key is running now.
-    Pending,
-    /// A request with this key finished; its stored response.
-    Done(String),
+    /// The key is held: its value, the marker of a request still running or the stored response
+    /// of one that finished. Which one is for the caller to tell, as it wrote both.
+    Held(String),
 }
 
 /// Remembers the outcome of requests sent with an `Idempotency-Key`, across pods.
+///
+/// A claim writes the claimant's `marker`, a value unique to that claim (it carries a random
+/// token), for a lease of `ttl`. The claimant's later calls act only while the key still holds
+/// its marker: once the lease ended and someone else claimed the key, the key is theirs. Each
+/// call returns [`LiveError`] when the store does not answer.
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
-    /// Claims `key` for `ttl` unless it is already claimed or done.
-    async fn claim(&self, key: &str, ttl: std::time::Duration) -> Result<IdempotencyClaim, LiveError>;
-    /// Stores the response of a claimed key for `ttl`.
-    async fn complete(&self, key: &str, response: &str, ttl: std::time::Duration) -> Result<(), LiveError>;
-    /// Forgets a claimed key whose request failed, so a retry runs again.
-    async fn release(&self, key: &str) -> Result<(), LiveError>;
+    /// Sets `key` to `marker` for `ttl` unless it holds a value (a live claim or a response):
+    /// `Claimed`, or `Held` with that value. `marker` must be unique to this claim, so never
+    /// `""`, which pods of an earlier release claim with.
+    async fn claim(&self, key: &str, marker: &str, ttl: std::time::Duration) -> Result<IdempotencyClaim, LiveError>;
+    /// Replaces `marker` with `response` for `ttl`, only while `key` still holds `marker`.
+    /// Returns whether it did (`false`: the claim's lease ended meanwhile).
+    async fn complete(
+        &self,
+        key: &str,
+        marker: &str,
+        response: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, LiveError>;
+    /// Forgets `key`, whose request failed, so that a retry runs again; only while it still
+    /// holds `marker`. Returns whether it did.
+    async fn release(&self, key: &str, marker: &str) -> Result<bool, LiveError>;
 }
 
 /// A player connected to a tournament's live stream.

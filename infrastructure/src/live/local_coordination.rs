@@ -99,10 +99,10 @@ impl PresenceTable {
     }
 }
 
-/// A claimed key: no response yet while running, the stored response once done.
+/// A held key: the marker of its claim while the request runs, then the stored response.
 #[derive(Debug)]
 struct IdempotencyKey {
-    response: Option<String>,
+    value: String,
     expires_at: Instant,
 }
 
@@ -118,28 +118,33 @@ impl IdempotencyTable {
         Self { keys: HashMap::new(), last_sweep: Instant::now() }
     }
 
-    fn claim(&mut self, key: &str, ttl: Duration, now: Instant) -> IdempotencyClaim {
+    fn claim(&mut self, key: &str, marker: &str, ttl: Duration, now: Instant) -> IdempotencyClaim {
         self.sweep(now);
-        match self.keys.get(key).filter(|held| held.expires_at > now) {
-            Some(IdempotencyKey { response: Some(response), .. }) => IdempotencyClaim::Done(response.clone()),
-            Some(IdempotencyKey { response: None, .. }) => IdempotencyClaim::Pending,
-            None => {
-                self.keys.insert(key.to_owned(), IdempotencyKey { response: None, expires_at: now + ttl });
-                IdempotencyClaim::Claimed
-            }
+        if let Some(held) = self.live(key, now) {
+            return IdempotencyClaim::Held(held.value.clone());
         }
+        self.keys.insert(key.to_owned(), IdempotencyKey { value: marker.to_owned(), expires_at: now + ttl });
+        IdempotencyClaim::Claimed
     }
 
-    /// Like `SET .. XX`: only a key still held is completed.
-    fn complete(&mut self, key: &str, response: &str, ttl: Duration, now: Instant) {
-        if let Some(held) = self.keys.get_mut(key).filter(|held| held.expires_at > now) {
-            held.response = Some(response.to_owned());
-            held.expires_at = now + ttl;
-        }
+    /// The key, while it is held by `marker`'s claim.
+    fn owned(&mut self, key: &str, marker: &str, now: Instant) -> Option<&mut IdempotencyKey> {
+        self.keys.get_mut(key).filter(|held| held.expires_at > now && held.value == marker)
     }
 
-    fn release(&mut self, key: &str) {
-        self.keys.remove(key);
+    fn live(&self, key: &str, now: Instant) -> Option<&IdempotencyKey> {
+        self.keys.get(key).filter(|held| held.expires_at > now)
+    }
+
+    fn complete(&mut self, key: &str, marker: &str, response: &str, ttl: Duration, now: Instant) -> bool {
+        let Some(held) = self.owned(key, marker, now) else { return false };
+        held.value = response.to_owned();
+        held.expires_at = now + ttl;
+        true
+    }
+
+    fn release(&mut self, key: &str, marker: &str, now: Instant) -> bool {
+        self.owned(key, marker, now).is_some() && self.keys.remove(key).is_some()
     }
 
     fn sweep(&mut self, now: Instant) {
@@ -183,20 +188,19 @@ impl PresenceStore for MemorySharedState {
 #[async_trait]
 impl IdempotencyStore for MemorySharedState {
     /// Never fails.
-    async fn claim(&self, key: &str, ttl: Duration) -> Result<IdempotencyClaim, LiveError> {
-        Ok(relock(&self.idempotency).claim(key, ttl, Instant::now()))
+    async fn claim(&self, key: &str, marker: &str, ttl: Duration) -> Result<IdempotencyClaim, LiveError> {
+        Ok(relock(&self.idempotency).claim(key, marker, ttl, Instant::now()))
     }
 
-    /// Never fails; a key no longer held (expired or released) stays forgotten.
-    async fn complete(&self, key: &str, response: &str, ttl: Duration) -> Result<(), LiveError> {
-        relock(&self.idempotency).complete(key, response, ttl, Instant::now());
-        Ok(())
+    /// Never fails; a key no longer held by `marker` (expired, released, claimed anew) is left
+    /// as it is.
+    async fn complete(&self, key: &str, marker: &str, response: &str, ttl: Duration) -> Result<bool, LiveError> {
+        Ok(relock(&self.idempotency).complete(key, marker, response, ttl, Instant::now()))
     }
 
-    /// Never fails.
-    async fn release(&self, key: &str) -> Result<(), LiveError> {
-        relock(&self.idempotency).release(key);
-        Ok(())
+    /// Never fails; a key no longer held by `marker` is left as it is.
+    async fn release(&self, key: &str, marker: &str) -> Result<bool, LiveError> {
+        Ok(relock(&self.idempotency).release(key, marker, Instant::now()))
     }
 }
 
@@ -326,23 +330,29 @@ mod tests {
         assert_eq!(names(&online), vec!["Bob"], "the expired list starts over");
     }
 
+    fn held(value: &str) -> IdempotencyClaim {
+        IdempotencyClaim::Held(value.to_owned())
+    }
+
     #[test]
-    fn an_idempotency_key_is_claimed_once_then_pending_then_done() {
+    fn an_idempotency_key_is_claimed_once_then_held_by_its_marker_then_by_its_response() {
         let mut table = IdempotencyTable::new();
         let now = Instant::now();
-        assert_eq!(table.claim("k", TTL, now), IdempotencyClaim::Claimed);
-        assert_eq!(table.claim("k", TTL, now), IdempotencyClaim::Pending);
-        table.complete("k", "{\"id\":1}", TTL, now);
-        assert_eq!(table.claim("k", TTL, now), IdempotencyClaim::Done("{\"id\":1}".to_owned()));
+        assert_eq!(table.claim("k", "m1", TTL, now), IdempotencyClaim::Claimed);
+        assert_eq!(table.claim("k", "m2", TTL, now), held("m1"));
+        assert!(table.complete("k", "m1", "{\"id\":1}", TTL, now));
+        assert_eq!(table.claim("k", "m3", TTL, now), held("{\"id\":1}"));
+        assert!(!table.release("k", "m1", now), "a response is not a claim");
+        assert_eq!(table.claim("k", "m3", TTL, now), held("{\"id\":1}"));
     }
 
     #[test]
     fn a_released_key_can_be_claimed_again() {
         let mut table = IdempotencyTable::new();
         let now = Instant::now();
-        table.claim("k", TTL, now);
-        table.release("k");
-        assert_eq!(table.claim("k", TTL, now), IdempotencyClaim::Claimed);
+        table.claim("k", "m1", TTL, now);
+        assert!(table.release("k", "m1", now));
+        assert_eq!(table.claim("k", "m2", TTL, now), IdempotencyClaim::Claimed);
     }
 
     #[test]
@@ -350,18 +360,47 @@ mod tests {
         let mut table = IdempotencyTable::new();
         let start = Instant::now();
         let ttl = Duration::from_secs(5);
-        table.claim("k", ttl, start);
+        table.claim("k", "m1", ttl, start);
         let later = start + ttl;
-        table.complete("k", "late", ttl, later);
-        assert_eq!(table.claim("k", ttl, later), IdempotencyClaim::Claimed);
+        assert!(!table.complete("k", "m1", "late", ttl, later));
+        assert_eq!(table.claim("k", "m2", ttl, later), IdempotencyClaim::Claimed);
+    }
+
+    #[test]
+    fn a_key_claimed_again_after_its_lease_is_not_released_by_its_first_owner() {
+        let mut table = IdempotencyTable::new();
+        let start = Instant::now();
+        let lease = Duration::from_secs(5);
+        table.claim("k", "first", lease, start);
+        // The first command outlives its lease; a retry claims the key and runs.
+        let later = start + lease;
+        assert_eq!(table.claim("k", "retry", TTL, later), IdempotencyClaim::Claimed);
+        // The first command fails: it lets go of its own claim, not of the retry's.
+        assert!(!table.release("k", "first", later));
+        assert_eq!(table.claim("k", "third", TTL, later), held("retry"), "a third request would run too");
+    }
+
+    #[test]
+    fn a_key_claimed_again_after_its_lease_is_not_completed_by_its_first_owner() {
+        let mut table = IdempotencyTable::new();
+        let start = Instant::now();
+        let lease = Duration::from_secs(5);
+        table.claim("k", "first", lease, start);
+        let later = start + lease;
+        assert_eq!(table.claim("k", "retry", TTL, later), IdempotencyClaim::Claimed);
+        // The first command succeeds while the retry still runs: the key stays the retry's.
+        assert!(!table.complete("k", "first", "{\"id\":1}", TTL, later));
+        assert_eq!(table.claim("k", "third", TTL, later), held("retry"));
+        assert!(table.complete("k", "retry", "{\"id\":2}", TTL, later));
+        assert_eq!(table.claim("k", "third", TTL, later), held("{\"id\":2}"));
     }
 
     #[test]
     fn expired_keys_are_swept_out_of_memory() {
         let mut table = IdempotencyTable::new();
         let start = Instant::now();
-        table.claim("old", Duration::from_secs(1), start);
-        table.claim("new", TTL, start + Duration::from_secs(2));
+        table.claim("old", "m1", Duration::from_secs(1), start);
+        table.claim("new", "m2", TTL, start + Duration::from_secs(2));
         assert_eq!(table.keys.keys().collect::<Vec<_>>(), vec!["new"]);
     }
 
@@ -374,11 +413,11 @@ mod tests {
         assert_eq!(names(&state.online(t).await.unwrap()), vec!["Ann"]);
         assert_eq!(state.clear_pod("pod").await.unwrap(), vec![t]);
         assert!(state.leave(t, ann.player_id, "pod").await.unwrap().is_empty());
-        assert_eq!(state.claim("k", TTL).await.unwrap(), IdempotencyClaim::Claimed);
-        state.complete("k", "done", TTL).await.unwrap();
-        assert_eq!(state.claim("k", TTL).await.unwrap(), IdempotencyClaim::Done("done".to_owned()));
-        state.release("k").await.unwrap();
-        assert_eq!(state.claim("k", TTL).await.unwrap(), IdempotencyClaim::Claimed);
+        assert_eq!(state.claim("k", "m1", TTL).await.unwrap(), IdempotencyClaim::Claimed);
+        assert!(state.release("k", "m1").await.unwrap());
+        assert_eq!(state.claim("k", "m2", TTL).await.unwrap(), IdempotencyClaim::Claimed);
+        assert!(state.complete("k", "m2", "done", TTL).await.unwrap());
+        assert_eq!(state.claim("k", "m3", TTL).await.unwrap(), held("done"));
     }
 
     fn pod(id: &str) -> PodInfo {

@@ -3,7 +3,10 @@
 //! is down or slow, like the rest of the shared state.
 //!
 //! Keys:
-//! - `lct:idem:{key}`: an idempotency key, `""` while its request runs, then the stored response.
+//! - `lct:idem:{key}`: an idempotency key, the claimant's marker while its request runs (`""` when
+//!   a pod of an earlier release claimed it), then the stored response. Scripts claim it only when
+//!   it holds nothing, and complete or release it only while it holds the caller's marker: a
+//!   command that outlived its lease leaves the key to whoever claimed it next.
 //! - `lct:presence:{tournament}`: a hash with a field `{player_id}|{pod}` per connected player and
 //!   pod (value: the entry as JSON), and `lct:pod-presence:{pod}`: the set of
 //!   `{tournament}|{player_id}` that pod holds, so that its entries can be found when it dies.
@@ -51,6 +54,39 @@ end
 return removed
 ";
 static PRUNE: LazyLock<Script> = LazyLock::new(|| Script::from_lua(PRUNE_SCRIPT));
+
+/// Sets KEYS[1] to the marker ARGV[1] for ARGV[2] ms unless it holds a value, and returns that
+/// value (nil when it was claimed): one atomic step, so a key is never read between its expiry
+/// and a claim.
+const CLAIM_SCRIPT: &str = r"
+local held = redis.call('GET', KEYS[1])
+if held then
+  return held
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return false
+";
+static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::from_lua(CLAIM_SCRIPT));
+
+/// Replaces the marker ARGV[1] of KEYS[1] with the response ARGV[2] for ARGV[3] ms, only while
+/// the key holds that marker; returns 1 when it did.
+const COMPLETE_SCRIPT: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+";
+static COMPLETE: LazyLock<Script> = LazyLock::new(|| Script::from_lua(COMPLETE_SCRIPT));
+
+/// Deletes KEYS[1] only while it holds the marker ARGV[1]; returns 1 when it did.
+const RELEASE_SCRIPT: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::from_lua(RELEASE_SCRIPT));
 
 fn idempotency_key(key: &str) -> String {
     format!("lct:idem:{key}")
@@ -112,48 +148,30 @@ impl SharedSecrets for RedisSharedState {
 #[async_trait]
 impl IdempotencyStore for RedisSharedState {
     /// Errors: Redis is down or does not answer in time.
-    async fn claim(&self, key: &str, ttl: Duration) -> Result<IdempotencyClaim, LiveError> {
-        let client = self.client()?;
-        let key = idempotency_key(key);
-        let error = |error| self.error("claiming an idempotency key", error);
-        // A key that expires or is released between the SET and the GET is claimed again.
-        for _ in 0..2 {
-            let claimed: Option<String> = client
-                .set(&key, "", Some(Expiration::PX(millis(ttl))), Some(SetOptions::NX), false)
-                .await
-                .map_err(error)?;
-            if claimed.is_some() {
-                return Ok(IdempotencyClaim::Claimed);
-            }
-            let held: Option<String> = client.get(&key).await.map_err(error)?;
-            match held {
-                Some(response) if response.is_empty() => return Ok(IdempotencyClaim::Pending),
-                Some(response) => return Ok(IdempotencyClaim::Done(response)),
-                None => continue,
-            }
-        }
-        Ok(IdempotencyClaim::Pending)
-    }
-
-    /// Stores the response only while the key is still held (`SET .. XX`): a key that expired
-    /// meanwhile stays forgotten. Errors: Redis is down or does not answer in time.
-    async fn complete(&self, key: &str, response: &str, ttl: Duration) -> Result<(), LiveError> {
-        let _: Option<String> = self
-            .client()?
-            .set(idempotency_key(key), response, Some(Expiration::PX(millis(ttl))), Some(SetOptions::XX), false)
+    async fn claim(&self, key: &str, marker: &str, ttl: Duration) -> Result<IdempotencyClaim, LiveError> {
+        let args = vec![marker.to_owned(), millis(ttl).to_string()];
+        let held: Option<String> = redis_script::run(&self.client()?, &CLAIM, vec![idempotency_key(key)], args)
             .await
-            .map_err(|error| self.error("completing an idempotency key", error))?;
-        Ok(())
+            .map_err(|error| self.error("claiming an idempotency key", error))?;
+        Ok(held.map_or(IdempotencyClaim::Claimed, IdempotencyClaim::Held))
     }
 
     /// Errors: Redis is down or does not answer in time.
-    async fn release(&self, key: &str) -> Result<(), LiveError> {
-        let _: i64 = self
-            .client()?
-            .del(idempotency_key(key))
+    async fn complete(&self, key: &str, marker: &str, response: &str, ttl: Duration) -> Result<bool, LiveError> {
+        let args = vec![marker.to_owned(), response.to_owned(), millis(ttl).to_string()];
+        let done: i64 = redis_script::run(&self.client()?, &COMPLETE, vec![idempotency_key(key)], args)
             .await
-            .map_err(|error| self.error("releasing an idempotency key", error))?;
-        Ok(())
+            .map_err(|error| self.error("completing an idempotency key", error))?;
+        Ok(done == 1)
+    }
+
+    /// Errors: Redis is down or does not answer in time.
+    async fn release(&self, key: &str, marker: &str) -> Result<bool, LiveError> {
+        let released: i64 =
+            redis_script::run(&self.client()?, &RELEASE, vec![idempotency_key(key)], vec![marker.to_owned()])
+                .await
+                .map_err(|error| self.error("releasing an idempotency key", error))?;
+        Ok(released == 1)
     }
 }
 
