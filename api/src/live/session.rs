@@ -195,6 +195,9 @@ struct Session<'a, S, I> {
     working: bool,
     /// Closing: only the own frames waiting are written, until this deadline.
     closing: Option<Instant>,
+    /// The server closed the connection while work was running: that work's answer is written,
+    /// and nothing more is read or taken from the queue.
+    finishing: bool,
 }
 
 impl<S, I> Session<'_, S, I>
@@ -245,7 +248,7 @@ where
                     Some(_) => self.write_deadline = Some(now + CLIENT_TIMEOUT),
                     None => {
                         // Registers for the queue's next message (or learns that it ended).
-                        if self.closing.is_none() {
+                        if self.closing.is_none() && !self.finishing {
                             match self.queue.poll_recv(cx) {
                                 Poll::Ready(Some(frame)) => {
                                     self.unsent = Some(match self.protocol {
@@ -286,7 +289,15 @@ where
         closed: &mut live::Closed<'_>,
     ) -> Poll<End> {
         loop {
-            if Pin::new(&mut *closed).poll(cx).is_ready() {
+            if !self.finishing && Pin::new(&mut *closed).poll(cx).is_ready() {
+                if !self.working {
+                    return Poll::Ready(End::Done);
+                }
+                // A command under way (waiting for the store) is answered before the goodbye, so
+                // that its client knows what became of it.
+                self.finishing = true;
+            }
+            if self.finishing && !self.working && self.outbox.is_empty() && self.write_deadline.is_none() {
                 return Poll::Ready(End::Done);
             }
             let now = Instant::now();
@@ -311,7 +322,7 @@ where
             if self.closing.is_some() && self.outbox.is_empty() && self.write_deadline.is_none() {
                 return Poll::Ready(End::Done);
             }
-            if !self.working && self.closing.is_none() {
+            if !self.working && self.closing.is_none() && !self.finishing {
                 match Pin::new(&mut self.socket).poll_next(cx) {
                     Poll::Ready(Some(Ok(message))) => {
                         self.last_heard = now;
@@ -407,6 +418,7 @@ where
         last_heard: now,
         working: true,
         closing: None,
+        finishing: false,
     })
 }
 
@@ -655,6 +667,76 @@ mod tests {
         let sent = sent.lock().unwrap();
         assert!(text(&sent[0]).contains("fell behind"), "{sent:?}");
         assert!(matches!(&sent[1], Message::Close(Some(frame)) if frame.code == 1008), "{sent:?}");
+    }
+
+    /// Starts a command on every text message, which answers once `gate` opens; tells
+    /// `started` when the first one is under way.
+    struct Gated {
+        started: Option<tokio::sync::oneshot::Sender<()>>,
+        gate: Option<tokio::sync::oneshot::Receiver<()>>,
+        running: bool,
+    }
+
+    impl Inbound for Gated {
+        fn receive(&mut self, message: Message, _: &mut Outbox) -> Flow {
+            match message {
+                Message::Text(_) => {
+                    self.running = true;
+                    if let Some(started) = self.started.take() {
+                        let _ = started.send(());
+                    }
+                    Flow::Continue
+                }
+                _ => Flow::Close,
+            }
+        }
+
+        fn poll_work(&mut self, cx: &mut Context<'_>, outbox: &mut Outbox) -> Poll<Flow> {
+            if !self.running {
+                return Poll::Ready(Flow::Continue);
+            }
+            if let Some(gate) = &mut self.gate {
+                if Pin::new(gate).poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                self.gate = None;
+            }
+            self.running = false;
+            let _ = outbox.push(signalr_record(r#"{"type":3,"invocationId":"1","result":null}"#));
+            Poll::Ready(Flow::Continue)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_command_under_way_when_the_pod_drains_is_answered_before_the_goodbye() {
+        let (hub, _dir) = hub().await;
+        let (membership, queue) = hub.subscribe(uuid::Uuid::new_v4(), Protocol::SignalR, None).await;
+        let (client, tx, sent) = client(false);
+        let (started, under_way) = tokio::sync::oneshot::channel();
+        let (open, gate) = tokio::sync::oneshot::channel();
+        let inbound = Gated { started: Some(started), gate: Some(gate), running: false };
+        tx.send(Message::Text(r#"{"type":1,"invocationId":"1","target":"SelectTeam","arguments":[]}"#.into())).unwrap();
+        let serving = serve(client, queue, Outbox::new(4, 1024), inbound, &membership.control, Protocol::SignalR);
+        tokio::pin!(serving);
+        tokio::select! {
+            () = &mut serving => panic!("the connection ended before its command started"),
+            _ = under_way => {}
+        }
+        // The pod drains while the command waits for the store; the store then answers.
+        membership.control.close(CloseReason::ShuttingDown);
+        let ended = tokio::select! {
+            () = &mut serving => true,
+            () = tokio::time::sleep(Duration::from_millis(100)) => false,
+        };
+        if !ended {
+            open.send(()).unwrap();
+            tokio::time::timeout(Duration::from_secs(60), serving).await.expect("the connection ends");
+        }
+        let sent = sent.lock().unwrap();
+        let texts: Vec<String> = sent.iter().filter(|m| matches!(m, Message::Text(_))).map(text).collect();
+        assert!(texts.first().is_some_and(|t| t.contains(r#""type":3"#)), "the command's answer first: {texts:?}");
+        assert!(texts.last().is_some_and(|t| t.contains("shutting down")), "then the goodbye: {texts:?}");
+        assert!(matches!(sent.last(), Some(Message::Close(Some(frame))) if frame.code == 1012), "{sent:?}");
     }
 
     #[test]
