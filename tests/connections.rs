@@ -124,6 +124,12 @@ async fn a_body_dripped_a_byte_at_a_time_is_cut_off_by_the_request_timeout() {
     assert!(closed.is_ok(), "the server ends a request whose body never completes");
     let answer = String::from_utf8_lossy(&received);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    // With the v1 error body, naming the request by the id in its header.
+    let id = answer.lines().find_map(|l| l.strip_prefix("x-request-id: ")).expect("a request id");
+    let body: serde_json::Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap_or_default())
+        .unwrap_or_else(|e| panic!("a JSON body ({e}): {answer}"));
+    assert_eq!(body["RequestId"], id, "{answer}");
+    assert!(body["ErrorMessage"].as_str().is_some_and(|m| m.contains("in time")), "{answer}");
 }
 
 #[tokio::test]

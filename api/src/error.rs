@@ -153,6 +153,20 @@ pub async fn not_found(uri: Uri) -> Response {
     refusal(&uri, no_such_route())
 }
 
+/// Answers 408, with the error body of the request's API, when a request's answer has not
+/// started within `limit` (its body still arriving, or its handler still running).
+pub async fn time_limit(
+    axum::extract::State(limit): axum::extract::State<std::time::Duration>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let uri = request.uri().clone();
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => refusal(&uri, ApiError::new(StatusCode::REQUEST_TIMEOUT, "The request did not complete in time.")),
+    }
+}
+
 pub async fn method_not_allowed(uri: Uri) -> Response {
     refusal(&uri, ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "This method is not allowed on this route."))
 }

@@ -91,10 +91,7 @@ pub fn app(state: AppState, options: &HttpOptions, limits: server::ConnectionLim
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(guard, upgrade_guard::guard))
         .layer(axum::middleware::from_fn_with_state(limiter, ratelimit::limit))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            options.server.request_timeout,
-        ))
+        .layer(axum::middleware::from_fn_with_state(options.server.request_timeout, error::time_limit))
         .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), context::request_context))
         .layer(cors(options))
         .with_state(state);
