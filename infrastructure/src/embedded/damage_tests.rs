@@ -372,3 +372,73 @@ async fn damage_in_the_middle_found_while_running_fails_operations_and_cuts_noth
     assert!(matches!(store.append(request(log.ids[3], 4, 3)).await, Err(StoreError::Corrupt(_))));
     assert_eq!(log.bytes().len(), before.len(), "nothing was cut or written");
 }
+
+/// The bytes of the one record `request` makes, framed as a store writes it.
+async fn framed(request: AppendRequest) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedEventStore::open_with(dir.path(), no_checkpoints()).unwrap();
+    store.append(request).await.unwrap();
+    drop(store);
+    std::fs::read(dir.path().join(LOG_FILE)).unwrap()
+}
+
+#[tokio::test]
+async fn start_up_does_not_keep_a_failed_write_another_process_cut_back_while_it_read() {
+    let log = Filled::new().await;
+    let (ghost, real) = (Uuid::new_v4(), Uuid::new_v4());
+    // Another process's batch, written but not yet fsynced, as start-up's first pass reads.
+    let failed = framed(request(ghost, 1, 77)).await;
+    let committed = framed(request(real, 1, 78)).await;
+    assert_eq!(failed.len(), committed.len(), "a batch of the same length takes its place");
+    let before = log.bytes().len() as u64;
+    std::fs::OpenOptions::new().append(true).open(log.log()).unwrap().write_all(&failed).unwrap();
+    // Between start-up's two passes, the other process's fsync fails: it cuts its batch back
+    // and commits the next one in its place.
+    let path = log.log();
+    BETWEEN_PASSES.with(|hook| {
+        *hook.borrow_mut() = Some(Box::new(move || {
+            let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            file.set_len(before).unwrap();
+            drop(file);
+            file = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+            file.write_all(&committed).unwrap();
+        }))
+    });
+    let store = log.open().unwrap();
+    assert!(BETWEEN_PASSES.with(|hook| hook.borrow().is_none()), "start-up read the log in two passes");
+    log.assert_holds(&store, &ALL).await;
+    assert!(store.load(ghost, 0).await.unwrap().is_empty(), "the failed write is not the store's");
+    assert_eq!(store.load(real, 0).await.unwrap().len(), 1, "the write that took its place is");
+    assert!(store.append(request(Uuid::new_v4(), 1, 77)).await.is_ok(), "the failed write's name is free");
+    let taken = store.append(request(Uuid::new_v4(), 1, 78)).await;
+    assert!(matches!(taken, Err(StoreError::UniqueTaken(_))), "{taken:?}");
+}
+
+#[tokio::test]
+async fn a_failed_write_left_over_is_not_cut_once_another_process_wrote_in_its_place() {
+    let log = Filled::new().await;
+    let store = log.open().unwrap();
+    let before = log.bytes().len() as u64;
+    // This process's batch is written, its fsync fails, and so does the cut back.
+    store.shared.faults.syncs.store(1, std::sync::atomic::Ordering::SeqCst);
+    store.shared.faults.cuts.store(1, std::sync::atomic::Ordering::SeqCst);
+    assert!(store.append(request(Uuid::new_v4(), 1, 77)).await.is_err());
+    // Another process sharing the directory cuts those bytes (as it cuts a torn tail) and
+    // commits a batch of the same length in their place.
+    let (real, committed) = {
+        let real = Uuid::new_v4();
+        (real, framed(request(real, 1, 78)).await)
+    };
+    assert_eq!(log.bytes().len() as u64, before + committed.len() as u64, "a batch of the same length");
+    let file = std::fs::OpenOptions::new().write(true).open(log.log()).unwrap();
+    file.set_len(before).unwrap();
+    drop(file);
+    std::fs::OpenOptions::new().append(true).open(log.log()).unwrap().write_all(&committed).unwrap();
+    // This process's next write must not cut the other's acknowledged batch.
+    store.append(request(Uuid::new_v4(), 1, 79)).await.unwrap();
+    assert_eq!(store.load(real, 0).await.unwrap().len(), 1);
+    drop(store);
+    let reopened = log.open().unwrap();
+    assert_eq!(reopened.load(real, 0).await.unwrap().len(), 1, "the other process's batch survives");
+    log.assert_holds(&reopened, &ALL).await;
+}

@@ -102,9 +102,9 @@ struct State {
     index: Index,
     /// Our writer thread is writing a batch at `index.offset`: bytes past it are its own.
     in_flight: bool,
-    /// A failed batch could not be cut back: the log's bytes from `index.offset` to this end
-    /// are not the store's. The writer cuts them before its next write.
-    left_over: Option<u64>,
+    /// A failed batch could not be cut back: the log's bytes from `index.offset` to its end are
+    /// not the store's. The writer cuts them before its next write.
+    left_over: Option<LeftOver>,
     /// The torn record the log was last found to end in.
     torn: Option<Torn>,
     /// The offset the last checkpoint written or read covers.
@@ -364,7 +364,10 @@ impl Shared {
     /// still ends in the torn record last seen, byte for byte (a tail cut and written again to
     /// the same length is new).
     fn up_to_date(&self, state: &State, len: u64) -> Result<bool, StoreError> {
-        if len == state.index.offset || (state.in_flight && len > state.index.offset) || state.left_over == Some(len) {
+        if len == state.index.offset
+            || (state.in_flight && len > state.index.offset)
+            || state.left_over.is_some_and(|left| left.end == len)
+        {
             return Ok(true);
         }
         match &state.torn {
@@ -372,6 +375,14 @@ impl Shared {
             _ => Ok(false),
         }
     }
+}
+
+/// The bytes of a failed batch left in the log: where they end, and their checksum, which
+/// tells them from bytes another process wrote in their place.
+#[derive(Debug, Clone, Copy)]
+struct LeftOver {
+    end: u64,
+    crc: u32,
 }
 
 /// A torn record the log was found to end in: the log's length then, the record, and the
@@ -427,6 +438,13 @@ fn apply_record(
     Ok(())
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Run by start-up between its first pass and its locked one: what another process does
+    /// meanwhile, in a test.
+    static BETWEEN_PASSES: std::cell::RefCell<Option<Box<dyn FnOnce()>>> = const { std::cell::RefCell::new(None) };
+}
+
 /// The index as start-up built it.
 struct Built {
     index: Index,
@@ -440,20 +458,32 @@ struct Built {
 /// otherwise from the whole log. Every record's checksum is checked either way.
 fn build_index(dir: &Path, log_path: &Path, reader: &File) -> Result<Built, StoreError> {
     let read_error = |e| io_error("reading the event log", e);
-    let (mut index, checkpointed) = match checkpoint::read(dir).and_then(|c| checked_against_log(log_path, reader, c)) {
-        Some(checkpoint) => (checkpoint.index, checkpoint.covered),
-        None => (Index::default(), 0),
-    };
-    // First without a lock: the records present now do not change. It stops at the first
-    // damage, which may be a write still going on.
+    let (mut index, mut checkpointed) = starting_point(dir, log_path, reader);
+    // First without a lock, which leaves other processes free to write meanwhile. It stops at
+    // the first damage, which may be a write still going on. The records it reads may be a
+    // batch whose fsync is failing, which its writer then cuts back: the last of them is
+    // checked under the lock.
     let len = reader.metadata().map_err(read_error)?.len();
     let mut scanner = Scanner::new(reader, index.offset, len);
+    let mut last = None;
     while let Some(Step::Record { offset, header, payload }) = scanner.next_step().map_err(read_error)? {
         apply_record(dir, &mut index, offset, &header, payload)?;
+        last = Some((offset, header));
+    }
+    #[cfg(test)]
+    if let Some(hook) = BETWEEN_PASSES.with(|hook| hook.borrow_mut().take()) {
+        hook();
     }
     // Then the rest under a shared lock, where damage is what it seems.
     reader.lock_shared().map_err(|e| io_error("locking the event log", e))?;
     let rest = (|| {
+        if !still_there(reader, index.offset, last).map_err(read_error)? {
+            tracing::warn!(
+                log = %log_path.display(),
+                "the event log was cut back while start-up read it (another process's failed write); reading it again"
+            );
+            (index, checkpointed) = starting_point(dir, log_path, reader);
+        }
         let len = reader.metadata().map_err(read_error)?.len();
         let mut scanner = Scanner::new(reader, index.offset, len);
         while let Some(step) = scanner.next_step().map_err(read_error)? {
@@ -476,6 +506,29 @@ fn build_index(dir: &Path, log_path: &Path, reader: &File) -> Result<Built, Stor
     })();
     let _ = reader.unlock();
     Ok(Built { index, checkpointed, torn: rest? })
+}
+
+/// The index start-up begins from, and the offset it covers: the checkpoint's when the log
+/// matches it, otherwise an empty one.
+fn starting_point(dir: &Path, log_path: &Path, reader: &File) -> (Index, u64) {
+    match checkpoint::read(dir).and_then(|c| checked_against_log(log_path, reader, c)) {
+        Some(checkpoint) => (checkpoint.index, checkpoint.covered),
+        None => (Index::default(), 0),
+    }
+}
+
+/// Whether the log still holds what a pass read up to `offset`, `last` being the last record it
+/// read (a log is only ever cut back, so the last record still there means all of them are).
+fn still_there(reader: &File, offset: u64, last: Option<(u64, [u8; HEADER_LEN])>) -> std::io::Result<bool> {
+    if reader.metadata()?.len() < offset {
+        return Ok(false);
+    }
+    let Some((at, header)) = last else {
+        return Ok(true);
+    };
+    let mut now = [0u8; HEADER_LEN];
+    reader.read_exact_at(&mut now, at)?;
+    Ok(now == header)
 }
 
 /// The checkpoint if the log holds exactly the records it was made from: every record up to

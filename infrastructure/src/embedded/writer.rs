@@ -6,10 +6,11 @@
 
 use super::format::{self, CommitOut, Kind, HEADER_LEN, MAX_RECORD_LEN};
 use super::index::{BatchView, CommitFacts};
-use super::{io_error, Shared, State};
+use super::{io_error, LeftOver, Shared, State};
 use domain::ports::{AppendRequest, RecordedEvent, StoreError};
 use std::fs::File;
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 #[cfg(test)]
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
@@ -89,20 +90,20 @@ fn run(shared: &Shared, log: &File, appends: &mpsc::Receiver<Pending>) {
 
 /// Cuts off a failed batch that could not be cut back when it failed, under the exclusive lock
 /// of the log. While it cannot be, nothing is written (after bytes that are not the store's).
-/// Should another process sharing the directory have written after them meanwhile, it has read
-/// them as committed, and they stay.
+/// Should another process sharing the directory have written after them or in their place
+/// meanwhile, it has read them as committed or cut them: what is there stays.
 fn cut_left_over(shared: &Shared, log: &File, state: &mut State) -> Result<(), StoreError> {
-    let Some(end) = state.left_over else {
+    let Some(left) = state.left_over else {
         return Ok(());
     };
-    if shared.log_len()? == end {
-        cut_back(shared, log, state.index.offset)
-            .map_err(|e| io_error("cutting a failed write off the event log", e))?;
-        tracing::info!(bytes = end - state.index.offset, "a failed write was cut off the event log");
+    let from = state.index.offset;
+    if shared.log_len()? == left.end && checksum(&shared.reader, from, left.end).ok() == Some(left.crc) {
+        cut_back(shared, log, from).map_err(|e| io_error("cutting a failed write off the event log", e))?;
+        tracing::info!(bytes = left.end - from, "a failed write was cut off the event log");
     } else {
         tracing::error!(
             offset = state.index.offset,
-            "another process wrote after a failed write that could not be cut off the event log; its records stay"
+            "another process wrote after or in place of a failed write that could not be cut off the event log; what is there stays"
         );
     }
     state.left_over = None;
@@ -164,7 +165,9 @@ fn commit(shared: &Shared, log: &File, batch: Vec<Pending>) {
                 // write.
                 if let Err(cut) = cut_back(shared, log, start) {
                     tracing::error!(%cut, "the event log could not be cut back after a failed write; it is before the next");
-                    state.left_over = Some(shared.log_len().unwrap_or(start + bytes.len() as u64));
+                    let end = shared.log_len().unwrap_or(start + bytes.len() as u64);
+                    let written = usize::try_from(end.saturating_sub(start)).unwrap_or(usize::MAX).min(bytes.len());
+                    state.left_over = Some(LeftOver { end, crc: crc32fast::hash(&bytes[..written]) });
                 }
                 failure = Some(io_error("writing the event log", error));
             }
@@ -180,6 +183,13 @@ fn commit(shared: &Shared, log: &File, batch: Vec<Pending>) {
         };
         let _ = pending.answer.send(answer);
     }
+}
+
+/// The checksum of the log's bytes from `from` to `end`.
+fn checksum(reader: &File, from: u64, end: u64) -> std::io::Result<u32> {
+    let mut bytes = vec![0; usize::try_from(end.saturating_sub(from)).map_err(std::io::Error::other)?];
+    reader.read_exact_at(&mut bytes, from)?;
+    Ok(crc32fast::hash(&bytes))
 }
 
 /// Makes the batch just written durable.
