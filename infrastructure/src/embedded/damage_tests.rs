@@ -442,3 +442,28 @@ async fn a_failed_write_left_over_is_not_cut_once_another_process_wrote_in_its_p
     assert_eq!(reopened.load(real, 0).await.unwrap().len(), 1, "the other process's batch survives");
     log.assert_holds(&reopened, &ALL).await;
 }
+
+#[tokio::test]
+async fn a_commit_of_an_event_this_version_cannot_read_fails_its_tournament_s_reads_only() {
+    let log = Filled::new().await;
+    let newer = Uuid::new_v4();
+    // A commit a newer version wrote, of an event type this one does not know.
+    let record = framed(request(newer, 1, 77)).await;
+    let payload = String::from_utf8(record[HEADER_LEN..].to_vec()).unwrap();
+    assert!(payload.contains(r#""type":"TournamentCreated""#), "{payload}");
+    let payload = payload.replace(r#""type":"TournamentCreated""#, r#""type":"TournamentArchived""#);
+    let mut unknown = Vec::new();
+    format::frame(payload.as_bytes(), &mut unknown);
+    let offset = log.bytes().len() as u64;
+    std::fs::OpenOptions::new().append(true).open(log.log()).unwrap().write_all(&unknown).unwrap();
+
+    let store = log.open().expect("lct starts");
+    log.assert_holds(&store, &ALL).await;
+    match store.load(newer, 0).await {
+        Err(StoreError::Corrupt(message)) => assert!(message.contains(&format!("at byte {offset}")), "{message}"),
+        other => panic!("expected the record to be named, got {other:?}"),
+    }
+    let report = verify(log.dir.path()).unwrap();
+    assert!(report.needs_repair(), "{report}");
+    assert!(report.findings.iter().any(|f| f.offset == offset), "{report}");
+}
