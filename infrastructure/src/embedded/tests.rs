@@ -380,3 +380,35 @@ async fn a_failed_batch_the_disk_would_not_let_go_of_is_never_read_as_committed(
     drop(reopened);
     assert!(!verify(dir.path()).unwrap().needs_repair());
 }
+
+#[tokio::test]
+async fn an_append_refused_for_another_of_its_batch_that_failed_gets_the_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedEventStore::open_with(dir.path(), no_checkpoints()).unwrap();
+    store.shared.faults.syncs.store(1, std::sync::atomic::Ordering::SeqCst);
+    // Two creates of one name committed together: the second is refused for the first, whose
+    // write then fails.
+    let log = std::fs::OpenOptions::new().read(true).append(true).open(store.log_path()).unwrap();
+    let (first, first_answer) = tokio::sync::oneshot::channel();
+    let (second, second_answer) = tokio::sync::oneshot::channel();
+    let batch = vec![
+        writer::Pending { request: append(Uuid::new_v4(), "Same"), answer: first },
+        writer::Pending { request: append(Uuid::new_v4(), "Same"), answer: second },
+    ];
+    writer::commit(&store.shared, &log, batch);
+    assert!(matches!(first_answer.await.unwrap(), Err(StoreError::Unavailable(_))));
+    let second = second_answer.await.unwrap();
+    assert!(matches!(second, Err(StoreError::Unavailable(_))), "the name is free, not taken: {second:?}");
+    // Refusals the index itself makes stand.
+    store.append(append(Uuid::new_v4(), "Taken")).await.unwrap();
+    store.shared.faults.syncs.store(1, std::sync::atomic::Ordering::SeqCst);
+    let (third, third_answer) = tokio::sync::oneshot::channel();
+    let (fourth, fourth_answer) = tokio::sync::oneshot::channel();
+    let batch = vec![
+        writer::Pending { request: append(Uuid::new_v4(), "Other"), answer: third },
+        writer::Pending { request: append(Uuid::new_v4(), "Taken"), answer: fourth },
+    ];
+    writer::commit(&store.shared, &log, batch);
+    assert!(matches!(third_answer.await.unwrap(), Err(StoreError::Unavailable(_))));
+    assert!(matches!(fourth_answer.await.unwrap(), Err(StoreError::UniqueTaken(_))));
+}

@@ -24,9 +24,9 @@ const MAX_BATCH: usize = 256;
 type Answer = oneshot::Sender<Result<Vec<RecordedEvent>, StoreError>>;
 
 /// An append waiting for the writer thread.
-struct Pending {
-    request: AppendRequest,
-    answer: Answer,
+pub(super) struct Pending {
+    pub(super) request: AppendRequest,
+    pub(super) answer: Answer,
 }
 
 /// The handle of the writer thread; dropping the last one lets the thread finish its queue,
@@ -116,7 +116,7 @@ struct Accepted {
     payload_len: usize,
 }
 
-fn commit(shared: &Shared, log: &File, batch: Vec<Pending>) {
+pub(super) fn commit(shared: &Shared, log: &File, batch: Vec<Pending>) {
     if let Err(error) = log.lock() {
         let error = io_error("locking the event log", error);
         for pending in batch {
@@ -169,7 +169,14 @@ fn commit(shared: &Shared, log: &File, batch: Vec<Pending>) {
                     let written = usize::try_from(end.saturating_sub(start)).unwrap_or(usize::MAX).min(bytes.len());
                     state.left_over = Some(LeftOver { end, crc: crc32fast::hash(&bytes[..written]) });
                 }
-                failure = Some(io_error("writing the event log", error));
+                let error = io_error("writing the event log", error);
+                // Refusals owed to an earlier append of the batch no longer hold: it failed too.
+                for (pending, outcome) in batch.iter().zip(outcomes.iter_mut()) {
+                    if outcome.is_err() && BatchView::default().accept(&state.index, &pending.request).is_ok() {
+                        *outcome = Err(error.clone());
+                    }
+                }
+                failure = Some(error);
             }
         }
         state.in_flight = false;
