@@ -419,9 +419,9 @@ async fn a_failed_write_left_over_is_not_cut_once_another_process_wrote_in_its_p
     let log = Filled::new().await;
     let store = log.open().unwrap();
     let before = log.bytes().len() as u64;
-    // This process's batch is written, its fsync fails, and so does the cut back.
+    // This process's batch is written, its fsync fails, and so does every cut back.
     store.shared.faults.syncs.store(1, std::sync::atomic::Ordering::SeqCst);
-    store.shared.faults.cuts.store(1, std::sync::atomic::Ordering::SeqCst);
+    store.shared.faults.cuts.store(u32::MAX, std::sync::atomic::Ordering::SeqCst);
     assert!(store.append(request(Uuid::new_v4(), 1, 77)).await.is_err());
     // Another process sharing the directory cuts those bytes (as it cuts a torn tail) and
     // commits a batch of the same length in their place.

@@ -86,6 +86,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Longest wait of a read for another process's writer to let go of the log: a commit holds it
+/// for a write and an fsync, a writer whose failed write could not be undone until it is.
+const WRITER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What every handle and the writer thread share.
 struct Shared {
     dir: PathBuf,
@@ -243,10 +247,26 @@ impl Shared {
     }
 
     /// Waits for a shared lock of the log (on a handle of its own, so that the index is not held
-    /// meanwhile), then catches up.
+    /// meanwhile), for [`WRITER_WAIT`] at most, then catches up.
     fn refresh_waiting(&self) -> Result<(), StoreError> {
         let file = File::open(&self.log_path).map_err(|e| io_error("opening the event log", e))?;
-        file.lock_shared().map_err(|e| io_error("locking the event log", e))?;
+        let deadline = std::time::Instant::now() + WRITER_WAIT;
+        let mut pause = std::time::Duration::from_millis(1);
+        loop {
+            match file.try_lock_shared() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_millis(20));
+                }
+                Err(TryLockError::WouldBlock) => {
+                    return Err(StoreError::Unavailable(
+                        "another process's writer holds the event log (a write it could not undo); try again".into(),
+                    ))
+                }
+                Err(TryLockError::Error(e)) => return Err(io_error("locking the event log", e)),
+            }
+        }
         let mut state = self.state();
         self.catch_up(&mut state, None)
     }

@@ -354,10 +354,11 @@ async fn a_failed_batch_the_disk_would_not_let_go_of_is_never_read_as_committed(
     let store = EmbeddedEventStore::open_with(dir.path(), no_checkpoints()).unwrap();
     let kept = Uuid::new_v4();
     store.append(append(kept, "Kept")).await.unwrap();
-    // The disk takes the batch's bytes but fails their fsync, then fails the cut back twice.
+    // The disk takes the batch's bytes but fails their fsync, then every cut back until it
+    // recovers.
     let faults = &store.shared.faults;
     faults.syncs.store(1, std::sync::atomic::Ordering::SeqCst);
-    faults.cuts.store(2, std::sync::atomic::Ordering::SeqCst);
+    faults.cuts.store(u32::MAX, std::sync::atomic::Ordering::SeqCst);
     let lost = Uuid::new_v4();
     assert!(matches!(store.append(append(lost, "Lost")).await, Err(StoreError::Unavailable(_))));
     // Its caller was told it failed, so nobody reads it.
@@ -368,6 +369,7 @@ async fn a_failed_batch_the_disk_would_not_let_go_of_is_never_read_as_committed(
     assert!(matches!(store.append(append(next, "Next")).await, Err(StoreError::Unavailable(_))));
     assert!(store.load(lost, 0).await.unwrap().is_empty());
     // The disk recovers: the failed batch is cut off and the append committed.
+    faults.cuts.store(0, std::sync::atomic::Ordering::SeqCst);
     store.append(append(next, "Next")).await.unwrap();
     assert!(store.load(lost, 0).await.unwrap().is_empty());
     let name_free = store.append(append(Uuid::new_v4(), "Lost")).await;
@@ -411,4 +413,25 @@ async fn an_append_refused_for_another_of_its_batch_that_failed_gets_the_failure
     writer::commit(&store.shared, &log, batch);
     assert!(matches!(third_answer.await.unwrap(), Err(StoreError::Unavailable(_))));
     assert!(matches!(fourth_answer.await.unwrap(), Err(StoreError::UniqueTaken(_))));
+}
+
+#[tokio::test]
+async fn another_store_sharing_the_directory_never_reads_a_failed_batch_left_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = EmbeddedEventStore::open_with(dir.path(), no_checkpoints()).unwrap();
+    let b = EmbeddedEventStore::open_with(dir.path(), no_checkpoints()).unwrap();
+    a.append(append(Uuid::new_v4(), "Kept")).await.unwrap();
+    // A's batch reaches the file, its fsync fails and so does the cut back, once.
+    a.shared.faults.syncs.store(1, std::sync::atomic::Ordering::SeqCst);
+    a.shared.faults.cuts.store(1, std::sync::atomic::Ordering::SeqCst);
+    let lost = Uuid::new_v4();
+    assert!(a.append(append(lost, "Lost")).await.is_err());
+    // B waits while A cuts it off, then reads a log without it.
+    assert!(b.load(lost, 0).await.unwrap().is_empty(), "B read a batch whose commands were answered 503");
+    let next = Uuid::new_v4();
+    b.append(append(next, "Lost")).await.expect("the failed batch's name is free");
+    assert_eq!(a.load(next, 0).await.unwrap().len(), 1);
+    assert!(a.load(lost, 0).await.unwrap().is_empty());
+    b.check().await.unwrap();
+    a.check().await.unwrap();
 }

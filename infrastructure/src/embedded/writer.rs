@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 use tokio::sync::oneshot;
 
 /// Most appends committed together.
@@ -68,9 +69,32 @@ impl Drop for Handle {
     }
 }
 
+/// How often a failed batch left over is tried to be cut again while no append comes.
+const CUT_AGAIN_EVERY: Duration = Duration::from_millis(200);
+
 fn run(shared: &Shared, log: &File, appends: &mpsc::Receiver<Pending>) {
     shared.checkpoint_if_grown(shared.options.checkpoint_at_open_and_close);
-    while let Ok(first) = appends.recv() {
+    loop {
+        let left_over = shared.state().left_over.is_some();
+        let first = if left_over {
+            match appends.recv_timeout(CUT_AGAIN_EVERY) {
+                Ok(first) => first,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let cut = cut_left_over(shared, log, &mut shared.state());
+                    unlock_unless_left_over(shared, log);
+                    if let Err(error) = cut {
+                        tracing::debug!(%error, "the failed write is still in the event log");
+                    }
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match appends.recv() {
+                Ok(first) => first,
+                Err(_) => break,
+            }
+        };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match appends.try_recv() {
@@ -81,11 +105,20 @@ fn run(shared: &Shared, log: &File, appends: &mpsc::Receiver<Pending>) {
         commit(shared, log, batch);
         shared.checkpoint_if_grown(shared.options.checkpoint_every);
     }
-    if shared.state().left_over.is_some() && log.lock().is_ok() {
+    if shared.state().left_over.is_some() {
         let _ = cut_left_over(shared, log, &mut shared.state());
+    }
+    let _ = log.unlock();
+    shared.checkpoint_if_grown(shared.options.checkpoint_at_open_and_close);
+}
+
+/// Lets the other processes at the log, unless a failed batch is left over in it: the log's
+/// exclusive lock is then kept until it is cut, so that no other process reads it as committed
+/// or writes after it.
+fn unlock_unless_left_over(shared: &Shared, log: &File) {
+    if shared.state().left_over.is_none() {
         let _ = log.unlock();
     }
-    shared.checkpoint_if_grown(shared.options.checkpoint_at_open_and_close);
 }
 
 /// Cuts off a failed batch that could not be cut back when it failed, under the exclusive lock
@@ -181,7 +214,7 @@ pub(super) fn commit(shared: &Shared, log: &File, batch: Vec<Pending>) {
         }
         state.in_flight = false;
     }
-    let _ = log.unlock();
+    unlock_unless_left_over(shared, log);
     for (pending, outcome) in batch.into_iter().zip(outcomes) {
         let answer = match (outcome, &failure) {
             (Ok(_), Some(error)) => Err(error.clone()),
