@@ -427,3 +427,24 @@ async fn without_a_configured_secret_a_token_from_one_pod_works_on_another() {
         v2_post(&pod_c, &format!("/api/v2/tournaments/{id}/rename"), Some(&forged), json!({"name": "Forged"})).await;
     assert_eq!(r.status(), 403);
 }
+
+#[tokio::test]
+async fn behind_a_proxy_the_operator_endpoints_answer_only_requests_that_did_not_come_through_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[("LCT_CLIENT_IP_HEADER", "X-Forwarded-For")]).await;
+    let http = client();
+    for path in ["/metrics", "/cluster"] {
+        // Prometheus and operators reach the pod directly.
+        let direct = http.get(server.url(path)).send().await.unwrap();
+        assert_eq!(direct.status(), 200, "{path} direct");
+        // Through the Ingress (which always adds the header), nobody learns the pods' addresses
+        // and counts.
+        let proxied = http.get(server.url(path)).header("X-Forwarded-For", "203.0.113.9").send().await.unwrap();
+        assert_eq!(proxied.status(), 404, "{path} through the proxy");
+        let body = proxied.text().await.unwrap();
+        assert!(!body.contains("lct_") && !body.contains("pods"), "{path}: {body}");
+    }
+    // The rest of the API is served through the proxy as ever.
+    let liveness = http.get(server.url("/liveness")).header("X-Forwarded-For", "203.0.113.9").send().await.unwrap();
+    assert_eq!(liveness.status(), 200);
+}

@@ -39,6 +39,12 @@ impl ClientIpSource {
         self.header.is_some()
     }
 
+    /// Whether a request with `headers` came through the trusted proxies (it carries their
+    /// header): never when lct is not behind proxies.
+    pub fn proxied(&self, headers: &HeaderMap) -> bool {
+        self.header.as_ref().is_some_and(|name| headers.contains_key(name))
+    }
+
     /// The client address of a request with `headers` from `peer`. Behind proxies: the entry
     /// `hops` from the right of the header (every line of it, in order); the peer address when
     /// the header is absent, has fewer entries than trusted proxies or that entry is no address.

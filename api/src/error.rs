@@ -167,6 +167,20 @@ pub async fn time_limit(
     }
 }
 
+/// Keeps the operators' endpoints (metrics, the pods of the cluster) to requests that reach the
+/// pod directly: behind trusted proxies, one that came through them is answered 404, as if the
+/// route did not exist.
+pub async fn operators_only(
+    axum::extract::State(source): axum::extract::State<crate::client_ip::ClientIpSource>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if source.proxied(request.headers()) {
+        return refusal(request.uri(), no_such_route());
+    }
+    next.run(request).await
+}
+
 pub async fn method_not_allowed(uri: Uri) -> Response {
     refusal(&uri, ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "This method is not allowed on this route."))
 }

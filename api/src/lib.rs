@@ -83,8 +83,12 @@ pub fn app(state: AppState, options: &HttpOptions, limits: server::ConnectionLim
         .merge(web::routes())
         .route("/liveness", get(health::liveness))
         .route("/readiness", get(health::readiness))
-        .route("/metrics", get(metrics::metrics))
-        .route("/cluster", get(cluster::cluster))
+        .merge(
+            Router::new()
+                .route("/metrics", get(metrics::metrics))
+                .route("/cluster", get(cluster::cluster))
+                .route_layer(axum::middleware::from_fn_with_state(options.client_ip.clone(), error::operators_only)),
+        )
         .merge(openapi::swagger())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
