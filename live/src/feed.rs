@@ -274,11 +274,17 @@ impl<F: Frame> Feed<F> {
             // Deliver what the store has beyond our version to everyone first, then replay the
             // missed part to the newcomer: no gap and no duplicate at the seam.
             self.catch_up(None).await;
-            if since < self.version {
+            if self.version.saturating_sub(since) > self.inner.options.max_replay {
+                // Too far behind to replay (what one connection holds stays bounded, however
+                // long the stream): `Subscribed` alone, with a version past `since`, tells the
+                // client to read the tournament again.
+                tracing::debug!(tournament = %self.tournament, since, version = self.version, "resumption too far back to replay");
+            } else if since < self.version {
                 match self.inner.store.load(self.tournament, since).await {
                     Ok(events) => {
-                        // Queued whatever its length: a client asleep through a long night
-                        // still resumes, and live messages keep the queue's room behind it.
+                        // Queued beyond the queue's capacity (up to the replay's bound): a
+                        // client asleep through a night still resumes, and live messages keep
+                        // the queue's room behind it.
                         for event in events.iter().filter(|e| e.version <= self.version) {
                             let Some(frame) = frame_for(&subscriber, &encode_event(event)) else { continue };
                             if subscriber.queue.send_replayed(frame).is_err() {

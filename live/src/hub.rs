@@ -56,6 +56,9 @@ pub struct HubOptions {
     /// Time within which a committed event reaches every subscribed connection of this pod,
     /// whatever happened to its publication (with the store reachable).
     pub delivery_bound: Duration,
+    /// Most events replayed to a v2 connection resuming with `since`; one further behind is
+    /// told only the stream's version, and reads the tournament again.
+    pub max_replay: u64,
 }
 
 impl Default for HubOptions {
@@ -67,6 +70,7 @@ impl Default for HubOptions {
             clicks_in_flight: 1_024,
             feed_backlog: 1024,
             delivery_bound: Duration::from_secs(5),
+            max_replay: 512,
         }
     }
 }
@@ -117,7 +121,7 @@ pub(crate) struct HubInner<F> {
     clicks_waiting: Arc<Notify>,
     /// Streams whose events did not reach the bus, with the highest version lost.
     unannounced: Mutex<HashMap<Uuid, u64>>,
-    options: HubOptions,
+    pub(crate) options: HubOptions,
     next_id: AtomicU64,
     shutdown: CancellationToken,
     tracker: TaskTracker,

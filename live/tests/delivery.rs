@@ -270,6 +270,47 @@ async fn a_connection_resuming_further_back_than_its_queue_holds_gets_every_miss
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_resumption_further_back_than_a_replay_may_go_is_told_to_read_the_tournament_again() {
+    let options = HubOptions { queue_capacity: 8, ..HubOptions::default() };
+    let max_replay = options.max_replay;
+    let cluster = Cluster::new(1, 1, Faults::default(), options);
+    let tournament = Uuid::new_v4();
+    let pod = &cluster.pods[0];
+    let last = max_replay + 40;
+    for version in 1..=last {
+        pod.commands.append(append_request(tournament, version)).await.unwrap();
+    }
+    // What a resuming connection is sent before it is live: the replayed versions, then the
+    // version of `Subscribed`.
+    let resume = |since: u64| async move {
+        let (membership, mut queue) = pod.hub.subscribe(tournament, Protocol::V2, Some(since)).await;
+        let mut replayed = Vec::new();
+        loop {
+            let frame = queue.recv().await.expect("the connection is live");
+            let message: Value = serde_json::from_str(&frame).unwrap();
+            let version = message["version"].as_u64().unwrap();
+            if message["type"] == "Subscribed" {
+                return (membership, replayed, version);
+            }
+            replayed.push(version);
+        }
+    };
+    // A replay as long as a replay may be is sent whole.
+    let (_kept, replayed, subscribed) = resume(last - max_replay).await;
+    assert_eq!(replayed, (last - max_replay + 1..=last).collect::<Vec<_>>());
+    assert_eq!(subscribed, last);
+    // One event longer, nothing is replayed (however long the stream, what a connection holds
+    // stays bounded): `Subscribed` says the stream is further on, and the client reads the
+    // tournament again.
+    let (_told, replayed, subscribed) = resume(last - max_replay - 1).await;
+    assert!(replayed.is_empty(), "{} events replayed", replayed.len());
+    assert_eq!(subscribed, last);
+    let (_asleep, replayed, subscribed) = resume(0).await;
+    assert!(replayed.is_empty(), "{} events replayed", replayed.len());
+    assert_eq!(subscribed, last);
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_periodic_check_reads_versions_in_one_call_per_period_not_events() {
     let cluster = Cluster::new(1, 1, Faults::default(), HubOptions::default());
     let tournaments: Vec<Uuid> = (0..50).map(|_| Uuid::new_v4()).collect();

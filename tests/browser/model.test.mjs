@@ -61,6 +61,24 @@ describe('the tournament model', () => {
     assert.equal(model.players[0].selectedTeam, 'PSG');
   });
 
+  it('a resumption too far back to replay reads the tournament again', async () => {
+    const model = new TournamentModel('t');
+    model.view = view(3, [anna()]);
+    model.newest = 3;
+    const reads = answering([view(600, [anna('PSG')])]);
+    // The server replays nothing (600 - 3 events is more than it replays) and says where it is.
+    const reading = model.apply({ type: 'Subscribed', version: 600 });
+    assert.ok(reading, 'a read of the tournament is started');
+    await settle();
+    reads.answerNext();
+    await reading;
+    assert.equal(model.version, 600);
+    assert.equal(model.players[0].selectedTeam, 'PSG');
+    // Live events go on from there.
+    model.apply({ type: 'TeamSelected', version: 601, event: { name: 'Anna', surname: 'Nowak', team: 'Chelsea' } });
+    assert.equal(model.players[0].selectedTeam, 'Chelsea');
+  });
+
   it('after a rewind an older view is the truth, and the night read before is forgotten', async () => {
     const model = new TournamentModel('t');
     model.view = view(6, [anna('Chelsea')]);
