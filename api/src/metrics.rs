@@ -301,7 +301,8 @@ impl Collector for HubCollector {
             &mut encoder,
             "lct_click_lists_coalesced",
             "Team-click lists replaced by a newer list of their tournament while they waited for Redis \
-             (bus) or for a live feed (feed); the newer list went out instead",
+             (bus), for a live feed (feed) or in a connection's queue (connection); the newer list went \
+             out instead",
             "queue",
             &coalesced,
         )?;

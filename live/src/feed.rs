@@ -264,7 +264,20 @@ impl<F: Frame> Feed<F> {
         if list.seq == 0 || list.seq > self.clicks_seq {
             self.clicks_seq = self.clicks_seq.max(list.seq);
             if !self.subscribers.is_empty() {
-                self.send_all(&encode_clicks(self.tournament, &list.clicks));
+                // Each list holds every click of the tournament: a newer one replaces one still
+                // queued to a connection, so that clicks alone never fill a queue.
+                let encoded = encode_clicks(self.tournament, &list.clicks);
+                let stats = &self.inner.stats;
+                self.subscribers.retain(|s| {
+                    let Some(frame) = frame_for(s, &encoded) else { return true };
+                    match s.queue.send_latest(frame) {
+                        Ok(true) => {
+                            stats.coalesced(ClickQueue::Connection);
+                            true
+                        }
+                        sent => queued(s, sent.map(|_| ()), stats),
+                    }
+                });
             }
         }
     }
@@ -381,7 +394,13 @@ fn frame_for<F: Frame>(subscriber: &Subscriber<F>, encoded: &Encoded<F>) -> Opti
 /// had queued is lost to it, and counted).
 fn send<F: Frame>(subscriber: &Subscriber<F>, encoded: &Encoded<F>, stats: &HubStats) -> bool {
     let Some(frame) = frame_for(subscriber, encoded) else { return true };
-    match subscriber.queue.try_send(frame) {
+    queued(subscriber, subscriber.queue.try_send(frame), stats)
+}
+
+/// Counts a frame queued to a connection, or cuts the connection off when its queue was full;
+/// `false` when the connection is gone.
+fn queued<F>(subscriber: &Subscriber<F>, sent: Result<(), TrySendError<F>>, stats: &HubStats) -> bool {
+    match sent {
         Ok(()) => {
             stats.delivered.fetch_add(1, Ordering::Relaxed);
             true

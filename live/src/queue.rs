@@ -23,6 +23,8 @@ struct State<F> {
     waker: Option<Waker>,
     /// Places beyond the capacity, one per replayed frame not yet matched by a frame received.
     replay_room: u32,
+    /// Where the frame queued with [`QueueSender::send_latest`] is, while it is queued.
+    latest: Option<u32>,
     sender_gone: bool,
     receiver_gone: bool,
 }
@@ -67,8 +69,14 @@ pub enum TryRecvError {
 
 /// A queue of at most `capacity` frames.
 pub fn queue<F>(capacity: usize) -> (QueueSender<F>, QueueReceiver<F>) {
-    let state =
-        State { frames: VecDeque::new(), waker: None, replay_room: 0, sender_gone: false, receiver_gone: false };
+    let state = State {
+        frames: VecDeque::new(),
+        waker: None,
+        replay_room: 0,
+        latest: None,
+        sender_gone: false,
+        receiver_gone: false,
+    };
     let shared = Arc::new(Shared { state: Mutex::new(state), capacity: capacity.max(1) });
     (QueueSender { shared: Arc::clone(&shared) }, QueueReceiver { shared })
 }
@@ -91,6 +99,33 @@ impl<F> QueueSender<F> {
             waker.wake();
         }
         Ok(())
+    }
+
+    /// Queues `frame`, which supersedes the last frame queued this way: if that one is still
+    /// queued, it is taken out and `frame` goes to the back in its place (so it needs no room
+    /// more, and never goes out ahead of what was queued before it). `Ok(true)` when it
+    /// replaced one.
+    pub fn send_latest(&self, frame: F) -> Result<bool, TrySendError<F>> {
+        let (replaced, waker) = {
+            let mut state = self.shared.lock();
+            if state.receiver_gone {
+                return Err(TrySendError::Closed(frame));
+            }
+            let replaced = match state.latest {
+                Some(at) => state.frames.remove(at as usize).is_some(),
+                None if state.frames.len() >= self.shared.capacity + state.replay_room as usize => {
+                    return Err(TrySendError::Full(frame));
+                }
+                None => false,
+            };
+            state.frames.push_back(frame);
+            state.latest = u32::try_from(state.frames.len() - 1).ok();
+            (replaced, state.waker.take())
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(replaced)
     }
 
     /// Queues a frame of a replay whatever the queue holds, with a place more for the frames
@@ -141,6 +176,7 @@ impl<F> QueueReceiver<F> {
     fn take(state: &mut State<F>) -> Option<F> {
         let frame = state.frames.pop_front()?;
         state.replay_room = state.replay_room.saturating_sub(1);
+        state.latest = state.latest.and_then(|at| at.checked_sub(1));
         if state.frames.is_empty() && state.frames.capacity() > KEPT_CAPACITY {
             state.frames = VecDeque::new();
         }
@@ -255,6 +291,35 @@ mod tests {
         assert_eq!(tx.try_send(16), Err(TrySendError::Full(16)), "back to the capacity");
         drop(rx);
         assert_eq!(tx.send_replayed(1), Err(TrySendError::Closed(1)));
+    }
+
+    #[test]
+    fn a_latest_frame_replaces_the_one_still_queued_and_goes_behind_what_came_between() {
+        let (tx, mut rx) = queue::<u32>(3);
+        assert_eq!(tx.send_latest(100), Ok(false));
+        tx.try_send(1).unwrap();
+        tx.try_send(2).unwrap();
+        assert_eq!(tx.try_send(3), Err(TrySendError::Full(3)));
+        // The queue is full, but the latest takes the place of the one it replaces.
+        assert_eq!(tx.send_latest(101), Ok(true));
+        assert_eq!(tx.send_latest(102), Ok(true));
+        assert_eq!((rx.try_recv(), rx.try_recv(), rx.try_recv()), (Ok(1), Ok(2), Ok(102)));
+        // Once the latest went out, the next is queued anew, and needs room.
+        tx.try_send(3).unwrap();
+        assert_eq!(tx.send_latest(103), Ok(false));
+        tx.try_send(4).unwrap();
+        assert_eq!(tx.try_send(5), Err(TrySendError::Full(5)));
+        assert_eq!(rx.try_recv(), Ok(3));
+        assert_eq!(tx.send_latest(104), Ok(true));
+        let rest: Vec<u32> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(rest, [4, 104]);
+        // Behind a replay too.
+        tx.send_replayed(7).unwrap();
+        assert_eq!(tx.send_latest(105), Ok(false));
+        tx.send_replayed(8).unwrap();
+        assert_eq!(tx.send_latest(106), Ok(true));
+        let rest: Vec<u32> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(rest, [7, 8, 106]);
     }
 
     #[tokio::test]

@@ -65,16 +65,19 @@ pub enum ClickQueue {
     Bus,
     /// Waiting for a feed to deliver it to this pod's connections.
     Feed,
+    /// Queued to a connection, not yet written to it.
+    Connection,
 }
 
 impl ClickQueue {
-    pub const ALL: [ClickQueue; 2] = [ClickQueue::Bus, ClickQueue::Feed];
+    pub const ALL: [ClickQueue; 3] = [ClickQueue::Bus, ClickQueue::Feed, ClickQueue::Connection];
 
     /// The metric label.
     pub fn label(self) -> &'static str {
         match self {
             ClickQueue::Bus => "bus",
             ClickQueue::Feed => "feed",
+            ClickQueue::Connection => "connection",
         }
     }
 }
@@ -101,7 +104,7 @@ pub struct HubStats {
     clicks_refused: [AtomicU64; 2],
     /// Click lists replaced by a newer list of their tournament before they went out, by
     /// [`ClickQueue`]: the newer one goes out instead.
-    click_lists_coalesced: [AtomicU64; 2],
+    click_lists_coalesced: [AtomicU64; 3],
     /// Time from publication by any pod to arrival here of bus messages.
     pub pubsub_lag: PubSubLag,
     /// Time from an event's commit (its recorded time) to its delivery here, for events that

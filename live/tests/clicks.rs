@@ -413,6 +413,38 @@ async fn full_feed_and_outbox_coalesce_click_lists_and_the_latest_goes_out_behin
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_connection_holds_one_click_list_at_most_so_a_flood_of_clicks_never_cuts_it_off() {
+    let pod = pod(HubOptions { queue_capacity: 8, ..HubOptions::default() });
+    let id = Uuid::new_v4();
+    let (membership, mut queue) = pod.hub.subscribe(id, Protocol::V2, None).await;
+    assert_eq!(kind_of(&next_frame(&mut queue).await), "Subscribed");
+    // The connection reads nothing while an event and fifty click lists come, many more than
+    // its queue of eight holds.
+    domain::ports::EventPublisher::publish(&pod.hub, &[joined(id, 1, "Anna")]).await;
+    for seq in 1..=50 {
+        pod.hub.broadcast_clicks(id, list(seq));
+    }
+    let stats = pod.hub.stats();
+    let handled = || {
+        stats.click_lists_coalesced(ClickQueue::Connection) + stats.click_lists_coalesced(ClickQueue::Feed) == 49
+            || membership.control.is_closed()
+    };
+    until("the feed handled every list", handled).await;
+    assert!(!membership.control.is_closed(), "cut off as too slow by click lists");
+    let mut shown = Vec::new();
+    while let Ok(frame) = queue.try_recv() {
+        shown.push(kind_of(&frame));
+    }
+    assert_eq!(shown, ["PlayerJoined", "TeamClicked P50"], "the event, then the latest list only");
+    assert_eq!(stats.slow_disconnects.load(Ordering::Relaxed), 0);
+    // Later lists and events still come, in order.
+    domain::ports::EventPublisher::publish(&pod.hub, &[joined(id, 2, "Ben")]).await;
+    pod.hub.broadcast_clicks(id, list(51));
+    assert_eq!(kind_of(&next_frame(&mut queue).await), "PlayerJoined");
+    assert_eq!(kind_of(&next_frame(&mut queue).await), "TeamClicked P51");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_stalled_bus_publishes_the_latest_list_of_each_tournament_once_it_moves() {
     let bus = Arc::new(StallingBus::default());
     let pod = pod_on(bus.clone(), HubOptions { publish_backlog: 1, ..HubOptions::default() });
