@@ -133,11 +133,12 @@ pub struct Settings {
     /// clicks are refused as overloaded, so that events keep room to be published.
     #[arg(long, env = "LCT_CLICK_REFUSAL_BACKLOG", default_value_t = 8192, value_parser = clap::value_parser!(u64).range(1..))]
     pub click_refusal_backlog: u64,
-    /// Hub invocations (team clicks) one live connection may make per second.
-    #[arg(long, env = "LCT_WS_INVOCATIONS_PER_SECOND", default_value_t = 10.0)]
+    /// Hub invocations (team clicks) one live connection may make per second, bursts of twice
+    /// that; above 0. They count against the client's command rate too.
+    #[arg(long, env = "LCT_WS_INVOCATIONS_PER_SECOND", default_value_t = 10.0, value_parser = positive_rate)]
     pub ws_invocations_per_second: f64,
-    /// Commands (POSTs) one client address may send per second, bursts of twice that; 0 is
-    /// unlimited.
+    /// Commands (POSTs, and hub invocations over all its connections) one client address may
+    /// send per second, bursts of twice that; 0 is unlimited.
     #[arg(long, env = "LCT_RATE_LIMIT_COMMANDS", default_value_t = 50.0)]
     pub rate_limit_commands: f64,
     /// New WebSocket connections one client address may open per second, bursts of twice that;
@@ -266,5 +267,29 @@ impl Settings {
             send_timeout: Duration::from_millis(self.send_timeout_ms),
             drain_grace: self.shutdown_grace(),
         }
+    }
+}
+
+/// A rate of more than 0 per second.
+fn positive_rate(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!("`{text}` is not a rate above 0 per second")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn an_invocation_rate_of_zero_or_less_is_refused_rather_than_refusing_every_invocation() {
+        for rate in ["0", "-1", "NaN", "inf", "ten"] {
+            let parsed = Settings::try_parse_from(["lct", "--ws-invocations-per-second", rate]);
+            assert!(parsed.is_err(), "{rate} accepted");
+        }
+        let parsed = Settings::try_parse_from(["lct", "--ws-invocations-per-second", "2.5"]).unwrap();
+        assert_eq!(parsed.ws_invocations_per_second, 2.5);
     }
 }

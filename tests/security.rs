@@ -448,3 +448,55 @@ async fn behind_a_proxy_the_operator_endpoints_answer_only_requests_that_did_not
     let liveness = http.get(server.url("/liveness")).header("X-Forwarded-For", "203.0.113.9").send().await.unwrap();
     assert_eq!(liveness.status(), 200);
 }
+
+#[tokio::test]
+async fn hub_invocations_count_against_their_client_s_command_rate_across_its_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("LCT_CLIENT_IP_HEADER", "X-Forwarded-For"),
+        // One command every two seconds per client address; each connection alone may invoke
+        // a hundred times a second.
+        ("LCT_RATE_LIMIT_COMMANDS", "0.5"),
+        ("LCT_WS_INVOCATIONS_PER_SECOND", "100"),
+    ];
+    let server = Server::start(dir.path(), &env).await;
+    let organiser = |request: reqwest::RequestBuilder| request.header("X-Forwarded-For", "198.51.100.1");
+    let http = client();
+    let created = organiser(http.post(server.url("/api/Tournament/create")))
+        .json(&json!({"name": "Flood night", "playerLimit": 4}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 200);
+    let tid: String = created.json().await.unwrap();
+    let joined = http
+        .post(server.url("/api/Tournament/assignPlayer"))
+        .header("X-Forwarded-For", "198.51.100.2")
+        .json(&json!({"tournamentId": tid, "name": "Anna", "surname": "Nowak"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(joined.status(), 200);
+    // One client address opens four hub connections and clicks ten times on each.
+    let url = format!("{}/hubs/actions?tournamentId={tid}", server.base.replace("http://", "ws://"));
+    let mut hubs = Vec::new();
+    for _ in 0..4 {
+        let mut request = url.as_str().into_client_request().unwrap();
+        request.headers_mut().insert("X-Forwarded-For", "203.0.113.7".parse().unwrap());
+        hubs.push(SignalR::connect_request(request).await);
+    }
+    let mut allowed = 0;
+    for (n, hub) in hubs.iter_mut().enumerate() {
+        for i in 0..10 {
+            hub.click(Some(&format!("{n}-{i}")), "PSG", "Anna", "Nowak").await;
+            let completion = hub.next_completion().await;
+            if completion.get("error").is_none() {
+                allowed += 1;
+            } else {
+                assert_eq!(completion["error"], "Too many invocations; slow down.", "{completion}");
+            }
+        }
+    }
+    // The burst (one) and a command every two seconds of the test's run, far fewer than forty.
+    assert!(allowed < 20, "{allowed} of 40 clicks of one client address were taken");
+}

@@ -1,5 +1,6 @@
-//! Per-client-IP rate limits on commands (POSTs) and on new WebSocket connections: token
-//! buckets answering 429 with `Retry-After` when empty.
+//! Per-client-IP rate limits on commands (POSTs, and hub invocations over the client's
+//! WebSockets) and on new WebSocket connections: token buckets answering 429 with `Retry-After`
+//! when empty (a hub invocation gets a completion error).
 
 use crate::client_ip::ClientIpSource;
 use crate::error::ApiError;
@@ -63,6 +64,21 @@ impl Buckets {
     }
 }
 
+/// A client's command rate, handed to its WebSocket upgrades (as a request extension) for the
+/// commands it sends over them: all of a client's connections draw on it, as its POSTs do.
+#[derive(Clone)]
+pub struct ClientCommands {
+    buckets: Arc<Buckets>,
+    ip: IpAddr,
+}
+
+impl ClientCommands {
+    /// Takes a command from the client's rate; `false` when it has none left now.
+    pub fn allow(&self) -> bool {
+        self.buckets.take(self.ip).is_ok()
+    }
+}
+
 /// The limiter shared by all requests of the process.
 #[derive(Clone)]
 pub struct RateLimiter {
@@ -89,11 +105,12 @@ impl RateLimiter {
 /// Middleware: refuses requests over their client's limit.
 pub async fn limit(
     axum::extract::State(limiter): axum::extract::State<RateLimiter>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     // A WebSocket upgrade is a GET: a command saying it upgrades is still a command.
-    let buckets = if request.method() == Method::GET && crate::upgrade_guard::is_upgrade(request.headers()) {
+    let upgrade = request.method() == Method::GET && crate::upgrade_guard::is_upgrade(request.headers());
+    let buckets = if upgrade {
         Some(&limiter.connections)
     } else if request.method() == Method::POST {
         Some(&limiter.commands)
@@ -114,6 +131,9 @@ pub async fn limit(
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
             return response;
         }
+    }
+    if let (true, Some(ip)) = (upgrade, limiter.client_ip(&request)) {
+        request.extensions_mut().insert(ClientCommands { buckets: Arc::clone(&limiter.commands), ip });
     }
     next.run(request).await
 }

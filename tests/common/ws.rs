@@ -49,7 +49,15 @@ impl SignalR {
     }
 
     pub async fn connect_url(url: &str) -> SignalR {
-        let (socket, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+        Self::connect_request(url).await
+    }
+
+    /// Connects with `request` (a URL, or a request with headers of its own) and completes the
+    /// handshake.
+    pub async fn connect_request(
+        request: impl tokio_tungstenite::tungstenite::client::IntoClientRequest + Unpin,
+    ) -> SignalR {
+        let (socket, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
             .await
             .expect("connected in time")
             .expect("websocket connect");

@@ -7,6 +7,7 @@ use super::session::{self, signalr_record, Flow, Outbox, HANDSHAKE_TIMEOUT};
 use crate::context;
 use crate::error::ApiError;
 use crate::extract::CiQuery;
+use crate::ratelimit::ClientCommands;
 use crate::upgrade_guard::LiveSlot;
 use crate::AppState;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -57,6 +58,7 @@ pub async fn connect(
     State(state): State<AppState>,
     query: CiQuery,
     slot: Option<Extension<LiveSlot>>,
+    client: Option<Extension<ClientCommands>>,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let tournament = query.uuid("tournamentid", "tournamentId")?;
@@ -79,7 +81,7 @@ pub async fn connect(
         clicks: state.live.clicks.clone(),
         v1: state.v1,
         tournament,
-        limiter: Limiter::new(state.live.invocations_per_second),
+        limiter: Limiter::new(state.live.invocations_per_second, client.map(|Extension(client)| client)),
         records: Utf8Bytes::from_static(""),
         at: 0,
         click: None,
@@ -315,16 +317,18 @@ async fn team_clicked(clicks: &::live::Clicks<super::Frame>, tournament: Uuid, a
     clicks.record(tournament, team, name, surname).await.map_err(|error: ClickError| ApiError::from(error).message)
 }
 
-/// A token bucket of hub invocations per connection.
+/// A token bucket of hub invocations per connection, drawing on its client's command rate too.
 struct Limiter {
     rate: f64,
     tokens: f64,
     last: Instant,
+    /// The client's command rate, shared by all its connections and its POSTs.
+    client: Option<ClientCommands>,
 }
 
 impl Limiter {
-    fn new(rate: f64) -> Self {
-        Self { rate, tokens: 2.0 * rate, last: Instant::now() }
+    fn new(rate: f64, client: Option<ClientCommands>) -> Self {
+        Self { rate, tokens: 2.0 * rate, last: Instant::now(), client }
     }
 
     fn allow(&mut self) -> bool {
@@ -332,11 +336,10 @@ impl Limiter {
         let refill = now.duration_since(self.last).as_secs_f64() * self.rate;
         self.tokens = (self.tokens + refill).min(2.0 * self.rate);
         self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
+        if self.tokens < 1.0 || !self.client.as_ref().is_none_or(ClientCommands::allow) {
+            return false;
         }
+        self.tokens -= 1.0;
+        true
     }
 }
