@@ -275,3 +275,20 @@ async fn a_live_client_that_sends_invocations_but_never_reads_is_disconnected() 
     // The server is fine and serves the next client.
     assert_eq!(liveness_from(&server, "127.0.0.1").await, Some(200));
 }
+
+#[tokio::test]
+async fn a_request_head_larger_than_any_client_needs_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &FAST_TIMEOUTS).await;
+    // Real clients send heads of a few hundred bytes; one of 48 KiB is held by nobody.
+    let mut stream = connect_from(&server, "127.0.0.1").await;
+    let head = format!(
+        "GET /liveness HTTP/1.1\r\nHost: lct\r\nX-Padding: {}\r\nConnection: close\r\n\r\n",
+        "p".repeat(48 * 1024)
+    );
+    let _ = stream.write_all(head.as_bytes()).await;
+    let answer = read_until_closed(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{}", answer.lines().next().unwrap_or_default());
+    // A head of a usual size is served.
+    assert_eq!(liveness_from(&server, "127.0.0.1").await, Some(200));
+}

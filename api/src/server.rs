@@ -246,6 +246,12 @@ impl AsyncWrite for Admitted {
     }
 }
 
+/// Largest request head (request line and headers) read, and the connection's buffer: clients
+/// send heads of a few hundred bytes (a few KiB with cookies), and hyper's default (about
+/// 400 KiB) lets each connection hold that much for the header-read timeout. A larger head is
+/// answered 431.
+const MAX_HEAD_BYTES: usize = 32 * 1024;
+
 /// Refused connections whose answer is still being delivered; beyond this many, refused
 /// sockets are closed without one.
 const MAX_LINGERING: usize = 256;
@@ -271,7 +277,10 @@ where
     S::Future: Send,
 {
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(options.header_read_timeout).keep_alive(true);
+    http.timer(TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout)
+        .keep_alive(true)
+        .max_buf_size(MAX_HEAD_BYTES);
     let body_timeout = options.body_read_timeout;
     // Connections in flight, and the signal that tells them to finish their request and close.
     let connections = tokio_util::task::TaskTracker::new();
