@@ -73,7 +73,7 @@ async fn signalr_clients_get_every_message_of_their_tournament_only() {
 }
 
 #[tokio::test]
-async fn negotiation_answers_websockets_only_with_a_one_use_token() {
+async fn negotiation_answers_websockets_only_with_a_token_for_its_tournament() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]).await;
     let http = client();
@@ -92,7 +92,21 @@ async fn negotiation_answers_websockets_only_with_a_one_use_token() {
     assert_eq!(join(&http, &server.base, &id, "Anna", "Nowak").await.status(), 200);
     assert_eq!(client.next_payload(&id).await["type"], "PlayerAssigned");
 
-    for refused in [url.clone(), format!("{ws}/hubs/actions?tournamentId={id}&id=unknown")] {
+    // Negotiation version 0 hands out the token as the connection id.
+    let answer: serde_json::Value =
+        json_of(http.post(server.url(&format!("/hubs/actions/negotiate?tournamentId={id}")))).await;
+    let old_style = answer["connectionId"].as_str().unwrap();
+    let _second = SignalR::connect_url(&format!("{ws}/hubs/actions?tournamentId={id}&id={old_style}")).await;
+
+    // A token is for the tournament it was negotiated for; a changed or made-up one is refused.
+    let other = create(&http, &server, "Elsewhere", 2).await;
+    let (body, mac) = token.rsplit_once('.').unwrap();
+    let flipped = format!("{body}.{}{}", if mac.starts_with('0') { '1' } else { '0' }, &mac[1..]);
+    for refused in [
+        format!("{ws}/hubs/actions?tournamentId={other}&id={token}"),
+        format!("{ws}/hubs/actions?tournamentId={id}&id={flipped}"),
+        format!("{ws}/hubs/actions?tournamentId={id}&id=unknown"),
+    ] {
         expect_refused(&refused, 404).await;
     }
 }

@@ -207,6 +207,17 @@ async fn a_redis_outage_loses_nothing_and_commands_keep_working() {
         assert!(std::time::Instant::now() < deadline, "the bus outage never showed: {ready}");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    // The hub still takes clients that negotiate first (as the official client does by
+    // default), with a token one pod issued and another accepts.
+    let negotiated = http
+        .post(b.url(&format!("/hubs/actions/negotiate?tournamentId={id}&negotiateVersion=1")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(negotiated.status(), 200, "negotiation while Redis is down");
+    let token = negotiated.json::<Value>().await.unwrap()["connectionToken"].as_str().unwrap().to_owned();
+    let hub_a = a.base.replace("http://", "ws://");
+    let mut negotiated_a = SignalR::connect_url(&format!("{hub_a}/hubs/actions?tournamentId={id}&id={token}")).await;
 
     redis.restart().await;
     for i in 7..10 {
@@ -219,6 +230,42 @@ async fn a_redis_outage_loses_nothing_and_commands_keep_working() {
     expect_versions(&mut live_b, 5, 11).await;
     let names: Vec<String> = expect_payloads(&mut signalr_a, &id, 10).await.into_iter().map(|(_, n)| n).collect();
     assert_eq!(names, (0..10).map(|i| format!("P{i}")).collect::<Vec<_>>());
+    // It may also get events of the outage that its pod had not delivered yet (those made on
+    // the other pod), each once, in order, then every later one.
+    let mut names = Vec::new();
+    while names.last().map(String::as_str) != Some("P9") {
+        names.push(expect_payloads(&mut negotiated_a, &id, 1).await.remove(0).1);
+    }
+    let later: Vec<&str> = names.iter().map(String::as_str).filter(|n| ["P7", "P8", "P9"].contains(n)).collect();
+    assert_eq!(later, ["P7", "P8", "P9"], "{names:?}");
+    let mut sorted = names.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), names.len(), "nothing twice: {names:?}");
+}
+
+/// During a rolling deploy, negotiation and connection may reach pods of two releases: the
+/// previous one kept its tokens in Redis alone and took each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn negotiate_tokens_work_across_releases() {
+    let redis = RedisServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pods = pods(1, dir.path(), &redis).await;
+    let http = client();
+    let id = create(&http, &pods[0], "Rolling", 4).await;
+    let ws = pods[0].base.replace("http://", "ws://");
+
+    // A token a previous-release pod issued is taken from Redis, once.
+    redis.cli(&["SET", "lct:token:0f1e2d3c4b5a69788796a5b4c3d2e1f0", &id, "PX", "60000"]);
+    let url = format!("{ws}/hubs/actions?tournamentId={id}&id=0f1e2d3c4b5a69788796a5b4c3d2e1f0");
+    let _previous = SignalR::connect_url(&url).await;
+    common::ws::expect_refused(&url, 404).await;
+
+    // A token this pod issues is kept in Redis for such pods, bound to its tournament.
+    let negotiated: Value =
+        json_of(http.post(pods[0].url(&format!("/hubs/actions/negotiate?tournamentId={id}&negotiateVersion=1")))).await;
+    let token = negotiated["connectionToken"].as_str().unwrap();
+    assert_eq!(redis.cli(&["GET", &format!("lct:token:{token}")]).trim(), id);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

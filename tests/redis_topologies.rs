@@ -249,8 +249,8 @@ async fn a_sentinel_failover_mid_stream_keeps_commands_answering_and_every_clien
     );
     assert_eq!(cli_at(new_master, &["PUBSUB", "NUMSUB", &channel(&id)]).lines().nth(1), Some("2"));
 
-    // The shared state follows the new master too: clicks, one-use negotiate tokens,
-    // idempotency keys, presence and the pod registry.
+    // The shared state follows the new master too: clicks, negotiate tokens (kept for pods of
+    // the previous release), idempotency keys, presence and the pod registry.
     let clicker = &mut clients[0].signalr;
     clicker.click(Some("c1"), "Bayern", "P0", "S").await;
     let completion = clicker.next_completion().await;
@@ -261,6 +261,7 @@ async fn a_sentinel_failover_mid_stream_keeps_commands_answering_and_every_clien
     let negotiated: Value =
         json_of(http.post(pods[1].url(&format!("/hubs/actions/negotiate?tournamentId={id}&negotiateVersion=1")))).await;
     let token = negotiated["connectionToken"].as_str().unwrap();
+    assert_eq!(cli_at(new_master, &["GET", &format!("lct:token:{token}")]).trim(), id);
     let ws = pods[0].base.replace("http://", "ws://");
     SignalR::connect_url(&format!("{ws}/hubs/actions?tournamentId={id}&id={token}")).await;
 

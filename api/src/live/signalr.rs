@@ -9,6 +9,7 @@ use crate::error::ApiError;
 use crate::extract::CiQuery;
 use crate::ratelimit::ClientCommands;
 use crate::upgrade_guard::LiveSlot;
+use crate::v2::tokens::{KeyPending, CONNECTION_PREFIX};
 use crate::AppState;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Extension, State};
@@ -29,27 +30,69 @@ use uuid::Uuid;
 /// How long a negotiated connection token stays valid.
 const TOKEN_TTL: Duration = Duration::from_secs(60);
 
-/// `POST /hubs/actions/negotiate`: answers a WebSockets-only transport list with a one-use
-/// connection token.
+/// `POST /hubs/actions/negotiate`: answers a WebSockets-only transport list with a connection
+/// token.
+///
+/// The token is signed with the pod's token key, so any pod accepts it within [`TOKEN_TTL`]
+/// without shared state: negotiation works while Redis is down. It is also kept in the shared
+/// store when that answers, where pods of the previous release look tokens up. A pod that does
+/// not hold the token key yet issues one of those stored tokens alone.
 pub async fn negotiate(State(state): State<AppState>, query: CiQuery) -> Result<Json<Value>, ApiError> {
     let version: u32 = query.get("negotiateversion").and_then(|v| v.parse().ok()).unwrap_or(0);
     let tournament = match query.get("tournamentid") {
         Some(raw) => Some(crate::extract::parse_uuid(raw, "tournamentId")?),
         None => None,
     };
-    let connection_id = Uuid::new_v4().simple().to_string();
-    let token = if version >= 1 { Uuid::new_v4().simple().to_string() } else { connection_id.clone() };
     let bound = tournament.map(|t| t.to_string()).unwrap_or_default();
-    state.live.shared.put_token(&token, &bound, TOKEN_TTL).await.map_err(|error| {
+    let (token, stored) = match state.tokens.connection(tournament, unix_seconds() + TOKEN_TTL.as_secs()) {
+        Ok(signed) => {
+            let stored = state.live.shared.put_token(&signed, &bound, TOKEN_TTL).await;
+            if let Err(error) = &stored {
+                tracing::debug!(cause = %error, "a connection token is not kept for pods of the previous release");
+            }
+            (signed, Ok(()))
+        }
+        Err(KeyPending) => {
+            let token = Uuid::new_v4().simple().to_string();
+            let stored = state.live.shared.put_token(&token, &bound, TOKEN_TTL).await;
+            (token, stored)
+        }
+    };
+    stored.map_err(|error| {
         tracing::error!(cause = %error, "cannot store a connection token");
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "A dependency is unavailable; try again shortly.")
     })?;
     let transports = json!([{"transport": "WebSockets", "transferFormats": ["Text", "Binary"]}]);
     Ok(Json(if version >= 1 {
+        let connection_id = Uuid::new_v4().simple().to_string();
         json!({"negotiateVersion": 1, "connectionId": connection_id, "connectionToken": token, "availableTransports": transports})
     } else {
-        json!({"negotiateVersion": 0, "connectionId": connection_id, "availableTransports": transports})
+        // Version 0 clients connect with the connection id: it is the token.
+        json!({"negotiateVersion": 0, "connectionId": token, "availableTransports": transports})
     }))
+}
+
+/// Whether a connection with `token` may connect to `tournament`: a signed token that has not
+/// expired and binds this tournament or none, or a stored token (of a pod of the previous
+/// release, or of one without the token key) taken once from the shared store.
+async fn token_admits(state: &AppState, token: &str, tournament: Uuid) -> Result<bool, ApiError> {
+    let unavailable = |error: &dyn std::fmt::Display| {
+        tracing::error!(cause = %error, "cannot check a connection token");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "A dependency is unavailable; try again shortly.")
+    };
+    if token.starts_with(CONNECTION_PREFIX) {
+        let grant = state.tokens.connection_grant(token).map_err(|error| unavailable(&error))?;
+        return Ok(grant.is_some_and(|grant| {
+            grant.expires >= unix_seconds() && grant.tournament.is_none_or(|bound| bound == tournament)
+        }));
+    }
+    let bound = state.live.shared.take_token(token).await.map_err(|error| unavailable(&error))?;
+    Ok(bound.is_some_and(|bound| bound.is_empty() || bound == tournament.to_string()))
+}
+
+/// Seconds since the Unix epoch (the clock pods share, unlike `Instant`).
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_secs())
 }
 
 /// `GET /hubs/actions?tournamentId=` (and `&id=<token>` after negotiation), upgraded to a
@@ -65,13 +108,8 @@ pub async fn connect(
     context::set_tournament(tournament);
     let upgrade = upgrade.map_err(|_| ApiError::bad_request("This endpoint expects a WebSocket upgrade."))?;
     if let Some(token) = query.get("id") {
-        let bound = state.live.shared.take_token(token).await.map_err(|error| {
-            tracing::error!(cause = %error, "cannot check a connection token");
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "A dependency is unavailable; try again shortly.")
-        })?;
-        match bound {
-            Some(bound) if bound.is_empty() || bound == tournament.to_string() => {}
-            _ => return Err(ApiError::new(StatusCode::NOT_FOUND, "Unknown or used connection token.")),
+        if !token_admits(&state, token, tournament).await? {
+            return Err(ApiError::new(StatusCode::NOT_FOUND, "Unknown or expired connection token."));
         }
     }
     state.service.get(tournament).await?;

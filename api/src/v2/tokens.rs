@@ -24,6 +24,22 @@ pub const MIN_KEY_BYTES: usize = 16;
 /// The name of the token key among the shared secrets.
 pub const SHARED_KEY_NAME: &str = "token-key";
 
+/// How a hub connection token starts (tokens of earlier releases, kept in the shared store, are
+/// bare hex).
+pub const CONNECTION_PREFIX: &str = "c.";
+
+/// A connection token's tournament part when it binds none.
+const ANY_TOURNAMENT: &str = "any";
+
+/// What a valid hub connection token grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionGrant {
+    /// The tournament it may connect to; `None` for any.
+    pub tournament: Option<Uuid>,
+    /// Seconds since the Unix epoch after which it is no longer valid.
+    pub expires: u64,
+}
+
 /// Issues and checks tokens; cheap to clone (clones share the key).
 #[derive(Clone)]
 pub struct TokenKeys {
@@ -141,6 +157,36 @@ impl TokenKeys {
         Ok(format!("p.{}.{}", player.simple(), self.sign(&format!("player|{tournament}|{player}"))?))
     }
 
+    /// A hub connection token (what SignalR's negotiation hands out), valid until `expires`
+    /// (seconds since the Unix epoch) for a connection to `tournament`, or to any tournament
+    /// when `None`. Any pod can check it without shared state.
+    pub fn connection(&self, tournament: Option<Uuid>, expires: u64) -> Result<String, KeyPending> {
+        let bound = tournament.map_or_else(|| ANY_TOURNAMENT.to_owned(), |t| t.simple().to_string());
+        let body = format!("{expires}.{bound}.{}", hex(&rand::random::<[u8; 8]>()));
+        Ok(format!("{CONNECTION_PREFIX}{body}.{}", self.sign(&format!("connection|{body}"))?))
+    }
+
+    /// What a connection token grants, when it is one this key signed (expired or not).
+    /// `Ok(None)` for anything else, including tokens of another shape.
+    pub fn connection_grant(&self, token: &str) -> Result<Option<ConnectionGrant>, KeyPending> {
+        self.key()?;
+        let Some((body, signature)) = token.strip_prefix(CONNECTION_PREFIX).and_then(|rest| rest.rsplit_once('.'))
+        else {
+            return Ok(None);
+        };
+        if !self.verify(&format!("connection|{body}"), signature)? {
+            return Ok(None);
+        }
+        let mut parts = body.split('.');
+        let expires = parts.next().and_then(|expires| expires.parse().ok());
+        let tournament = match parts.next() {
+            Some(ANY_TOURNAMENT) => Some(None),
+            Some(bound) => Uuid::try_parse(bound).ok().map(Some),
+            None => None,
+        };
+        Ok(expires.zip(tournament).map(|(expires, tournament)| ConnectionGrant { tournament, expires }))
+    }
+
     /// The player a token belongs to, when it is a valid player token of this tournament.
     pub fn player_of(&self, tournament: Uuid, token: &str) -> Result<Option<Uuid>, KeyPending> {
         self.key()?;
@@ -220,6 +266,33 @@ mod tests {
         assert_eq!(keys.player_of(t1, &forged), Ok(None));
         let other_keys = TokenKeys::new(b"another secret of sufficient len");
         assert_eq!(other_keys.is_organiser(t1, &organiser), Ok(false));
+    }
+
+    #[test]
+    fn connection_tokens_carry_their_tournament_and_expiry_under_the_key() {
+        let keys = TokenKeys::new(b"0123456789abcdef0123456789abcdef");
+        let t = Uuid::new_v4();
+        let bound = keys.connection(Some(t), 1_000).unwrap();
+        assert_eq!(keys.connection_grant(&bound), Ok(Some(ConnectionGrant { tournament: Some(t), expires: 1_000 })));
+        let any = keys.connection(None, 2_000).unwrap();
+        assert_eq!(keys.connection_grant(&any), Ok(Some(ConnectionGrant { tournament: None, expires: 2_000 })));
+        assert_ne!(keys.connection(None, 2_000).unwrap(), any, "each token is new");
+
+        // Changing what it grants, or its MAC, leaves nothing valid.
+        let (body, mac) = bound.rsplit_once('.').unwrap();
+        let later = bound.replacen("1000", "9999", 1);
+        let other = bound.replace(&t.simple().to_string(), &Uuid::new_v4().simple().to_string());
+        let any_instead = bound.replace(&t.simple().to_string(), "any");
+        for forged in
+            [later, other, any_instead, body.to_owned(), format!("{body}.{}", &mac[..30]), format!("{body}.{mac}0")]
+        {
+            assert_eq!(keys.connection_grant(&forged), Ok(None), "{forged}");
+        }
+        // Other tokens of this key are not connection tokens, and another key's are not valid.
+        assert_eq!(keys.connection_grant(&keys.organiser(t).unwrap()), Ok(None));
+        assert_eq!(keys.connection_grant(&format!("c.{}", keys.organiser(t).unwrap())), Ok(None));
+        assert_eq!(TokenKeys::new(b"another secret of sufficient len").connection_grant(&bound), Ok(None));
+        assert_eq!(TokenKeys::pending().connection_grant(&bound), Err(KeyPending));
     }
 
     #[test]
