@@ -500,3 +500,51 @@ async fn hub_invocations_count_against_their_client_s_command_rate_across_its_co
     // The burst (one) and a command every two seconds of the test's run, far fewer than forty.
     assert!(allowed < 20, "{allowed} of 40 clicks of one client address were taken");
 }
+
+#[tokio::test]
+async fn the_idempotency_store_holds_no_token_yet_a_retry_gets_its_token() {
+    let redis = RedisServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("LCT_REDIS_URL", redis.url.as_str()), ("LCT_TOKEN_SECRET", "a secret only the pods know, 32+")];
+    let server = Server::start(dir.path(), &env).await;
+    let keyed = |path: &str, key: &str, body: Value| {
+        client().post(server.url(path)).header("Idempotency-Key", key).json(&body).send()
+    };
+    let create_key = "Xq3v9Lr2Tn8Kw5Zb7Yc4Md1Pf6Hg0Js";
+    let created =
+        keyed("/api/v2/tournaments", create_key, json!({"name": "Stored night", "playerLimit": 2})).await.unwrap();
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.unwrap();
+    let (id, organiser) = (created["id"].as_str().unwrap(), created["organiserToken"].as_str().unwrap());
+    let join_key = "Bn4Wc8Rt1Gy6Uz3Ia9Oe5Lp2Kd7Fh0Vm";
+    let players = format!("/api/v2/tournaments/{id}/players");
+    let joined = keyed(&players, join_key, json!({"name": "Anna", "surname": "Nowak"})).await.unwrap();
+    assert_eq!(joined.status(), 201);
+    let joined: Value = joined.json().await.unwrap();
+    let anna = joined["playerToken"].as_str().unwrap();
+
+    // Whoever reads Redis (a replica, a backup, MONITOR) finds no token to act with.
+    let keys: Vec<String> = redis
+        .cli(&["--scan", "--pattern", "lct:idem:*"])
+        .lines()
+        .map(str::to_owned)
+        .filter(|k| !k.is_empty())
+        .collect();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    for key in &keys {
+        let stored = redis.cli(&["GET", key]);
+        for token in [organiser, anna] {
+            assert!(!stored.contains(&token[2..]), "{key} holds a token: {stored}");
+        }
+    }
+
+    // A retry with the key gets the whole answer, token included.
+    let again =
+        keyed("/api/v2/tournaments", create_key, json!({"name": "Stored night", "playerLimit": 2})).await.unwrap();
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<Value>().await.unwrap(), created);
+    let again = keyed(&players, join_key, json!({"name": "Anna", "surname": "Nowak"})).await.unwrap();
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.json::<Value>().await.unwrap(), joined);
+}

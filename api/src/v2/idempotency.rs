@@ -24,7 +24,8 @@
 //! A stored response is replayed to whoever sends the same key and body. On routes whose
 //! response carries a token, the key is therefore a bearer secret: it must be at least
 //! [`MIN_UNGUESSABLE_CHARS`] characters of the URL-safe alphabet (room for 128 random bits), and
-//! clients must draw it from at least 128 random bits.
+//! clients must draw it from at least 128 random bits. The store itself holds no token: a stored
+//! answer has `null` in its token's place, made again when it is replayed ([`TokenField`]).
 
 use super::problem::Problem;
 use super::tokens::hex;
@@ -225,7 +226,56 @@ pub async fn once<F>(
 where
     F: Future<Output = Result<Answer, Problem>> + Send + 'static,
 {
-    once_in(state.idempotency.clone(), headers, route, rule, fingerprint, command).await
+    once_in(state.idempotency.clone(), headers, route, rule, fingerprint, None, command).await
+}
+
+/// [`once`] for a command whose answer carries a token in `token.field`.
+pub async fn once_issuing<F>(
+    state: &AppState,
+    headers: &HeaderMap,
+    route: &str,
+    fingerprint: &[u8],
+    token: TokenField,
+    command: F,
+) -> Result<Response, Problem>
+where
+    F: Future<Output = Result<Answer, Problem>> + Send + 'static,
+{
+    once_in(state.idempotency.clone(), headers, route, KeyRule::Unguessable, fingerprint, Some(token), command).await
+}
+
+/// A token in a command's answer. Whoever reads the idempotency store (a replica, a backup,
+/// `MONITOR`) must not find tokens to act with there, so the stored answer holds `null` in this
+/// field, and a replay computes the token again from the rest of the answer: tokens are MACs of
+/// what the answer names.
+pub struct TokenField {
+    /// The field of the answer's body that holds the token.
+    pub field: &'static str,
+    /// The token again, from the stored answer's body.
+    pub again: MakeAgain,
+}
+
+/// Makes a token again from a stored answer's body.
+pub type MakeAgain = Box<dyn FnOnce(&Value) -> Result<String, Problem> + Send>;
+
+/// `body` as stored: without the token in `field`.
+fn without_token(body: &Value, field: Option<&str>) -> Value {
+    let mut stored = body.clone();
+    if let Some(slot) = field.and_then(|field| stored.get_mut(field)) {
+        *slot = Value::Null;
+    }
+    stored
+}
+
+/// A stored answer's body as it is replayed: with its token computed again, when it was left
+/// out. (Answers stored by pods of the previous release hold theirs.)
+fn with_token(mut body: Value, token: Option<TokenField>) -> Result<Value, Problem> {
+    if let Some(TokenField { field, again }) = token {
+        if body.get(field).is_some_and(Value::is_null) {
+            body[field] = Value::String(again(&body)?);
+        }
+    }
+    Ok(body)
 }
 
 /// [`once`] with the idempotency store given.
@@ -235,6 +285,7 @@ async fn once_in<F>(
     route: &str,
     rule: KeyRule,
     fingerprint: &[u8],
+    token: Option<TokenField>,
     command: F,
 ) -> Result<Response, Problem>
 where
@@ -250,7 +301,10 @@ where
     let fingerprint = hex_digest(&[fingerprint]);
     let marker = marker(&fingerprint);
     let text = match store.claim(&scoped, &marker, LEASE).await.map_err(unavailable)? {
-        IdempotencyClaim::Claimed => return run_claimed(store, scoped, marker, fingerprint, command).await,
+        IdempotencyClaim::Claimed => {
+            let field = token.map(|token| token.field);
+            return run_claimed(store, scoped, marker, fingerprint, field, command).await;
+        }
         IdempotencyClaim::Held(text) => text,
     };
     let stored = match Held::read(&text)? {
@@ -265,7 +319,7 @@ where
         ));
     }
     let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
-    let mut response = into_response((status, stored.body));
+    let mut response = into_response((status, with_token(stored.body, token)?));
     response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
     Ok(response)
 }
@@ -277,6 +331,7 @@ async fn run_claimed<F>(
     scoped: String,
     marker: String,
     fingerprint: String,
+    token_field: Option<&'static str>,
     command: F,
 ) -> Result<Response, Problem>
 where
@@ -286,7 +341,8 @@ where
         let outcome = command.await;
         match &outcome {
             Ok((status, body)) => {
-                let stored = Stored { fingerprint, status: status.as_u16(), body: body.clone(), pending: None };
+                let body = without_token(body, token_field);
+                let stored = Stored { fingerprint, status: status.as_u16(), body, pending: None };
                 let text = serde_json::to_string(&stored).unwrap_or_default();
                 match store.complete(&scoped, &marker, &text, KEEP).await {
                     Ok(true) => {}
@@ -345,12 +401,12 @@ mod tests {
         };
         let request = tokio::spawn({
             let store = Arc::clone(&store);
-            async move { once_in(store, &keyed(), "create", KeyRule::Unguessable, b"{}", command).await }
+            async move { once_in(store, &keyed(), "create", KeyRule::Unguessable, b"{}", None, command).await }
         });
         let never = || async { panic!("a retry must not run the command again") };
         running.await.unwrap();
         // While it runs, a retry is told so.
-        let retried = once_in(Arc::clone(&store), &keyed(), "create", KeyRule::Unguessable, b"{}", never()).await;
+        let retried = once_in(Arc::clone(&store), &keyed(), "create", KeyRule::Unguessable, b"{}", None, never()).await;
         assert_eq!(retried.unwrap_err().kind, "request-in-progress");
         // The client goes away: its request is dropped mid-command.
         request.abort();
@@ -359,7 +415,8 @@ mod tests {
         // The command still finishes and its answer is what the retry gets.
         let retry = async {
             loop {
-                match once_in(Arc::clone(&store), &keyed(), "create", KeyRule::Unguessable, b"{}", never()).await {
+                match once_in(Arc::clone(&store), &keyed(), "create", KeyRule::Unguessable, b"{}", None, never()).await
+                {
                     Ok(answer) => break answer,
                     Err(problem) => {
                         assert_eq!(problem.kind, "request-in-progress");
@@ -373,6 +430,44 @@ mod tests {
         assert_eq!(answer.headers()["idempotent-replayed"], "true");
         assert_eq!(body(answer).await, serde_json::json!({"organiserToken": "o.1234"}));
         assert_eq!(runs.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_token_is_left_out_of_the_store_and_made_again_for_a_replay() {
+        let store: Arc<dyn IdempotencyStore> = Arc::new(infrastructure::live::MemorySharedState::default());
+        let token = || TokenField {
+            field: "playerToken",
+            again: Box::new(|answer| Ok(format!("p.again-for-{}", answer["playerId"].as_str().unwrap()))),
+        };
+        let never = || async { panic!("a retry must not run the command again") };
+        let command =
+            async { Ok((StatusCode::CREATED, serde_json::json!({"playerId": "p1", "playerToken": "p.issued"}))) };
+        let keyed = keyed();
+        let first = once_in(Arc::clone(&store), &keyed, "join", KeyRule::Unguessable, b"{}", Some(token()), command);
+        assert_eq!(body(first.await.unwrap()).await["playerToken"], "p.issued");
+        let scoped = hex_digest(&[b"join", KEY.as_bytes()]);
+        let IdempotencyClaim::Held(stored) = store.claim(&scoped, "other", LEASE).await.unwrap() else {
+            panic!("the answer is kept")
+        };
+        assert!(!stored.contains("p.issued") && stored.contains(r#""playerToken":null"#), "{stored}");
+        let replay = once_in(Arc::clone(&store), &keyed, "join", KeyRule::Unguessable, b"{}", Some(token()), never());
+        let replay = replay.await.unwrap();
+        assert_eq!(replay.status(), StatusCode::CREATED);
+        assert_eq!(body(replay).await, serde_json::json!({"playerId": "p1", "playerToken": "p.again-for-p1"}));
+
+        // An answer a pod of the previous release kept holds its token, and is replayed as kept.
+        let scoped = hex_digest(&[b"join-before", KEY.as_bytes()]);
+        let marker = marker(&hex_digest(&[b"{}"]));
+        assert!(matches!(store.claim(&scoped, &marker, LEASE).await.unwrap(), IdempotencyClaim::Claimed));
+        let kept = Stored {
+            fingerprint: hex_digest(&[b"{}"]),
+            status: 201,
+            body: serde_json::json!({"playerId": "p2", "playerToken": "p.kept"}),
+            pending: None,
+        };
+        assert!(store.complete(&scoped, &marker, &serde_json::to_string(&kept).unwrap(), KEEP).await.unwrap());
+        let replay = once_in(store, &keyed, "join-before", KeyRule::Unguessable, b"{}", Some(token()), never());
+        assert_eq!(body(replay.await.unwrap()).await["playerToken"], "p.kept");
     }
 
     #[tokio::test]
@@ -396,7 +491,7 @@ mod tests {
         }
         let store = Arc::new(Recording::default());
         let done = async { Ok((StatusCode::OK, Value::Null)) };
-        once_in(store.clone(), &keyed(), "rename", KeyRule::Any, b"", done).await.unwrap();
+        once_in(store.clone(), &keyed(), "rename", KeyRule::Any, b"", None, done).await.unwrap();
         assert_eq!(*store.0.lock().unwrap(), vec![LEASE, KEEP], "claimed for the lease, kept for a day once done");
         assert!(LEASE <= Duration::from_secs(60));
     }
@@ -458,7 +553,7 @@ mod tests {
         command: impl Future<Output = Result<Answer, Problem>> + Send + 'static,
     ) -> tokio::task::JoinHandle<Result<Response, Problem>> {
         let store: Arc<dyn IdempotencyStore> = store.clone();
-        tokio::spawn(async move { once_in(store, &keyed(), "join", KeyRule::Unguessable, b"{}", command).await })
+        tokio::spawn(async move { once_in(store, &keyed(), "join", KeyRule::Unguessable, b"{}", None, command).await })
     }
 
     #[tokio::test]
@@ -561,7 +656,7 @@ mod tests {
         let (command, started, end) = gated(&runs, answer);
         let request = tokio::spawn({
             let store = Arc::clone(&store);
-            async move { once_in(store, &keyed(), "join", KeyRule::Unguessable, anna, command).await }
+            async move { once_in(store, &keyed(), "join", KeyRule::Unguessable, anna, None, command).await }
         });
         started.await.unwrap();
 
@@ -594,7 +689,8 @@ mod tests {
         // An old pod claims with an empty value.
         let scoped = hex_digest(&[b"join", KEY.as_bytes()]);
         assert_eq!(store.claim(&scoped, "", LEASE).await.unwrap(), IdempotencyClaim::Claimed);
-        let retry = once_in(Arc::clone(&store), &keyed(), "join", KeyRule::Unguessable, b"{}", counted(&runs)).await;
+        let retry =
+            once_in(Arc::clone(&store), &keyed(), "join", KeyRule::Unguessable, b"{}", None, counted(&runs)).await;
         let problem = retry.map(|r| r.status()).unwrap_err();
         assert_eq!((problem.kind, problem.retry_after), ("request-in-progress", Some(1)));
         assert_eq!(runs.load(Ordering::SeqCst), 0);

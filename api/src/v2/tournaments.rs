@@ -1,7 +1,7 @@
 //! `/api/v2/tournaments`: the clean API. Organiser and player tokens stop one caller from
 //! acting for another; POSTs take an `Idempotency-Key`; errors are problem details.
 
-use super::idempotency::{once, Answer, KeyRule};
+use super::idempotency::{once, once_issuing, Answer, KeyRule, TokenField};
 use super::idempotency::{IdempotencyKey, UnguessableIdempotencyKey};
 use super::problem::Problem;
 use super::tokens::player_id;
@@ -336,7 +336,20 @@ pub async fn create(
             Ok::<Answer, Problem>((StatusCode::CREATED, json_of(&answer)))
         }
     };
-    once(&state, &headers, "create", KeyRule::Unguessable, &raw, command).await
+    let tokens = state.tokens.clone();
+    let token = TokenField {
+        field: "organiserToken",
+        again: Box::new(move |answer| Ok(tokens.organiser(stored_uuid(answer, "id")?)?)),
+    };
+    once_issuing(&state, &headers, "create", &raw, token, command).await
+}
+
+/// The id in field `field` of a stored answer.
+fn stored_uuid(answer: &Value, field: &str) -> Result<Uuid, Problem> {
+    answer.get(field).and_then(Value::as_str).and_then(|id| Uuid::try_parse(id).ok()).ok_or_else(|| {
+        tracing::error!(field, "a stored answer lacks the id its token is made from");
+        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal-error", "An internal error occurred.")
+    })
 }
 
 /// A tournament with its players (with their ids) and the draw.
@@ -417,7 +430,12 @@ pub async fn join(
             Ok((StatusCode::CREATED, json_of(&answer)))
         }
     };
-    once(&state, &headers, &format!("join|{id}"), KeyRule::Unguessable, &raw, command).await
+    let tokens = state.tokens.clone();
+    let token = TokenField {
+        field: "playerToken",
+        again: Box::new(move |answer| Ok(tokens.player(id, stored_uuid(answer, "playerId")?)?)),
+    };
+    once_issuing(&state, &headers, &format!("join|{id}"), &raw, token, command).await
 }
 
 /// The token's player picks a team (final).
