@@ -193,7 +193,10 @@ impl TokenKeys {
         let Some((player, signature)) = token.strip_prefix("p.").and_then(|rest| rest.split_once('.')) else {
             return Ok(None);
         };
-        let Ok(player) = Uuid::parse_str(player) else { return Ok(None) };
+        // The id as issued, 32 lowercase hex digits: a token is valid only as issued.
+        let Some(player) = Uuid::try_parse(player).ok().filter(|id| id.simple().to_string() == player) else {
+            return Ok(None);
+        };
         Ok(self.verify(&format!("player|{tournament}|{player}"), signature)?.then_some(player))
     }
 }
@@ -262,8 +265,15 @@ mod tests {
         assert_eq!(keys.player_of(t2, &token), Ok(None));
         assert_eq!(keys.is_organiser(t1, &token), Ok(false));
         assert_eq!(keys.player_of(t1, &organiser), Ok(None));
-        let forged = format!("p.{}.{}", player_id(t1, "Ben", "Kowal").simple(), token.rsplit('.').next().unwrap());
+        let mac = token.rsplit('.').next().unwrap();
+        let forged = format!("p.{}.{mac}", player_id(t1, "Ben", "Kowal").simple());
         assert_eq!(keys.player_of(t1, &forged), Ok(None));
+        // Anna's id written otherwise than issued.
+        let upper = anna.simple().to_string().to_uppercase();
+        for other_spelling in [anna.hyphenated().to_string(), upper, anna.braced().to_string(), anna.urn().to_string()]
+        {
+            assert_eq!(keys.player_of(t1, &format!("p.{other_spelling}.{mac}")), Ok(None), "{other_spelling}");
+        }
         let other_keys = TokenKeys::new(b"another secret of sufficient len");
         assert_eq!(other_keys.is_organiser(t1, &organiser), Ok(false));
     }
