@@ -20,6 +20,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let settings = Settings::parse();
+    settings.check().map_err(anyhow::Error::msg)?;
     if let Some(Command::Store(command)) = settings.command {
         return Ok(lct::store_command::run(&settings.data_dir, command, settings.mongodb_uri().is_some()));
     }

@@ -45,10 +45,10 @@ pub struct Settings {
     pub mongodb_max_pool_size: Option<u32>,
     /// MongoDB server selection and connect timeout in ms (default 2000, or the connection
     /// string's values).
-    #[arg(long, env = "LCT_MONGODB_TIMEOUT_MS")]
+    #[arg(long, env = "LCT_MONGODB_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..))]
     pub mongodb_timeout_ms: Option<u64>,
     /// Upper bound in ms of one event store operation against MongoDB, retries included.
-    #[arg(long, env = "LCT_MONGODB_OPERATION_TIMEOUT_MS", default_value_t = 5000)]
+    #[arg(long, env = "LCT_MONGODB_OPERATION_TIMEOUT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
     pub mongodb_operation_timeout_ms: u64,
     /// Retryable writes to MongoDB: true or false; unset keeps the connection string's choice
     /// (on by default).
@@ -83,7 +83,7 @@ pub struct Settings {
     pub elasticsearch_api_key: Option<String>,
     /// Request logs held in memory while Elasticsearch is slow or unreachable; beyond that they
     /// are dropped and counted in `lct_log_events_dropped_total`.
-    #[arg(long, env = "LCT_ELASTICSEARCH_BUFFER", default_value_t = 10_000)]
+    #[arg(long, env = "LCT_ELASTICSEARCH_BUFFER", default_value_t = 10_000, value_parser = count_up_to::<1_000_000>)]
     pub elasticsearch_buffer: usize,
     /// Elastic APM Server URL for traces; unset means no tracing export.
     #[arg(long, env = "LCT_APM_SERVER_URL", hide_env_values = true)]
@@ -108,14 +108,15 @@ pub struct Settings {
     /// Comma-separated origins allowed by CORS; unset allows any origin.
     #[arg(long, env = "LCT_CORS_ORIGINS", default_value = "")]
     pub cors_origins: String,
-    /// Environment name, part of log index names.
-    #[arg(long, env = "LCT_ENVIRONMENT", default_value = "development")]
+    /// Environment name, part of log index names (at most 64 characters).
+    #[arg(long, env = "LCT_ENVIRONMENT", default_value = "development", value_parser = environment_name)]
     pub environment: String,
-    /// Log filter, e.g. `info` or `lct=debug,info`.
-    #[arg(long, env = "LCT_LOG", default_value = "info")]
+    /// Log filter of stdout and of the logs shipped to Elasticsearch, e.g. `info` or
+    /// `lct=debug,info`: levels, and `target=level` directives.
+    #[arg(long, env = "LCT_LOG", default_value = "info", value_parser = log_filter)]
     pub log: String,
-    /// Seconds allowed for draining connections after SIGTERM.
-    #[arg(long, env = "LCT_SHUTDOWN_GRACE", default_value_t = 20)]
+    /// Seconds allowed for draining connections after SIGTERM (at most an hour).
+    #[arg(long, env = "LCT_SHUTDOWN_GRACE", default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub shutdown_grace: u64,
     /// Longest time in ms from a commit to its delivery to every live connection of the
     /// tournament on every pod, whatever happens to its publication on the bus (with the event
@@ -123,7 +124,7 @@ pub struct Settings {
     #[arg(long, env = "LCT_DELIVERY_BOUND_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(30..))]
     pub delivery_bound_ms: u64,
     /// Messages queued per live connection before a client that does not keep up is cut off.
-    #[arg(long, env = "LCT_WS_QUEUE", default_value_t = 256)]
+    #[arg(long, env = "LCT_WS_QUEUE", default_value_t = 256, value_parser = count_up_to::<65_536>)]
     pub ws_queue: usize,
     /// Team clicks being recorded at once on this pod (waiting for the event store or Redis)
     /// beyond which more are refused as overloaded.
@@ -139,11 +140,11 @@ pub struct Settings {
     pub ws_invocations_per_second: f64,
     /// Commands (POSTs, and hub invocations over all its connections) one client address may
     /// send per second, bursts of twice that; 0 is unlimited.
-    #[arg(long, env = "LCT_RATE_LIMIT_COMMANDS", default_value_t = 50.0)]
+    #[arg(long, env = "LCT_RATE_LIMIT_COMMANDS", default_value_t = 50.0, value_parser = rate_or_unlimited)]
     pub rate_limit_commands: f64,
     /// New WebSocket connections one client address may open per second, bursts of twice that;
     /// 0 is unlimited.
-    #[arg(long, env = "LCT_RATE_LIMIT_CONNECTIONS", default_value_t = 20.0)]
+    #[arg(long, env = "LCT_RATE_LIMIT_CONNECTIONS", default_value_t = 20.0, value_parser = rate_or_unlimited)]
     pub rate_limit_connections: f64,
     /// Header with the client address set by trusted proxies (e.g. `x-forwarded-for`); unset
     /// uses the peer address. Behind proxies, the per-client connection cap counts live
@@ -256,6 +257,18 @@ impl Settings {
         Duration::from_secs(self.shutdown_grace)
     }
 
+    /// Checks what the parser cannot check without repeating a secret in its error (it quotes
+    /// the value): the URLs that may hold credentials.
+    pub fn check(&self) -> Result<(), String> {
+        let urls = [("LCT_ELASTICSEARCH_URL", self.elasticsearch_url()), ("LCT_APM_SERVER_URL", self.apm_server_url())];
+        for (name, url) in urls {
+            if url.is_some_and(|url| !is_http_url(url)) {
+                return Err(format!("{name} is not an http:// or https:// URL with a host"));
+            }
+        }
+        Ok(())
+    }
+
     /// The server's timeouts and connection caps.
     pub fn server_options(&self) -> api::server::ServerOptions {
         api::server::ServerOptions {
@@ -278,6 +291,59 @@ fn positive_rate(text: &str) -> Result<f64, String> {
     }
 }
 
+/// A rate per second, or 0 for unlimited. (A negative rate or NaN would silently lift the
+/// limit or refuse everything.)
+fn rate_or_unlimited(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate >= 0.0 => Ok(rate),
+        _ => Err(format!("`{text}` is not a rate per second (0 for unlimited)")),
+    }
+}
+
+/// A count from 1 to `MAX`.
+fn count_up_to<const MAX: usize>(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(count) if (1..=MAX).contains(&count) => Ok(count),
+        _ => Err(format!("`{text}` is not a count from 1 to {MAX}")),
+    }
+}
+
+/// Whether `text` is an `http://` or `https://` URL with a host.
+fn is_http_url(text: &str) -> bool {
+    reqwest::Url::parse(text).is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
+}
+
+/// An environment name short enough for the log index names it is part of.
+fn environment_name(text: &str) -> Result<String, String> {
+    match text.trim() {
+        "" => Err("an environment name is needed".to_owned()),
+        name if name.chars().count() > 64 => Err("an environment name has at most 64 characters".to_owned()),
+        name => Ok(name.to_owned()),
+    }
+}
+
+/// A log filter whose every directive is a level, or `target=level` (a target alone would mean
+/// "that target only, at every level": a misspelt level such as `warning` would silence
+/// everything else).
+fn log_filter(text: &str) -> Result<String, String> {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let directives: Vec<&str> = text.split(',').map(str::trim).filter(|d| !d.is_empty()).collect();
+    if directives.is_empty() {
+        return Err("a log filter is needed, e.g. `info`".to_owned());
+    }
+    for directive in &directives {
+        if !directive.contains('=') && !LEVELS.contains(&directive.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "`{directive}` is not a level ({}); write `{directive}=<level>` for a target",
+                LEVELS.join(", ")
+            ));
+        }
+    }
+    let filter = directives.join(",");
+    tracing_subscriber::EnvFilter::builder().parse(&filter).map_err(|error| format!("`{text}`: {error}"))?;
+    Ok(filter)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,5 +357,76 @@ mod tests {
         }
         let parsed = Settings::try_parse_from(["lct", "--ws-invocations-per-second", "2.5"]).unwrap();
         assert_eq!(parsed.ws_invocations_per_second, 2.5);
+    }
+
+    #[test]
+    fn values_that_would_silently_misbehave_are_refused_at_start_up() {
+        let refused = [
+            // NaN refused every command; a negative rate lifted the limit.
+            ("--rate-limit-commands", "NaN"),
+            ("--rate-limit-commands", "-1"),
+            ("--rate-limit-connections", "NaN"),
+            ("--rate-limit-connections", "-5"),
+            ("--rate-limit-connections", "inf"),
+            // 0 silently became 1; past a limit the start-up panicked.
+            ("--elasticsearch-buffer", "0"),
+            ("--elasticsearch-buffer", "18446744073709551615"),
+            ("--ws-queue", "0"),
+            // Panicked at shutdown.
+            ("--shutdown-grace", "18446744073709551615"),
+            // Every store operation failed.
+            ("--mongodb-operation-timeout-ms", "0"),
+            ("--mongodb-timeout-ms", "0"),
+            // Invalid index names: every log document refused.
+            ("--environment", &"x".repeat(300)),
+            ("--environment", " "),
+            // A misspelt level was a target: nothing else was logged.
+            ("--log", "warning"),
+            ("--log", "inf"),
+            ("--log", "lct=debug,infoo"),
+            ("--log", ""),
+            ("--log", "lct=loud"),
+        ];
+        for (flag, value) in refused {
+            assert!(Settings::try_parse_from(["lct", flag, value]).is_err(), "{flag} {value:?} accepted");
+        }
+        // Every request to these failed with a bare "builder error"; the check names the setting
+        // without repeating its value, which may hold a password.
+        for (flag, url) in [
+            ("--elasticsearch-url", "es:9200"),
+            ("--elasticsearch-url", "elasticsearch.internal:9200"),
+            ("--elasticsearch-url", "http://user:hunter2@es:9200 x"),
+            ("--apm-server-url", "ftp://apm:8200"),
+        ] {
+            let error = Settings::try_parse_from(["lct", flag, url]).unwrap().check().unwrap_err();
+            assert!(!error.contains("hunter2") && !error.contains("es:9200"), "{error}");
+        }
+
+        let accepted = Settings::try_parse_from([
+            "lct",
+            "--rate-limit-commands",
+            "0",
+            "--rate-limit-connections",
+            "2.5",
+            "--elasticsearch-url",
+            "https://user:pw@es.internal:9200",
+            "--apm-server-url",
+            "",
+            "--elasticsearch-buffer",
+            "1",
+            "--ws-queue",
+            "8",
+            "--shutdown-grace",
+            "0",
+            "--log",
+            "lct=debug, WARN ,api::context=info",
+        ])
+        .unwrap();
+        assert_eq!(accepted.rate_limit_commands, 0.0);
+        assert_eq!(accepted.elasticsearch_url(), Some("https://user:pw@es.internal:9200"));
+        assert_eq!(accepted.apm_server_url(), None);
+        assert_eq!(accepted.log, "lct=debug,WARN,api::context=info");
+        assert_eq!(accepted.check(), Ok(()));
+        assert_eq!(Settings::try_parse_from(["lct"]).unwrap().log, "info");
     }
 }
