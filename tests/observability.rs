@@ -260,13 +260,21 @@ async fn every_request_writes_one_line_with_all_its_fields() {
 
 #[tokio::test]
 async fn faults_log_at_error_with_their_cause_and_request_id_and_never_a_secret() {
+    // Whatever the level: with `warn`, the request's own info line is not written, yet its
+    // fault line carries its id.
+    for log in ["debug", "warn,lct=info"] {
+        a_fault_logs_with_its_cause_and_request_id(log).await;
+    }
+}
+
+async fn a_fault_logs_with_its_cause_and_request_id(log: &str) {
     let dir = tempfile::tempdir().unwrap();
     let uri = "mongodb://lct:mongo-secret-5d1@127.0.0.1:1/?replicaSet=rs0&serverSelectionTimeoutMS=1000";
     let env = [
         ("LCT_ENVIRONMENT", "staging"),
         ("LCT_POD_NAME", "lct-test-pod-1"),
         ("LCT_MONGODB_URI", uri),
-        ("LCT_LOG", "debug"),
+        ("LCT_LOG", log),
     ];
     let server = Server::start(dir.path(), &env).await;
     let http = client();
@@ -281,7 +289,7 @@ async fn faults_log_at_error_with_their_cause_and_request_id_and_never_a_secret(
 
     let line = eventually("the 503 line", || request_line(&server, &id)).await;
     assert_request_line(&line, &id, "error", "POST", "/api/tournament/create", "/api/tournament/create", 503);
-    let fault = eventually("the fault line", || {
+    let fault = eventually(&format!("the fault line with LCT_LOG={log}"), || {
         server
             .log_lines()
             .into_iter()
@@ -442,6 +450,11 @@ async fn traces_with_request_event_store_and_redis_spans_reach_apm_server() {
     live.next().await.expect("the join event");
     let line = eventually("the create line", || request_line(&server, &id)).await;
     drop(live);
+    // Paths no route matches (a scanner's) do not name transactions: there would be one each.
+    for n in 0..3 {
+        let scan = http.get(server.url(&format!("/scan/{n}"))).send().await.unwrap();
+        assert_eq!(scan.status(), 404);
+    }
     // Stopping flushes the spans still queued.
     assert!(server.stop().await.success());
 
@@ -462,6 +475,8 @@ async fn traces_with_request_event_store_and_redis_spans_reach_apm_server() {
     assert!(!service_names.is_empty() && service_names.iter().all(|n| n.contains("\"lct\"")), "{service_names:?}");
     let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
     let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+    assert!(!names.iter().any(|name| name.contains("/scan")), "{names:?}");
+    assert_eq!(names.iter().filter(|name| **name == "GET").count(), 3, "{names:?}");
     for expected in
         ["POST /api/tournament/create", "event_store.append", "event_store.load", "redis.publish", "redis.subscribe"]
     {

@@ -85,14 +85,19 @@ pub async fn request_context(State(metrics): State<Metrics>, request: Request, n
     let matched = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
     let path = clipped(request.uri().path()).to_owned();
     let route = matched.clone().unwrap_or_else(|| path.clone());
+    // A transaction is named by its route, or by its method alone when no route matched (as
+    // OpenTelemetry names them): a client choosing paths must not make a name per path.
+    let transaction = matched.as_deref().map_or_else(|| method.to_owned(), |matched| format!("{method} {matched}"));
     let context = RequestContext { id, tournament: Cell::new(None) };
-    let span = tracing::info_span!(
+    // At error level, so that the span is on whatever level `LCT_LOG` lets through: it writes
+    // nothing itself, and every line inside it carries its request and trace ids.
+    let span = tracing::error_span!(
         "request",
         RequestId = %id,
-        otel.name = %format_args!("{method} {route}"),
+        otel.name = %transaction,
         otel.kind = "server",
         http.request.method = %method,
-        http.route = %route,
+        http.route = matched.as_deref(),
         url.path = %path,
         http.response.status_code = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
