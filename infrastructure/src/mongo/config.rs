@@ -106,8 +106,27 @@ impl MongoSettings {
         if self.database.trim().is_empty() {
             return Err(ConfigError("the MongoDB database name is empty".into()));
         }
-        ConnectionString::parse(&self.uri)
-            .map_err(|e| ConfigError(format!("invalid MongoDB connection string: {}", e.kind)))?;
+        // MongoDB's rules for database names: every operation on another name fails.
+        if self.database.len() >= 64
+            || self.database.contains(['/', '\\', '.', ' ', '"', '$', '*', '<', '>', ':', '|', '?', '\0'])
+        {
+            return Err(ConfigError(
+                "the MongoDB database name must be under 64 bytes, without /\\. \"$*<>:|? or spaces".into(),
+            ));
+        }
+        ConnectionString::parse(&self.uri).map_err(|e| {
+            // The driver's reason may quote pieces of the user info it could not tell apart
+            // from the hosts (a password with an unescaped `?`, `@` or `/`).
+            if self.uri.contains('@') {
+                ConfigError(
+                    "invalid MongoDB connection string (the reason is withheld: the string holds credentials; \
+                     percent-encode special characters in the user name and password)"
+                        .into(),
+                )
+            } else {
+                ConfigError(format!("invalid MongoDB connection string: {}", e.kind))
+            }
+        })?;
         Ok(())
     }
 
@@ -203,12 +222,17 @@ pub fn redact_uri(uri: &str) -> String {
     let Some((scheme, rest)) = uri.split_once("://") else {
         return "***".into();
     };
-    // As the driver does: user info ends at the last '@' before the options.
+    // Everything up to the last '@' may be user info: a password may hold an unescaped `?`,
+    // `/` or `@` (the driver refuses such a string, and its parts must not be shown either).
+    let (credentials, rest) = match rest.rfind('@') {
+        Some(at) => ("***@", &rest[at + 1..]),
+        None => ("", rest),
+    };
     let (pre_options, query) = match rest.split_once('?') {
         Some((pre, query)) => (pre, Some(query)),
         None => (rest, None),
     };
-    let hosts = pre_options.rfind('@').map_or(pre_options.to_owned(), |at| format!("***@{}", &pre_options[at + 1..]));
+    let hosts = format!("{credentials}{pre_options}");
     let Some(query) = query else {
         return format!("{scheme}://{hosts}");
     };
@@ -333,6 +357,9 @@ mod tests {
         assert_eq!(redact_uri("mongodb+srv://u:p%40ss@cluster.example.net"), "mongodb+srv://***@cluster.example.net");
         assert_eq!(redact_uri("not a uri"), "***");
         assert_eq!(redact_uri("mongodb://u:p/q@h/?tls=true"), "mongodb://***@h/?tls=true");
+        // A password with an unescaped `?` or `@`: nothing of it is kept.
+        assert_eq!(redact_uri("mongodb://lct:s3cr?t@db1/?replicaSet=rs0"), "mongodb://***@db1/?replicaSet=rs0");
+        assert_eq!(redact_uri("mongodb://lct:p@ss@db1/"), "mongodb://***@db1/");
         assert_eq!(
             redact_uri("mongodb://h/?tlsCertificateKeyFilePassword=pw&replicaSet=rs0"),
             "mongodb://h/?tlsCertificateKeyFilePassword=***&replicaSet=rs0"
@@ -340,11 +367,29 @@ mod tests {
     }
 
     #[test]
+    fn a_connection_string_the_driver_cannot_read_is_refused_without_repeating_its_password() {
+        // The driver cuts the string at the first `?`: its error quotes the password's pieces.
+        for uri in ["mongodb://lct:s3cr?t@db1/?replicaSet=rs0", "mongodb://lct:12345?t@db1/"] {
+            let error = MongoSettings::new(uri, "lct").validate().unwrap_err().to_string();
+            for piece in ["s3cr", "12345", "t@db1"] {
+                assert!(!error.contains(piece), "{uri}: {error}");
+            }
+        }
+        // Without credentials, the driver's reason helps and is kept.
+        let error = MongoSettings::new("mongodb://a/?serverSelectionTimeoutMS=soon", "lct").validate().unwrap_err();
+        assert!(error.to_string().contains("serverselectiontimeoutms"), "{error}");
+    }
+
+    #[test]
     fn malformed_connection_strings_and_empty_databases_are_refused_without_a_server() {
         assert!(MongoSettings::new("http://a", "lct").validate().is_err());
         assert!(MongoSettings::new("mongodb://a/?serverSelectionTimeoutMS=soon", "lct").validate().is_err());
         assert!(MongoSettings::new("mongodb://a/", " ").validate().is_err());
+        for database in ["a.b", "a b", "a/b", "a$", &"x".repeat(64)] {
+            assert!(MongoSettings::new("mongodb://a/", database).validate().is_err(), "{database}");
+        }
         assert!(MongoSettings::new("mongodb://a,b/?replicaSet=rs0", "lct").validate().is_ok());
+        assert!(MongoSettings::new("mongodb://a,b/?replicaSet=rs0", "lct_prod-2").validate().is_ok());
         assert!(MongoSettings::new("mongodb+srv://cluster.example.net/", "lct").uses_srv());
     }
 }
