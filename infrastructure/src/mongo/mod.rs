@@ -30,7 +30,7 @@ pub use indexes::{CLAIM_INDEX, EVENT_VERSION_INDEX};
 use async_trait::async_trait;
 use domain::ports::{AppendRequest, EventStore, RecordedEvent, Snapshot, StoreError};
 use errors::{class_of, store_error, Class};
-use mongodb::bson::{doc, Document};
+use mongodb::bson::{doc, Bson, Document};
 use mongodb::error::ErrorKind;
 use mongodb::options::{DatabaseOptions, ReadConcern, ReadPreference, SelectionCriteria, WriteConcern};
 use mongodb::{Client, Database};
@@ -147,9 +147,13 @@ impl MongoEventStore {
     /// Runs `operation` within the operation timeout; past it the answer is `Unavailable`.
     async fn bounded<T>(&self, operation: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
         let limit = self.inner.settings.operation_timeout;
+        // An operation dropped before its end (its caller gave up first, as a readiness probe
+        // does after 2 s) may have met an outage that nobody else saw.
+        let mut guard = OutageUnlessFinished { indexes_ready: &self.inner.indexes_ready, finished: false };
         let outcome = tokio::time::timeout(limit, operation).await.unwrap_or_else(|_| {
             Err(StoreError::Unavailable(format!("MongoDB did not answer within {} ms", limit.as_millis())))
         });
+        guard.finished = true;
         self.note_outage(&outcome);
         outcome
     }
@@ -159,6 +163,20 @@ impl MongoEventStore {
     fn note_outage<T>(&self, outcome: &Result<T, StoreError>) {
         if matches!(outcome, Err(StoreError::Unavailable(_))) {
             self.inner.indexes_ready.store(false, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Takes the indexes for unchecked when its operation is dropped before it finished.
+struct OutageUnlessFinished<'a> {
+    indexes_ready: &'a AtomicBool,
+    finished: bool,
+}
+
+impl Drop for OutageUnlessFinished<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.indexes_ready.store(false, Ordering::SeqCst);
         }
     }
 }
@@ -260,12 +278,7 @@ impl EventStore for MongoEventStore {
         let events = self.database().await?.collection::<Document>(EVENTS);
         let mut found = std::collections::HashMap::with_capacity(streams.len());
         for chunk in streams.chunks(VERSIONS_PER_QUERY) {
-            let ids: Vec<_> = chunk.iter().map(|id| documents::uuid_bson(*id)).collect();
-            let pipeline = [
-                doc! { "$match": { "streamId": { "$in": ids } } },
-                doc! { "$sort": { "streamId": 1, "version": -1 } },
-                doc! { "$group": { "_id": "$streamId", "version": { "$first": "$version" } } },
-            ];
+            let pipeline = versions_pipeline(chunk.iter().map(|id| documents::uuid_bson(*id)).collect());
             self.bounded(async {
                 let mut cursor =
                     events.aggregate(pipeline).await.map_err(|e| store_error("reading stream versions", &e))?;
@@ -281,6 +294,16 @@ impl EventStore for MongoEventStore {
         }
         Ok(streams.iter().map(|stream| found.get(stream).copied().unwrap_or(0)).collect())
     }
+}
+
+/// The aggregation of the last version of each of `streams`: the `{streamId, version}` index
+/// walked backwards, its first entry per stream.
+fn versions_pipeline(streams: Vec<Bson>) -> [Document; 3] {
+    [
+        doc! { "$match": { "streamId": { "$in": streams } } },
+        doc! { "$sort": { "streamId": -1, "version": -1 } },
+        doc! { "$group": { "_id": "$streamId", "version": { "$first": "$version" } } },
+    ]
 }
 
 #[cfg(test)]
@@ -328,6 +351,29 @@ mod tests {
         assert!(matches!(store.save_snapshot(&snapshot).await, Err(StoreError::Unavailable(_))));
         // Six operations, each bounded by the 300 ms server selection timeout.
         assert!(started.elapsed() < Duration::from_secs(6), "took {:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn an_operation_whose_caller_gave_up_has_the_indexes_checked_again() {
+        // A readiness probe gives up (its own time limit) before the server selection does: the
+        // outage it met is seen by nobody else, and the set may come back restored empty.
+        let store = unreachable_store().await;
+        store.inner.indexes_ready.store(true, Ordering::SeqCst);
+        let gave_up = tokio::time::timeout(Duration::from_millis(50), store.check()).await;
+        assert!(gave_up.is_err(), "the probe gave up first");
+        assert!(!store.inner.indexes_ready.load(Ordering::SeqCst), "the indexes are taken as unchecked");
+    }
+
+    #[test]
+    fn stream_versions_are_read_in_the_order_of_the_version_index_walked_backwards() {
+        // So that MongoDB reads one index entry per stream (a distinct scan) instead of sorting
+        // every entry of the streams asked for.
+        let pipeline = versions_pipeline(vec![]);
+        let (_, indexes) = indexes::specifications().into_iter().find(|(name, _)| *name == EVENTS).unwrap();
+        let backwards: Document =
+            indexes[0].keys.iter().map(|(key, order)| (key.clone(), Bson::Int32(-order.as_i32().unwrap()))).collect();
+        assert_eq!(pipeline[1], doc! { "$sort": backwards });
+        assert_eq!(pipeline[2], doc! { "$group": { "_id": "$streamId", "version": { "$first": "$version" } } });
     }
 
     #[tokio::test]
