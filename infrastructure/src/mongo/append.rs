@@ -3,10 +3,12 @@
 //! with a jittered pause; a commit with an unknown outcome is retried as a commit.
 //!
 //! When the outcome of a commit stays unknown (no answer within the operation timeout, the
-//! connection lost, retries exhausted), the append does not answer "unavailable" blindly: it
-//! reads the stream, and answers success when the events are there (the commit happened; the
-//! caller goes on to publish them), a conflict when other events took the versions, and
-//! "unavailable" only when the stream shows the commit did not happen or cannot be read.
+//! connection lost, retries exhausted), the append does not answer "unavailable" blindly. It
+//! sends the commit again on the same session, within a second operation timeout: the server
+//! answers it definitely (it commits a transaction still open, answers success for one
+//! committed already, and refuses one it aborted). Only when that gets no answer either does it
+//! read the stream, and answer success when the events are there (the caller goes on to publish
+//! them), a conflict when other events took the versions, and "unavailable" otherwise.
 
 use super::documents::{self, CLAIMS, EVENTS};
 use super::errors::{class_of, store_error, Class, Duplicate};
@@ -157,8 +159,10 @@ impl MongoEventStore {
         request: AppendRequest,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let committing = AtomicBool::new(false);
+        let mut session = None;
         let limit = self.inner.settings.operation_timeout;
-        let outcome = tokio::time::timeout(limit, self.append_in_transaction(&request, &committing)).await;
+        let outcome =
+            tokio::time::timeout(limit, self.append_in_transaction(&request, &committing, &mut session)).await;
         let unknown = match outcome {
             Ok(answer) if !committing.load(Ordering::SeqCst) => {
                 self.note_outage(&answer);
@@ -174,7 +178,46 @@ impl MongoEventStore {
                 return answer;
             }
         };
+        if let Some(session) = session.as_mut() {
+            if let Some(answer) = self.commit_again(session, &request, &unknown).await {
+                return answer;
+            }
+        }
         self.resolve_commit(&request, &unknown).await
+    }
+
+    /// Sends the commit of `session`'s transaction again, within the operation timeout: the
+    /// server's answer settles a commit whose first answer was lost, or that has not reached it
+    /// (the first one still on its way then finds the transaction committed). `None` when it
+    /// does not answer either.
+    async fn commit_again(
+        &self,
+        session: &mut ClientSession,
+        request: &AppendRequest,
+        unknown: &str,
+    ) -> Option<Result<Vec<RecordedEvent>, StoreError>> {
+        let limit = self.inner.settings.operation_timeout;
+        let answer = match tokio::time::timeout(limit, Self::commit(session)).await {
+            Ok(Ok(())) => Ok(request.recorded()),
+            Ok(Err(error)) => match class_of(&error) {
+                Class::Duplicate(on) => Err(self.duplicate_at_commit(&self.database().await.ok()?, request, on).await),
+                // The server aborted the transaction: nothing was committed.
+                Class::Transient => Err(StoreError::Unavailable(format!(
+                    "appending: the commit's outcome was unknown ({unknown}); the server then answered it \
+                     did not happen ({})",
+                    error.kind
+                ))),
+                _ => return None,
+            },
+            Err(_) => return None,
+        };
+        tracing::warn!(
+            stream_id = %request.stream_id,
+            unknown,
+            committed = answer.is_ok(),
+            "a commit's outcome was unknown; the commit sent again settled it"
+        );
+        Some(answer)
     }
 
     /// Finds out from the stream whether a commit whose answer was lost happened.
@@ -185,7 +228,7 @@ impl MongoEventStore {
         let answer = match found {
             Ok(found) if found.len() >= recorded.len() && found[..recorded.len()] == recorded[..] => Ok(recorded),
             Ok(found) if found.is_empty() => Err(StoreError::Unavailable(format!(
-                "appending: the commit's outcome was unknown ({unknown}); the stream shows it did not happen"
+                "appending: the commit's outcome is unknown ({unknown}), and its events are not in the stream"
             ))),
             Ok(found) => Err(StoreError::VersionConflict {
                 stream_id: request.stream_id,
@@ -205,17 +248,20 @@ impl MongoEventStore {
         answer
     }
 
+    /// The transaction, in a session kept in `kept` so that a commit cut off by the time limit
+    /// can be sent again.
     async fn append_in_transaction(
         &self,
         request: &AppendRequest,
         committing: &AtomicBool,
+        kept: &mut Option<ClientSession>,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         self.require_indexes().await?;
         let database = self.database().await?;
         let recorded = request.recorded();
         let event_documents = recorded.iter().map(documents::event_document).collect::<Result<Vec<_>, _>>()?;
-        let mut session =
-            self.client().await?.start_session().await.map_err(|e| store_error("starting a session", &e))?;
+        let session = self.client().await?.start_session().await.map_err(|e| store_error("starting a session", &e))?;
+        let session = kept.insert(session);
         let mut attempt = 1;
         loop {
             session
@@ -225,11 +271,11 @@ impl MongoEventStore {
                 .selection_criteria(SelectionCriteria::ReadPreference(ReadPreference::Primary))
                 .await
                 .map_err(|e| store_error("starting a transaction", &e))?;
-            let written = Self::write_commit(&database, &mut session, request, &event_documents).await;
+            let written = Self::write_commit(&database, session, request, &event_documents).await;
             let failure = match written {
                 Ok(()) => {
                     committing.store(true, Ordering::SeqCst);
-                    match Self::commit(&mut session).await {
+                    match Self::commit(session).await {
                         Ok(()) => return Ok(recorded),
                         Err(e) => {
                             // Transient errors and duplicates are definite: nothing was committed.
