@@ -23,32 +23,50 @@ pub fn configured(secret: Option<&str>) -> anyhow::Result<Option<TokenKeys>> {
 
 /// The key kept in `data_dir`, created (mode 0600) by whichever process comes first. An existing
 /// file that others may read is used as it is and reported at warn level.
+///
+/// The key is written and synced under a name of its own, then linked to its final name, which
+/// fails when another process linked its key first: the file is never seen half written (a
+/// crash while it is written leaves only a stray temporary file), and every process takes the
+/// first key.
 pub fn from_data_dir(data_dir: &Path) -> anyhow::Result<TokenKeys> {
     std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
     let path = data_dir.join(KEY_FILE);
+    if !path.exists() {
+        create(data_dir, &path)?;
+    } else {
+        warn_if_others_can_read(&path);
+    }
+    let key = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    anyhow::ensure!(
+        key.len() == KEY_CHARS && key.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
+        "{} is not a token key ({KEY_CHARS} lowercase hex digits); if no v2 token was issued with it \
+         (an earlier release left it empty when it crashed while writing it), delete it and start again",
+        path.display()
+    );
+    Ok(TokenKeys::new(&key))
+}
+
+/// Writes a new key to `path` unless another process has put one there first.
+fn create(data_dir: &Path, path: &Path) -> anyhow::Result<()> {
+    let temporary = data_dir.join(format!(".{KEY_FILE}.{}", uuid::Uuid::new_v4().simple()));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(&path) {
-        Ok(mut file) => {
-            let key = hex(&rand_bytes());
-            file.write_all(key.as_bytes()).and_then(|()| file.sync_all()).context("writing the token key")?;
-        }
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => warn_if_others_can_read(&path),
-        Err(error) => return Err(error).with_context(|| format!("creating {}", path.display())),
-    }
-    // Another process may have created the file an instant ago and still be writing it.
-    let mut key = String::new();
-    for _ in 0..50 {
-        key = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        if key.len() == KEY_CHARS {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    anyhow::ensure!(key.len() == KEY_CHARS, "{} is not a token key", path.display());
-    Ok(TokenKeys::new(key.as_bytes()))
+    let written = options.open(&temporary).and_then(|mut file| {
+        file.write_all(hex(&rand_bytes()).as_bytes())?;
+        file.sync_all()
+    });
+    let linked = written.and_then(|()| match std::fs::hard_link(&temporary, path) {
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        other => other,
+    });
+    let _ = std::fs::remove_file(&temporary);
+    linked.with_context(|| format!("creating {}", path.display()))?;
+    // The new name is durable once the directory is synced.
+    std::fs::File::open(data_dir)
+        .and_then(|dir| dir.sync_all())
+        .with_context(|| format!("syncing {}", data_dir.display()))
 }
 
 #[cfg(unix)]
@@ -96,6 +114,33 @@ mod tests {
         let second = from_data_dir(dir.path()).unwrap();
         let t = uuid::Uuid::new_v4();
         assert_eq!(second.is_organiser(t, &first.organiser(t).unwrap()), Ok(true));
+    }
+
+    #[test]
+    fn a_damaged_key_file_is_refused_with_what_to_do_and_nothing_is_left_behind() {
+        for damaged in ["", "0123", &"z".repeat(64), &format!("{}\n", "a".repeat(64)), &"A".repeat(64)] {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join(KEY_FILE), damaged).unwrap();
+            let error = from_data_dir(dir.path()).err().unwrap_or_else(|| panic!("{damaged:?} accepted")).to_string();
+            assert!(error.contains("not a token key") && error.contains("delete it"), "{error}");
+        }
+        // Creating a key leaves the key file alone in the directory.
+        let dir = tempfile::tempdir().unwrap();
+        from_data_dir(dir.path()).unwrap();
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, [KEY_FILE]);
+    }
+
+    #[test]
+    fn processes_starting_together_take_one_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys: Vec<TokenKeys> = std::thread::scope(|scope| {
+            let starts: Vec<_> = (0..8).map(|_| scope.spawn(|| from_data_dir(dir.path()).unwrap())).collect();
+            starts.into_iter().map(|start| start.join().unwrap()).collect()
+        });
+        let t = uuid::Uuid::new_v4();
+        let token = keys[0].organiser(t).unwrap();
+        assert!(keys.iter().all(|keys| keys.is_organiser(t, &token) == Ok(true)));
     }
 
     #[test]
