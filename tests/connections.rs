@@ -144,6 +144,24 @@ async fn idle_sockets_over_the_per_client_cap_are_refused_while_other_clients_ar
     assert_eq!(liveness_from(&server, "127.0.0.1").await, Some(503));
     // Another address still gets its answer.
     assert_eq!(liveness_from(&server, "127.0.0.2").await, Some(200));
+    // Operators see the refusals: counted, reported in the log, and the answer's request id
+    // in its header as in every other answer's.
+    let mut refused = connect_from(&server, "127.0.0.1").await;
+    refused.write_all(b"GET /liveness HTTP/1.1\r\nHost: lct\r\n\r\n").await.unwrap();
+    let answer = read_until_closed(&mut refused).await.to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 503") && answer.contains("\r\nx-request-id: "), "{answer}");
+    let operator = reqwest::Client::builder().local_address("127.0.0.2".parse::<IpAddr>().unwrap()).build().unwrap();
+    let metrics = operator.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let refusals = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(r#"lct_connections_refused_total{reason="client_full"} "#))
+        .unwrap_or_else(|| panic!("no refusal count in {metrics}"));
+    assert_eq!(refusals.trim().parse::<f64>().unwrap(), 2.0);
+    assert!(
+        server.log_lines().iter().any(|line| line["log.level"] == "warn"
+            && line["message"].as_str().is_some_and(|m| m.contains("connections refused"))),
+        "no warning of the refusals"
+    );
     // Once the idle sockets go, the address is served again.
     drop(held);
     let deadline = tokio::time::Instant::now() + DEADLINE;

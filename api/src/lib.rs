@@ -151,6 +151,13 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let limits = server::ConnectionLimits::new(&options.server, &options.client_ip);
+    let refused = limits.clone();
+    state.metrics.register_counters(
+        "lct_connections_refused",
+        "Connections refused at the connection caps, by cap: the pod's (full) or the client address's (client_full)",
+        "reason",
+        move || refused.refusals(),
+    );
     let app = app(state, options, limits.clone());
     server::serve(listener, app, &options.server, limits, shutdown).await
 }

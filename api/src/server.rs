@@ -18,10 +18,10 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
@@ -73,6 +73,14 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// The refusal's label in `lct_connections_refused_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::Full => "full",
+            Refusal::ClientFull => "client_full",
+        }
+    }
+
     pub fn message(self) -> &'static str {
         match self {
             Refusal::Full => "The server has too many open connections; retry shortly.",
@@ -87,6 +95,8 @@ struct Counts {
     send_timeout: Duration,
     total: AtomicUsize,
     per_client: Mutex<HashMap<IpAddr, usize>>,
+    refused_full: AtomicU64,
+    refused_client_full: AtomicU64,
 }
 
 /// The open connections, counted against the caps; cheap to clone.
@@ -129,6 +139,8 @@ impl ConnectionLimits {
             send_timeout: options.send_timeout,
             total: AtomicUsize::new(0),
             per_client: Mutex::new(HashMap::new()),
+            refused_full: AtomicU64::new(0),
+            refused_client_full: AtomicU64::new(0),
         };
         Self { counts: Arc::new(counts), peers_are_clients: !client_ip.behind_proxy() }
     }
@@ -141,6 +153,7 @@ impl ConnectionLimits {
             (counts.max_total == 0 || open < counts.max_total).then_some(open + 1)
         });
         if admitted.is_err() {
+            counts.refused_full.fetch_add(1, Ordering::Relaxed);
             return Err(Refusal::Full);
         }
         let mut slot = Slot { counts: Arc::clone(counts), total: true, client: None };
@@ -166,10 +179,19 @@ impl ConnectionLimits {
         let mut per_client = self.counts.per_client.lock().unwrap_or_else(|p| p.into_inner());
         let count = per_client.entry(ip).or_insert(0);
         if max != 0 && *count >= max {
+            self.counts.refused_client_full.fetch_add(1, Ordering::Relaxed);
             return Err(Refusal::ClientFull);
         }
         *count += 1;
         Ok(ip)
+    }
+
+    /// Connections refused so far, by [`Refusal::label`].
+    pub fn refusals(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            (Refusal::Full.label(), self.counts.refused_full.load(Ordering::Relaxed)),
+            (Refusal::ClientFull.label(), self.counts.refused_client_full.load(Ordering::Relaxed)),
+        ]
     }
 
     /// Open connections now.
@@ -257,6 +279,8 @@ const MAX_HEAD_BYTES: usize = 32 * 1024;
 const MAX_LINGERING: usize = 256;
 /// How long a refused connection is given to take its answer.
 const LINGER: Duration = Duration::from_secs(1);
+/// How often refused connections are reported in the log while they go on.
+const REPORT_REFUSALS_EVERY: Duration = Duration::from_secs(60);
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting and waits for the
 /// requests in flight, for [`ServerOptions::drain_grace`] at most: the connections still busy
@@ -288,6 +312,7 @@ where
     let force = tokio_util::sync::CancellationToken::new();
     let lingering = Arc::new(AtomicUsize::new(0));
     tokio::pin!(shutdown);
+    let mut last_reported = None;
     loop {
         let (stream, peer) = tokio::select! {
             biased;
@@ -308,6 +333,17 @@ where
         let slot = match limits.admit_connection(peer.ip()) {
             Ok(slot) => slot,
             Err(refusal) => {
+                // Once per burst: a flood of refusals must not become a flood of log lines.
+                if last_reported.is_none_or(|at: Instant| at.elapsed() >= REPORT_REFUSALS_EVERY) {
+                    last_reported = Some(Instant::now());
+                    tracing::warn!(
+                        reason = refusal.label(),
+                        open = limits.open(),
+                        "connections refused: {} (counted in lct_connections_refused_total; reported once a minute \
+                         while it lasts)",
+                        refusal.message()
+                    );
+                }
                 refuse(stream, refusal, &lingering);
                 continue;
             }
@@ -368,10 +404,12 @@ async fn accept_failed(error: std::io::Error) {
 /// Answers a refused connection 503 with the v1 error body and closes it, giving the client a
 /// moment to read the answer before the socket goes.
 fn refuse(stream: TcpStream, refusal: Refusal, lingering: &Arc<AtomicUsize>) {
-    let body = serde_json::json!({"RequestId": uuid::Uuid::new_v4(), "ErrorMessage": refusal.message()}).to_string();
+    let id = uuid::Uuid::new_v4();
+    tracing::debug!(RequestId = %id, reason = refusal.label(), "connection refused");
+    let body = serde_json::json!({"RequestId": id, "ErrorMessage": refusal.message()}).to_string();
     let answer = format!(
         "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\n\
-         content-length: {}\r\n\r\n{body}",
+         x-request-id: {id}\r\ncontent-length: {}\r\n\r\n{body}",
         StatusCode::SERVICE_UNAVAILABLE.as_u16(),
         StatusCode::SERVICE_UNAVAILABLE.canonical_reason().unwrap_or_default(),
         body.len()
