@@ -259,6 +259,31 @@ async fn every_request_writes_one_line_with_all_its_fields() {
 }
 
 #[tokio::test]
+async fn a_request_whose_client_went_away_is_counted_and_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    // The creation's commit is held back for three seconds: the client gives up before.
+    let env = [("LCT_FAULT_AFTER_APPEND", "TournamentCreated:delay-3000")];
+    let server = Server::start(dir.path(), &env).await;
+    let impatient = reqwest::Client::builder().timeout(Duration::from_millis(300)).build().unwrap();
+    let gave_up = impatient
+        .post(server.url("/api/Tournament/create"))
+        .json(&serde_json::json!({"name": "Impatient night", "playerLimit": 4}))
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "the client gave up: {gave_up:?}");
+    drop(impatient);
+    let line = eventually("the abandoned request's line", || {
+        server.log_lines().into_iter().find(|l| l["RequestPath"] == "/api/tournament/create" && l["StatusCode"] == 499)
+    })
+    .await;
+    assert_eq!(line["message"], "request abandoned by its client");
+    assert_eq!(line["log.level"], "warn");
+    assert!(line["RequestId"].is_string());
+    let series = r#"lct_http_requests_total{route="/api/tournament/create",method="POST",status="499"}"#;
+    scrape_until(&client(), &server, series, 1.0).await;
+}
+
+#[tokio::test]
 async fn faults_log_at_error_with_their_cause_and_request_id_and_never_a_secret() {
     // Whatever the level: with `warn`, the request's own info line is not written, yet its
     // fault line carries its id.

@@ -77,7 +77,9 @@ fn clipped(path: &str) -> &str {
 /// The log line keeps the PascalCase fields of the original dashboards (`RequestId`, `Elapsed`
 /// in ms, `RequestPath` as the route template, `StatusCode`, `Method`, `TournamentId`) next to
 /// their Elastic Common Schema names. It is written inside the request span, so it carries the
-/// trace ids when tracing is on. 5xx log at error, 4xx at warn, the rest at info.
+/// trace ids when tracing is on. 5xx log at error, 4xx at warn, the rest at info. A request whose
+/// client went away before its answer (its connection closed, so the server dropped it) is
+/// counted and logged too, with status 499 ("client closed request", as nginx logs it).
 pub async fn request_context(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = Uuid::new_v4();
@@ -102,47 +104,82 @@ pub async fn request_context(State(metrics): State<Metrics>, request: Request, n
         http.response.status_code = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
     );
+    let mut ending = Ending { metrics, id, method, matched, route, path, started, span: span.clone(), written: false };
     let (mut response, tournament) = CONTEXT
         .scope(context, async move {
             let response = next.run(request).await;
             (response, CONTEXT.with(|c| c.tournament.get()))
         })
-        .instrument(span.clone())
+        .instrument(span)
         .await;
     if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
         response.headers_mut().insert(REQUEST_ID_HEADER.clone(), value);
     }
-    let status = response.status().as_u16();
-    let elapsed = started.elapsed();
-    metrics.observe_request(matched.as_deref().unwrap_or(UNMATCHED_ROUTE), method, status, elapsed);
-    span.record("http.response.status_code", status);
-    if status >= 500 {
-        span.record("otel.status_code", "ERROR");
-    }
-    let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
-    let duration_ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-    let tournament = tournament.map(|t| t.to_string());
-    macro_rules! request_log {
-        ($level:ident) => {
-            tracing::$level!(
-                RequestId = %id,
-                Elapsed = elapsed_ms,
-                RequestPath = %route,
-                StatusCode = status,
-                Method = %method,
-                TournamentId = tournament.as_deref(),
-                http.request.method = %method,
-                http.response.status_code = status,
-                url.path = %path,
-                event.duration = duration_ns,
-                "request finished"
-            )
-        };
-    }
-    span.in_scope(|| match status {
-        500.. => request_log!(error),
-        400..=499 => request_log!(warn),
-        _ => request_log!(info),
-    });
+    ending.write(response.status().as_u16(), tournament);
     response
+}
+
+/// The status a request is counted and logged with when its client went away before the answer.
+const CLIENT_CLOSED_REQUEST: u16 = 499;
+
+/// What the end of a request is counted and logged with; when dropped unwritten (the request
+/// was dropped with its connection), it is written with [`CLIENT_CLOSED_REQUEST`].
+struct Ending {
+    metrics: Metrics,
+    id: Uuid,
+    method: &'static str,
+    matched: Option<String>,
+    route: String,
+    path: String,
+    started: Instant,
+    span: tracing::Span,
+    written: bool,
+}
+
+impl Ending {
+    fn write(&mut self, status: u16, tournament: Option<Uuid>) {
+        self.written = true;
+        let Self { metrics, id, method, matched, route, path, started, span, .. } = &*self;
+        let elapsed = started.elapsed();
+        metrics.observe_request(matched.as_deref().unwrap_or(UNMATCHED_ROUTE), method, status, elapsed);
+        span.record("http.response.status_code", status);
+        if status >= 500 {
+            span.record("otel.status_code", "ERROR");
+        }
+        let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
+        let duration_ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        let tournament = tournament.map(|t| t.to_string());
+        let message =
+            if status == CLIENT_CLOSED_REQUEST { "request abandoned by its client" } else { "request finished" };
+        macro_rules! request_log {
+            ($level:ident) => {
+                tracing::$level!(
+                    RequestId = %id,
+                    Elapsed = elapsed_ms,
+                    RequestPath = %route,
+                    StatusCode = status,
+                    Method = %method,
+                    TournamentId = tournament.as_deref(),
+                    http.request.method = %method,
+                    http.response.status_code = status,
+                    url.path = %path,
+                    event.duration = duration_ns,
+                    "{message}"
+                )
+            };
+        }
+        span.in_scope(|| match status {
+            500.. => request_log!(error),
+            400..=499 => request_log!(warn),
+            _ => request_log!(info),
+        });
+    }
+}
+
+impl Drop for Ending {
+    fn drop(&mut self) {
+        if !self.written {
+            self.write(CLIENT_CLOSED_REQUEST, None);
+        }
+    }
 }
