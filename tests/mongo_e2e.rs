@@ -54,6 +54,22 @@ async fn start(dir: &std::path::Path, env: &[(&'static str, String)]) -> Server 
     Server::start(dir, &env).await
 }
 
+/// A standalone server accepts connections and commands, but not the appends' transactions:
+/// readiness says so rather than taking traffic that every command would answer 503.
+#[tokio::test]
+#[ignore = "needs the MongoDB wire-protocol stand-in: LCT_TEST_MONGODB_STANDIN, and --ignored"]
+async fn a_standalone_server_is_not_ready_and_readiness_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let standalone = StandIn::start_standalone();
+    let env = [("LCT_MONGODB_URI", standalone.uri.clone())];
+    let server = start(dir.path(), &env).await;
+    let http = client();
+    wait_for_readiness(&http, &server, 503).await;
+    let ready: serde_json::Value = http.get(server.url("/readiness")).send().await.unwrap().json().await.unwrap();
+    let cause = ready["dependencies"]["eventStore"]["error"].as_str().unwrap_or_default().to_owned();
+    assert!(cause.contains("standalone") && cause.contains("replica set"), "{ready}");
+}
+
 #[tokio::test]
 #[ignore = "needs MongoDB or its stand-in: LCT_TEST_MONGODB_URI or LCT_TEST_MONGODB_STANDIN, and --ignored"]
 async fn a_whole_tournament_night_on_mongodb() {

@@ -263,11 +263,16 @@ impl EventStore for MongoEventStore {
 
     async fn check(&self) -> Result<(), StoreError> {
         let database = self.database().await?;
-        self.bounded(async {
-            database.run_command(doc! { "ping": 1 }).await.map_err(|e| store_error("ping", &e))?;
-            Ok(())
-        })
-        .await?;
+        let hello = self
+            .bounded(async { database.run_command(doc! { "hello": 1 }).await.map_err(|e| store_error("hello", &e)) })
+            .await?;
+        if !runs_transactions(&hello) {
+            return Err(StoreError::Unavailable(
+                "MongoDB is a standalone server: appends are transactions, which need a replica set (a single-node \
+                 one will do) or a sharded cluster"
+                    .into(),
+            ));
+        }
         // Ready means able to append, which needs the unique indexes.
         self.require_indexes().await
     }
@@ -294,6 +299,12 @@ impl EventStore for MongoEventStore {
         }
         Ok(streams.iter().map(|stream| found.get(stream).copied().unwrap_or(0)).collect())
     }
+}
+
+/// Whether the server that answered `hello` runs multi-document transactions: a replica set's
+/// member (it names its set) or a sharded cluster's router.
+fn runs_transactions(hello: &Document) -> bool {
+    hello.get_str("setName").is_ok() || hello.get_str("msg") == Ok("isdbgrid")
 }
 
 /// The aggregation of the last version of each of `streams`: the `{streamId, version}` index
@@ -362,6 +373,13 @@ mod tests {
         let gave_up = tokio::time::timeout(Duration::from_millis(50), store.check()).await;
         assert!(gave_up.is_err(), "the probe gave up first");
         assert!(!store.inner.indexes_ready.load(Ordering::SeqCst), "the indexes are taken as unchecked");
+    }
+
+    #[test]
+    fn only_replica_sets_and_sharded_clusters_run_the_appends_transactions() {
+        assert!(runs_transactions(&doc! { "isWritablePrimary": true, "setName": "rs0", "ok": 1.0 }));
+        assert!(runs_transactions(&doc! { "isWritablePrimary": true, "msg": "isdbgrid", "ok": 1.0 }));
+        assert!(!runs_transactions(&doc! { "isWritablePrimary": true, "maxWireVersion": 21, "ok": 1.0 }));
     }
 
     #[test]

@@ -13,6 +13,10 @@ use std::time::{Duration, Instant};
 /// The variable naming the stand-in's binary (`…/bin/jongodb`).
 pub const STANDIN_VARIABLE: &str = "LCT_TEST_MONGODB_STANDIN";
 
+/// The stand-in's arguments as a one-member replica set, and as a standalone server.
+const REPLICA_SET: &[&str] = &["--topology-profile=singleNodeReplicaSet", "--replica-set-name=rs0"];
+const STANDALONE: &[&str] = &["--topology-profile=standalone"];
+
 /// The stand-in's binary, if configured.
 pub fn binary() -> Option<String> {
     std::env::var(STANDIN_VARIABLE).ok().filter(|b| !b.trim().is_empty())
@@ -31,20 +35,23 @@ impl StandIn {
     /// Starts the stand-in named by `LCT_TEST_MONGODB_STANDIN` on a free port.
     pub fn start() -> StandIn {
         let binary = binary().unwrap_or_else(|| panic!("{STANDIN_VARIABLE} must name the stand-in's bin/jongodb"));
-        Self::start_on(&binary, 0)
+        Self::start_on(&binary, 0, REPLICA_SET)
     }
 
-    /// Starts the binary on `port` (0: any free port) and waits for the line that gives its URI.
-    fn start_on(binary: &str, port: u16) -> StandIn {
+    /// Starts the stand-in as a standalone server (no replica set): its `uri` names no set.
+    pub fn start_standalone() -> StandIn {
+        let binary = binary().unwrap_or_else(|| panic!("{STANDIN_VARIABLE} must name the stand-in's bin/jongodb"));
+        Self::start_on(&binary, 0, STANDALONE)
+    }
+
+    /// Starts the binary on `port` (0: any free port) with `profile` and waits for the line that
+    /// gives its URI.
+    fn start_on(binary: &str, port: u16, profile: &[&str]) -> StandIn {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let mut child = Command::new(binary)
-                .args([
-                    "--host=127.0.0.1",
-                    &format!("--port={port}"),
-                    "--topology-profile=singleNodeReplicaSet",
-                    "--replica-set-name=rs0",
-                ])
+                .args(["--host=127.0.0.1", &format!("--port={port}")])
+                .args(profile)
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
@@ -66,7 +73,8 @@ impl StandIn {
                         .and_then(|rest| rest.split(['/', '?']).next())
                         .and_then(|p| p.parse().ok())
                         .unwrap_or_else(|| panic!("no port in {uri}"));
-                    let uri = format!("mongodb://127.0.0.1:{port}/?replicaSet=rs0");
+                    let set = if profile == REPLICA_SET { "?replicaSet=rs0" } else { "" };
+                    let uri = format!("mongodb://127.0.0.1:{port}/{set}");
                     return StandIn { child, binary: binary.to_owned(), port, uri };
                 }
                 None => {
@@ -90,7 +98,7 @@ impl StandIn {
     pub fn restart(&mut self) {
         self.stop();
         let port = self.port;
-        *self = Self::start_on(&self.binary.clone(), port);
+        *self = Self::start_on(&self.binary.clone(), port, REPLICA_SET);
     }
 }
 
