@@ -13,7 +13,7 @@ use common::redis_server::RedisServer;
 use common::ws::Live;
 use common::*;
 use serde_json::Value;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -48,8 +48,16 @@ impl Received {
 struct StandIn {
     url: String,
     received: Arc<Mutex<Vec<Received>>>,
+    answers: Arc<Answers>,
+}
+
+/// How the stand-in answers; tests change it while it runs.
+struct Answers {
     /// While false, `_bulk` requests are read and never answered, like a hung Elasticsearch.
-    answer_bulk: Arc<AtomicBool>,
+    bulk: AtomicBool,
+    /// The status of `PUT _index_template/...` (403 is what a user without
+    /// `manage_index_templates` gets).
+    template_status: AtomicU16,
 }
 
 impl StandIn {
@@ -57,14 +65,14 @@ impl StandIn {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let received = Arc::new(Mutex::new(Vec::new()));
-        let answer_bulk = Arc::new(AtomicBool::new(true));
-        let (log, answer) = (Arc::clone(&received), Arc::clone(&answer_bulk));
+        let answers = Arc::new(Answers { bulk: AtomicBool::new(true), template_status: AtomicU16::new(200) });
+        let (log, how) = (Arc::clone(&received), Arc::clone(&answers));
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve(stream, Arc::clone(&log), Arc::clone(&answer)));
+                tokio::spawn(serve(stream, Arc::clone(&log), Arc::clone(&how)));
             }
         });
-        StandIn { url, received, answer_bulk }
+        StandIn { url, received, answers }
     }
 
     fn received(&self) -> Vec<Received> {
@@ -74,10 +82,14 @@ impl StandIn {
     fn bulk_requests(&self) -> Vec<Received> {
         self.received().into_iter().filter(|r| r.path == "/_bulk").collect()
     }
+
+    fn template_requests(&self) -> Vec<Received> {
+        self.received().into_iter().filter(|r| r.path.starts_with("/_index_template/")).collect()
+    }
 }
 
 /// Serves one connection: HTTP/1.1 requests with a `content-length` body, kept alive.
-async fn serve(stream: TcpStream, log: Arc<Mutex<Vec<Received>>>, answer_bulk: Arc<AtomicBool>) {
+async fn serve(stream: TcpStream, log: Arc<Mutex<Vec<Received>>>, answers: Arc<Answers>) {
     let mut stream = BufReader::new(stream);
     loop {
         let mut request_line = String::new();
@@ -111,17 +123,22 @@ async fn serve(stream: TcpStream, log: Arc<Mutex<Vec<Received>>>, answer_bulk: A
         }
         let is_bulk = path == "/_bulk";
         log.lock().unwrap().push(Received { method, path: path.clone(), headers, body });
-        if is_bulk && !answer_bulk.load(Ordering::SeqCst) {
+        if is_bulk && !answers.bulk.load(Ordering::SeqCst) {
             // Hung: hold the connection open and never answer.
             std::future::pending::<()>().await;
         }
-        let (content_type, answer) = match path.as_str() {
-            "/_bulk" => ("application/json", r#"{"took":1,"errors":false,"items":[]}"#),
-            "/v1/traces" => ("application/x-protobuf", ""),
-            _ => ("application/json", r#"{"acknowledged":true}"#),
+        let template_status = answers.template_status.load(Ordering::SeqCst);
+        let (status, content_type, answer) = match path.as_str() {
+            "/_bulk" => (200, "application/json", r#"{"took":1,"errors":false,"items":[]}"#.to_owned()),
+            "/v1/traces" => (200, "application/x-protobuf", String::new()),
+            _ if path.starts_with("/_index_template/") && template_status != 200 => {
+                let error = format!(r#"{{"error":{{"type":"security_exception"}},"status":{template_status}}}"#);
+                (template_status, "application/json", error)
+            }
+            _ => (200, "application/json", r#"{"acknowledged":true}"#.to_owned()),
         };
         let response = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n{answer}",
+            "HTTP/1.1 {status} Whatever\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n{answer}",
             answer.len()
         );
         if stream.get_mut().write_all(response.as_bytes()).await.is_err() {
@@ -376,7 +393,7 @@ async fn requests_keep_their_latency_while_elasticsearch_stops_answering() {
 
     // Elasticsearch answers at first, then stops answering.
     eventually("the first documents shipped", || (!elasticsearch.bulk_requests().is_empty()).then_some(())).await;
-    elasticsearch.answer_bulk.store(false, Ordering::SeqCst);
+    elasticsearch.answers.bulk.store(false, Ordering::SeqCst);
 
     // Alternate the two servers so that machine noise hits both alike.
     let (mut without, mut with) = (Vec::new(), Vec::new());
@@ -408,6 +425,68 @@ async fn requests_keep_their_latency_while_elasticsearch_stops_answering() {
     assert!(
         value(&scrape(&http, &shipping).await, r#"lct_log_events_shipped_total{destination="elasticsearch"}"#) >= 1.0
     );
+}
+
+/// The shipper's own warnings on stdout.
+fn shipper_warnings(server: &Server) -> Vec<Value> {
+    server
+        .log_lines()
+        .into_iter()
+        .filter(|l| {
+            l["log.level"] == "warn" && l["log.logger"].as_str().unwrap_or_default().starts_with("lct::telemetry")
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn logs_are_shipped_when_elasticsearch_refuses_to_install_the_index_template() {
+    // A user with write access to lct-api-* only, as k8s/README.md suggests, may not manage
+    // index templates.
+    let elasticsearch = StandIn::start().await;
+    elasticsearch.answers.template_status.store(403, Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[("LCT_ELASTICSEARCH_URL", elasticsearch.url.as_str())]).await;
+    let http = client();
+
+    create(&http, &server, "Least privilege night", 4).await;
+    eventually("a _bulk request", || (!elasticsearch.bulk_requests().is_empty()).then_some(())).await;
+    let shipped = r#"lct_log_events_shipped_total{destination="elasticsearch"}"#;
+    scrape_until(&http, &server, shipped, 1.0).await;
+
+    // A later batch is shipped too, without asking for the template again or warning again.
+    create(&http, &server, "Least privilege night 2", 4).await;
+    eventually("a second _bulk request", || (elasticsearch.bulk_requests().len() >= 2).then_some(())).await;
+    scrape_until(&http, &server, shipped, 2.0).await;
+    assert_eq!(elasticsearch.template_requests().len(), 1, "a refused template is not asked for again");
+    let warnings = shipper_warnings(&server);
+    assert_eq!(warnings.len(), 1, "the refusal is reported once: {warnings:#?}");
+    let text = scrape(&http, &server).await;
+    for reason in ["buffer_full", "failed", "rejected"] {
+        assert_eq!(value(&text, &format!("lct_log_events_dropped_total{{reason=\"{reason}\"}}")), 0.0, "{reason}");
+    }
+}
+
+#[tokio::test]
+async fn an_index_template_elasticsearch_could_not_install_is_installed_with_a_later_batch() {
+    let elasticsearch = StandIn::start().await;
+    elasticsearch.answers.template_status.store(503, Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[("LCT_ELASTICSEARCH_URL", elasticsearch.url.as_str())]).await;
+    let http = client();
+
+    create(&http, &server, "Template night", 4).await;
+    eventually("a _bulk request", || (!elasticsearch.bulk_requests().is_empty()).then_some(())).await;
+    elasticsearch.answers.template_status.store(200, Ordering::SeqCst);
+    create(&http, &server, "Template night 2", 4).await;
+    eventually("a second _bulk request", || (elasticsearch.bulk_requests().len() >= 2).then_some(())).await;
+
+    let paths: Vec<String> = elasticsearch.received().into_iter().map(|r| r.path).collect();
+    let template = "/_index_template/lct-api";
+    assert_eq!(paths.iter().filter(|p| *p == template).count(), 2, "{paths:?}");
+    let second_bulk = paths.iter().enumerate().filter(|(_, p)| *p == "/_bulk").nth(1).unwrap().0;
+    assert_eq!(paths[second_bulk - 1], template, "the template again before the second batch: {paths:?}");
+    assert_eq!(shipper_warnings(&server).len(), 1, "the failure is reported once");
+    scrape_until(&http, &server, r#"lct_log_events_shipped_total{destination="elasticsearch"}"#, 2.0).await;
 }
 
 // --- traces to Elastic APM ---------------------------------------------------------------------

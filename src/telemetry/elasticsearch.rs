@@ -7,7 +7,10 @@
 //! exponential backoff a bounded number of times, then the batch is dropped and counted. Before
 //! the first batch it installs the index template `lct-api`: the very file
 //! `deploy/elasticsearch/lct-api-index-template.json`, which the Kibana set-up script installs
-//! too, so whichever runs first, the template is the same.
+//! too, so whichever runs first, the template is the same. The template never holds up the logs:
+//! a user allowed to write to `lct-api-*` but not to manage templates is refused (401 or 403),
+//! which is reported once and not asked again; any other failure is reported once and the
+//! install is tried again before the next batch.
 
 use super::clock::UtcTime;
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
@@ -128,8 +131,15 @@ pub fn start(options: ShipperOptions, stats: Arc<ShipStats>) -> anyhow::Result<(
     let (buffer, documents) = mpsc::channel(options.buffer.max(1));
     let stop = CancellationToken::new();
     let index_prefix = format!("lct-api-{}", index_safe(&options.environment));
-    let worker =
-        Worker { client, options, index_prefix, stats: Arc::clone(&stats), template_installed: false, failing: false };
+    let worker = Worker {
+        client,
+        options,
+        index_prefix,
+        stats: Arc::clone(&stats),
+        template: Template::Pending,
+        template_warned: false,
+        failing: false,
+    };
     let task = tokio::spawn(worker.run(documents, stop.clone()));
     Ok((LogSink { buffer, stats }, Shipper { task, stop }))
 }
@@ -176,12 +186,32 @@ fn bulk_body(index_prefix: &str, documents: &[Document]) -> String {
     body
 }
 
+/// Where the index template stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Template {
+    /// Not installed yet; tried before the next batch.
+    Pending,
+    Installed,
+    /// Elasticsearch does not let this user install it; not asked again.
+    Refused,
+}
+
+/// Why installing the template failed.
+enum TemplateFailure {
+    /// 401 or 403: the credentials may not manage index templates.
+    Refused(reqwest::StatusCode),
+    /// Anything else (unreachable, 5xx, ...): worth trying again.
+    Failed(String),
+}
+
 struct Worker {
     client: reqwest::Client,
     options: ShipperOptions,
     index_prefix: String,
     stats: Arc<ShipStats>,
-    template_installed: bool,
+    template: Template,
+    /// Whether a failed template install was reported, to report it once.
+    template_warned: bool,
     /// Whether the last attempt failed, to report outages and recoveries once.
     failing: bool,
 }
@@ -223,6 +253,7 @@ impl Worker {
 
     /// Sends `batch`, retrying with backoff; what cannot be delivered is counted as dropped.
     async fn deliver(&mut self, mut batch: Vec<Document>, stop: &CancellationToken) {
+        self.ensure_template().await;
         let mut backoff = self.options.first_backoff;
         for attempt in 1..=self.options.max_attempts {
             match self.attempt(&batch).await {
@@ -246,14 +277,9 @@ impl Worker {
         self.stats.dropped_failed.fetch_add(batch.len() as u64, Ordering::Relaxed);
     }
 
-    /// One attempt: the template if not installed yet, then the bulk request. Returns the
-    /// documents to send again (those Elasticsearch turned away for now with 429), or why the
-    /// whole attempt failed.
+    /// One bulk request. Returns the documents to send again (those Elasticsearch turned away
+    /// for now with 429), or why the whole attempt failed.
     async fn attempt(&mut self, batch: &[Document]) -> Result<Vec<Document>, String> {
-        if !self.template_installed {
-            self.install_template().await?;
-            self.template_installed = true;
-        }
         let body = bulk_body(&self.index_prefix, batch);
         let url = format!("{}/_bulk", self.options.url);
         let request = self.authorized(self.client.post(url)).header(CONTENT_TYPE, "application/x-ndjson").body(body);
@@ -291,16 +317,55 @@ impl Worker {
         retry
     }
 
-    async fn install_template(&self) -> Result<(), String> {
+    /// Installs the index template unless it is there or refused. A failure is reported once
+    /// and does not stop the batch: documents are shipped without the template rather than not
+    /// at all.
+    async fn ensure_template(&mut self) {
+        if self.template != Template::Pending {
+            return;
+        }
+        match self.install_template().await {
+            Ok(()) => {
+                self.template = Template::Installed;
+                tracing::info!(target: "lct::telemetry", template = TEMPLATE_NAME, "Elasticsearch index template installed");
+            }
+            Err(TemplateFailure::Refused(status)) => {
+                self.template = Template::Refused;
+                self.template_warned = true;
+                tracing::warn!(
+                    target: "lct::telemetry",
+                    template = TEMPLATE_NAME,
+                    status = status.as_u16(),
+                    "Elasticsearch does not let these credentials install the index template; logs are shipped \
+                     without installing it (install it with deploy/kibana/import-saved-objects.sh)"
+                );
+            }
+            Err(TemplateFailure::Failed(reason)) => {
+                if !self.template_warned {
+                    self.template_warned = true;
+                    tracing::warn!(
+                        target: "lct::telemetry",
+                        template = TEMPLATE_NAME,
+                        error = reason,
+                        "installing the Elasticsearch index template failed; logs are shipped anyway and the \
+                         install is tried again before the next batch"
+                    );
+                }
+            }
+        }
+    }
+
+    async fn install_template(&self) -> Result<(), TemplateFailure> {
         let url = format!("{}/_index_template/{TEMPLATE_NAME}", self.options.url);
         let request =
             self.authorized(self.client.put(url)).header(CONTENT_TYPE, "application/json").body(INDEX_TEMPLATE);
-        let response = request.send().await.map_err(|e| e.without_url().to_string())?;
-        if response.status().is_success() {
-            tracing::info!(target: "lct::telemetry", template = TEMPLATE_NAME, "Elasticsearch index template installed");
-            Ok(())
-        } else {
-            Err(format!("installing the index template answered {}", response.status()))
+        let response = request.send().await.map_err(|e| TemplateFailure::Failed(e.without_url().to_string()))?;
+        match response.status() {
+            status if status.is_success() => Ok(()),
+            status @ (reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN) => {
+                Err(TemplateFailure::Refused(status))
+            }
+            status => Err(TemplateFailure::Failed(format!("installing the index template answered {status}"))),
         }
     }
 
