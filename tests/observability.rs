@@ -489,6 +489,92 @@ async fn an_index_template_elasticsearch_could_not_install_is_installed_with_a_l
     scrape_until(&http, &server, r#"lct_log_events_shipped_total{destination="elasticsearch"}"#, 2.0).await;
 }
 
+/// The `authorization` headers of a request, however many it has.
+fn authorizations(request: &Received) -> Vec<&str> {
+    request.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("authorization")).map(|(_, v)| v.as_str()).collect()
+}
+
+/// Runs lct shipping to `url` with `LCT_ELASTICSEARCH_API_KEY` set to `api_key`, makes it log a
+/// request, and returns what Elasticsearch received once a `_bulk` request came.
+async fn shipped_with(elasticsearch: &StandIn, url: &str, api_key: &str) -> Vec<Received> {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("LCT_ELASTICSEARCH_URL", url), ("LCT_ELASTICSEARCH_API_KEY", api_key)];
+    let server = Server::start(dir.path(), &env).await;
+    create(&client(), &server, "Credentials night", 4).await;
+    eventually("a _bulk request", || (!elasticsearch.bulk_requests().is_empty()).then_some(())).await;
+    let all = server.logs.lock().unwrap().join("\n");
+    assert!(!all.contains("es-secret-93b"), "a secret reached the logs");
+    elasticsearch.received()
+}
+
+#[tokio::test]
+async fn the_api_key_is_the_one_authorization_even_when_the_url_has_credentials() {
+    let elasticsearch = StandIn::start().await;
+    let url = elasticsearch.url.replace("http://", "http://elastic:es-secret-93b@");
+    let requests = shipped_with(&elasticsearch, &url, "a2V5LWlkOmtleQ==").await;
+    for request in &requests {
+        assert_eq!(authorizations(request), ["ApiKey a2V5LWlkOmtleQ=="], "{} {}", request.method, request.path);
+    }
+}
+
+#[tokio::test]
+async fn an_api_key_read_from_a_secret_file_loses_its_trailing_newline() {
+    let elasticsearch = StandIn::start().await;
+    let requests = shipped_with(&elasticsearch, &elasticsearch.url, "abc\n").await;
+    for request in &requests {
+        assert_eq!(authorizations(request), ["ApiKey abc"], "{} {}", request.method, request.path);
+    }
+}
+
+#[tokio::test]
+async fn an_empty_api_key_counts_as_unset() {
+    for key in ["", " \n"] {
+        let elasticsearch = StandIn::start().await;
+        let requests = shipped_with(&elasticsearch, &elasticsearch.url, key).await;
+        for request in &requests {
+            assert_eq!(authorizations(request), Vec::<&str>::new(), "{key:?}: {} {}", request.method, request.path);
+        }
+        let elasticsearch = StandIn::start().await;
+        let url = elasticsearch.url.replace("http://", "http://elastic:es-secret-93b@");
+        let requests = shipped_with(&elasticsearch, &url, key).await;
+        for request in &requests {
+            let basic = ["Basic ZWxhc3RpYzplcy1zZWNyZXQtOTNi"];
+            assert_eq!(authorizations(request), basic, "{key:?}: {} {}", request.method, request.path);
+        }
+    }
+}
+
+/// Runs lct with `env` expecting it to refuse to start; returns its exit status and stderr.
+async fn refused_start(env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_lct"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("LCT_LISTEN", "127.0.0.1:0")
+        .env("LCT_DATA_DIR", dir.path())
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(PATIENCE, command.output()).await.expect("lct started and kept running").unwrap();
+    (output.status, String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[tokio::test]
+async fn a_key_or_token_that_cannot_be_a_header_stops_start_up_with_a_clear_error() {
+    let stand_in = StandIn::start().await;
+    for (url, secret) in
+        [("LCT_ELASTICSEARCH_URL", "LCT_ELASTICSEARCH_API_KEY"), ("LCT_APM_SERVER_URL", "LCT_APM_SECRET_TOKEN")]
+    {
+        let (status, stderr) =
+            refused_start(&[(url, stand_in.url.as_str()), (secret, "secret-4f1\nsecond line")]).await;
+        assert!(!status.success(), "{secret}");
+        assert!(stderr.contains(secret), "the error names {secret}: {stderr}");
+        assert!(!stderr.contains("secret-4f1"), "the error shows the secret: {stderr}");
+    }
+}
+
 // --- traces to Elastic APM ---------------------------------------------------------------------
 
 #[tokio::test]
@@ -562,6 +648,22 @@ async fn traces_with_request_event_store_and_redis_spans_reach_apm_server() {
         .find(|s| s.name == "event_store.append" && s.trace_id == request.trace_id)
         .expect("the append inside the create request");
     assert_eq!(append.parent_span_id, request.span_id);
+}
+
+#[tokio::test]
+async fn the_apm_secret_token_loses_the_newline_of_its_secret_file() {
+    let apm = StandIn::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("LCT_APM_SERVER_URL", apm.url.as_str()), ("LCT_APM_SECRET_TOKEN", "apm-token-7\n")];
+    let server = Server::start(dir.path(), &env).await;
+    create(&client(), &server, "Token night", 4).await;
+    // Stopping flushes the spans still queued.
+    assert!(server.stop().await.success());
+    let exports: Vec<Received> = apm.received().into_iter().filter(|r| r.path == "/v1/traces").collect();
+    assert!(!exports.is_empty(), "no spans were exported");
+    for export in &exports {
+        assert_eq!(authorizations(export), ["Bearer apm-token-7"]);
+    }
 }
 
 // --- metrics -----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@
 //! install is tried again before the next batch.
 
 use super::clock::UtcTime;
-use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -30,9 +30,10 @@ const TEMPLATE_NAME: &str = "lct-api";
 /// How the shipper batches and retries.
 #[derive(Debug, Clone)]
 pub struct ShipperOptions {
-    /// Base URL of Elasticsearch; credentials in it are sent as basic authentication.
+    /// Base URL of Elasticsearch; credentials in it are sent as basic authentication, unless
+    /// there is an API key.
     pub url: String,
-    /// Sent as `Authorization: ApiKey ...` when set.
+    /// Sent as `Authorization: ApiKey ...` when set, instead of the URL's credentials.
     pub api_key: Option<String>,
     /// Environment name, part of the index name.
     pub environment: String,
@@ -122,9 +123,24 @@ pub struct Shipper {
     stop: CancellationToken,
 }
 
-/// Starts the shipper on the current Tokio runtime.
-pub fn start(options: ShipperOptions, stats: Arc<ShipStats>) -> anyhow::Result<(LogSink, Shipper)> {
+/// Starts the shipper on the current Tokio runtime. Fails if the API key cannot be sent in a
+/// header.
+pub fn start(mut options: ShipperOptions, stats: Arc<ShipStats>) -> anyhow::Result<(LogSink, Shipper)> {
+    let mut headers = HeaderMap::new();
+    if let Some(key) = options.api_key.as_deref() {
+        let mut value = HeaderValue::from_str(&format!("ApiKey {key}")).map_err(|_| {
+            anyhow::anyhow!(
+                "LCT_ELASTICSEARCH_API_KEY cannot be sent in an HTTP header: it holds a control character or a \
+                 character beyond ASCII"
+            )
+        })?;
+        value.set_sensitive(true);
+        headers.insert(AUTHORIZATION, value);
+        // reqwest would send the URL's credentials as a second `Authorization`.
+        options.url = without_credentials(&options.url);
+    }
     let client = reqwest::Client::builder()
+        .default_headers(headers)
         .timeout(options.request_timeout)
         .connect_timeout(options.request_timeout.min(Duration::from_secs(3)))
         .build()?;
@@ -152,6 +168,23 @@ impl Shipper {
         if tokio::time::timeout(grace, self.task).await.is_err() {
             abort.abort();
         }
+    }
+}
+
+/// Whether `url` carries a user name or password.
+pub fn has_credentials(url: &str) -> bool {
+    reqwest::Url::parse(url).is_ok_and(|url| !url.username().is_empty() || url.password().is_some())
+}
+
+/// `url` without its user name and password.
+fn without_credentials(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if has_credentials(url) => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.as_str().trim_end_matches('/').to_owned()
+        }
+        _ => url.to_owned(),
     }
 }
 
@@ -282,7 +315,7 @@ impl Worker {
     async fn attempt(&mut self, batch: &[Document]) -> Result<Vec<Document>, String> {
         let body = bulk_body(&self.index_prefix, batch);
         let url = format!("{}/_bulk", self.options.url);
-        let request = self.authorized(self.client.post(url)).header(CONTENT_TYPE, "application/x-ndjson").body(body);
+        let request = self.client.post(url).header(CONTENT_TYPE, "application/x-ndjson").body(body);
         let response = request.send().await.map_err(|e| e.without_url().to_string())?;
         let status = response.status();
         if !status.is_success() {
@@ -357,8 +390,7 @@ impl Worker {
 
     async fn install_template(&self) -> Result<(), TemplateFailure> {
         let url = format!("{}/_index_template/{TEMPLATE_NAME}", self.options.url);
-        let request =
-            self.authorized(self.client.put(url)).header(CONTENT_TYPE, "application/json").body(INDEX_TEMPLATE);
+        let request = self.client.put(url).header(CONTENT_TYPE, "application/json").body(INDEX_TEMPLATE);
         let response = request.send().await.map_err(|e| TemplateFailure::Failed(e.without_url().to_string()))?;
         match response.status() {
             status if status.is_success() => Ok(()),
@@ -366,16 +398,6 @@ impl Worker {
                 Err(TemplateFailure::Refused(status))
             }
             status => Err(TemplateFailure::Failed(format!("installing the index template answered {status}"))),
-        }
-    }
-
-    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match self.options.api_key.as_deref().and_then(|key| HeaderValue::from_str(&format!("ApiKey {key}")).ok()) {
-            Some(mut value) => {
-                value.set_sensitive(true);
-                request.header(AUTHORIZATION, value)
-            }
-            None => request,
         }
     }
 
@@ -412,6 +434,16 @@ mod tests {
             bulk_body("lct-api-prod", &documents),
             "{\"create\":{\"_index\":\"lct-api-prod-2025-01\"}}\n{\"a\":1}\n{\"create\":{\"_index\":\"lct-api-prod-2025-02\"}}\n{\"b\":2}\n"
         );
+    }
+
+    #[test]
+    fn credentials_are_taken_out_of_the_url_and_nothing_else() {
+        assert!(has_credentials("https://lct:pw@es:9200"));
+        assert!(has_credentials("https://lct@es:9200"));
+        assert!(!has_credentials("https://es:9200"));
+        assert_eq!(without_credentials("https://lct:p%40ss@es:9200/base"), "https://es:9200/base");
+        assert_eq!(without_credentials("https://lct:pw@es:9200"), "https://es:9200");
+        assert_eq!(without_credentials("https://es:9200/"), "https://es:9200/");
     }
 
     #[test]
