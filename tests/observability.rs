@@ -1,10 +1,11 @@
 //! Operations end to end: the request-log line and its fields, shipping to Elasticsearch (exact
-//! `_bulk` body, index name, template, and request latency while Elasticsearch hangs), traces to
-//! Elastic APM, and the Prometheus metrics after real traffic.
+//! `_bulk` body, index name, ids, template, credentials, and request latency while Elasticsearch
+//! hangs), traces to Elastic APM, and the Prometheus metrics after real traffic.
 //!
 //! No Elasticsearch or APM Server exists on the machines these tests run on. [`StandIn`] is a
 //! small HTTP listener that stands in for their HTTP APIs: it records each request and answers
-//! like the real servers do (or, when told, never answers). It is a test double, not the real
+//! like the real servers do (or, when told, refuses the template, fails a `_bulk` with 503 or
+//! never answers). It is a test double, not the real
 //! thing; the shipper and exporter speak to it exactly as they would to the real servers.
 
 mod common;
@@ -13,7 +14,7 @@ use common::redis_server::RedisServer;
 use common::ws::Live;
 use common::*;
 use serde_json::Value;
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -58,6 +59,8 @@ struct Answers {
     /// The status of `PUT _index_template/...` (403 is what a user without
     /// `manage_index_templates` gets).
     template_status: AtomicU16,
+    /// This many `_bulk` requests are answered 503 before the next is taken.
+    failing_bulks: AtomicUsize,
 }
 
 impl StandIn {
@@ -65,7 +68,11 @@ impl StandIn {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let received = Arc::new(Mutex::new(Vec::new()));
-        let answers = Arc::new(Answers { bulk: AtomicBool::new(true), template_status: AtomicU16::new(200) });
+        let answers = Arc::new(Answers {
+            bulk: AtomicBool::new(true),
+            template_status: AtomicU16::new(200),
+            failing_bulks: AtomicUsize::new(0),
+        });
         let (log, how) = (Arc::clone(&received), Arc::clone(&answers));
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
@@ -128,7 +135,10 @@ async fn serve(stream: TcpStream, log: Arc<Mutex<Vec<Received>>>, answers: Arc<A
             std::future::pending::<()>().await;
         }
         let template_status = answers.template_status.load(Ordering::SeqCst);
+        let fail_bulk = is_bulk
+            && answers.failing_bulks.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
         let (status, content_type, answer) = match path.as_str() {
+            "/_bulk" if fail_bulk => (503, "application/json", r#"{"error":"unavailable","status":503}"#.to_owned()),
             "/_bulk" => (200, "application/json", r#"{"took":1,"errors":false,"items":[]}"#.to_owned()),
             "/v1/traces" => (200, "application/x-protobuf", String::new()),
             _ if path.starts_with("/_index_template/") && template_status != 200 => {
@@ -352,11 +362,15 @@ async fn request_logs_reach_elasticsearch_as_the_exact_bulk_body_in_the_monthly_
         .cloned()
         .collect();
     assert_eq!(shipped_lines.len(), 3, "{shipped_lines:#?}");
+    let ids: Vec<String> = bodies.iter().flat_map(|b| bulk_ids(b)).collect();
+    assert_eq!(ids.len(), 3);
+    assert!(ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2], "{ids:?}");
     let mut expected = String::new();
-    for line in &shipped_lines {
+    for (line, id) in shipped_lines.iter().zip(&ids) {
         let json: Value = serde_json::from_str(line).unwrap();
         let month = &json["@timestamp"].as_str().unwrap()[..7];
-        expected.push_str(&format!("{{\"create\":{{\"_index\":\"lct-api-staging-{month}\"}}}}\n{line}\n"));
+        expected
+            .push_str(&format!("{{\"create\":{{\"_index\":\"lct-api-staging-{month}\",\"_id\":\"{id}\"}}}}\n{line}\n"));
     }
     assert_eq!(bodies.concat(), expected, "the _bulk bodies are the stdout lines, each after its create action");
 
@@ -377,6 +391,41 @@ async fn request_logs_reach_elasticsearch_as_the_exact_bulk_body_in_the_monthly_
     assert_eq!(bulk.header("authorization"), Some("Basic ZWxhc3RpYzplcy1zZWNyZXQtOTNi"));
     let all = server.logs.lock().unwrap().join("\n");
     assert!(!all.contains("es-secret-93b"), "a secret reached the logs");
+}
+
+/// The `_id` of each action of a `_bulk` body.
+fn bulk_ids(body: &str) -> Vec<String> {
+    body.lines()
+        .step_by(2)
+        .map(|action| {
+            let action: Value = serde_json::from_str(action).unwrap();
+            action["create"]["_id"].as_str().filter(|id| !id.is_empty()).expect("an _id in every action").to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_retried_batch_carries_the_ids_of_its_first_attempt() {
+    // Elasticsearch may have indexed a batch whose answer never came; ids make the retry
+    // harmless.
+    let elasticsearch = StandIn::start().await;
+    elasticsearch.answers.failing_bulks.store(1, Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[("LCT_ELASTICSEARCH_URL", elasticsearch.url.as_str())]).await;
+    let http = client();
+    create(&http, &server, "Retry night", 4).await;
+
+    let bulks = eventually("a batch and its retry", || {
+        let bulks = elasticsearch.bulk_requests();
+        (bulks.len() >= 2).then_some(bulks)
+    })
+    .await;
+    let first = bulk_ids(&bulks[0].text());
+    assert!(!first.is_empty());
+    assert_eq!(bulk_ids(&bulks[1].text()), first, "the retry sends the same ids");
+    assert_eq!(bulks[1].text(), bulks[0].text(), "the retry sends the same body");
+    let shipped = r#"lct_log_events_shipped_total{destination="elasticsearch"}"#;
+    scrape_until(&http, &server, shipped, first.len() as f64).await;
 }
 
 #[tokio::test]
