@@ -1,10 +1,11 @@
 //! Operations end to end: the request-log line and its fields, shipping to Elasticsearch (exact
-//! `_bulk` body, index name, template, and request latency while Elasticsearch hangs), traces to
-//! Elastic APM, and the Prometheus metrics after real traffic.
+//! `_bulk` body, index name, ids, template, credentials, and request latency while Elasticsearch
+//! hangs), traces to Elastic APM, and the Prometheus metrics after real traffic.
 //!
 //! No Elasticsearch or APM Server exists on the machines these tests run on. [`StandIn`] is a
 //! small HTTP listener that stands in for their HTTP APIs: it records each request and answers
-//! like the real servers do (or, when told, never answers). It is a test double, not the real
+//! like the real servers do (or, when told, refuses the template, fails a `_bulk` with 503 or
+//! never answers). It is a test double, not the real
 //! thing; the shipper and exporter speak to it exactly as they would to the real servers.
 
 mod common;
@@ -13,7 +14,7 @@ use common::redis_server::RedisServer;
 use common::ws::Live;
 use common::*;
 use serde_json::Value;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -48,8 +49,18 @@ impl Received {
 struct StandIn {
     url: String,
     received: Arc<Mutex<Vec<Received>>>,
+    answers: Arc<Answers>,
+}
+
+/// How the stand-in answers; tests change it while it runs.
+struct Answers {
     /// While false, `_bulk` requests are read and never answered, like a hung Elasticsearch.
-    answer_bulk: Arc<AtomicBool>,
+    bulk: AtomicBool,
+    /// The status of `PUT _index_template/...` (403 is what a user without
+    /// `manage_index_templates` gets).
+    template_status: AtomicU16,
+    /// This many `_bulk` requests are answered 503 before the next is taken.
+    failing_bulks: AtomicUsize,
 }
 
 impl StandIn {
@@ -57,14 +68,18 @@ impl StandIn {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let received = Arc::new(Mutex::new(Vec::new()));
-        let answer_bulk = Arc::new(AtomicBool::new(true));
-        let (log, answer) = (Arc::clone(&received), Arc::clone(&answer_bulk));
+        let answers = Arc::new(Answers {
+            bulk: AtomicBool::new(true),
+            template_status: AtomicU16::new(200),
+            failing_bulks: AtomicUsize::new(0),
+        });
+        let (log, how) = (Arc::clone(&received), Arc::clone(&answers));
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve(stream, Arc::clone(&log), Arc::clone(&answer)));
+                tokio::spawn(serve(stream, Arc::clone(&log), Arc::clone(&how)));
             }
         });
-        StandIn { url, received, answer_bulk }
+        StandIn { url, received, answers }
     }
 
     fn received(&self) -> Vec<Received> {
@@ -74,10 +89,14 @@ impl StandIn {
     fn bulk_requests(&self) -> Vec<Received> {
         self.received().into_iter().filter(|r| r.path == "/_bulk").collect()
     }
+
+    fn template_requests(&self) -> Vec<Received> {
+        self.received().into_iter().filter(|r| r.path.starts_with("/_index_template/")).collect()
+    }
 }
 
 /// Serves one connection: HTTP/1.1 requests with a `content-length` body, kept alive.
-async fn serve(stream: TcpStream, log: Arc<Mutex<Vec<Received>>>, answer_bulk: Arc<AtomicBool>) {
+async fn serve(stream: TcpStream, log: Arc<Mutex<Vec<Received>>>, answers: Arc<Answers>) {
     let mut stream = BufReader::new(stream);
     loop {
         let mut request_line = String::new();
@@ -111,17 +130,25 @@ async fn serve(stream: TcpStream, log: Arc<Mutex<Vec<Received>>>, answer_bulk: A
         }
         let is_bulk = path == "/_bulk";
         log.lock().unwrap().push(Received { method, path: path.clone(), headers, body });
-        if is_bulk && !answer_bulk.load(Ordering::SeqCst) {
+        if is_bulk && !answers.bulk.load(Ordering::SeqCst) {
             // Hung: hold the connection open and never answer.
             std::future::pending::<()>().await;
         }
-        let (content_type, answer) = match path.as_str() {
-            "/_bulk" => ("application/json", r#"{"took":1,"errors":false,"items":[]}"#),
-            "/v1/traces" => ("application/x-protobuf", ""),
-            _ => ("application/json", r#"{"acknowledged":true}"#),
+        let template_status = answers.template_status.load(Ordering::SeqCst);
+        let fail_bulk = is_bulk
+            && answers.failing_bulks.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+        let (status, content_type, answer) = match path.as_str() {
+            "/_bulk" if fail_bulk => (503, "application/json", r#"{"error":"unavailable","status":503}"#.to_owned()),
+            "/_bulk" => (200, "application/json", r#"{"took":1,"errors":false,"items":[]}"#.to_owned()),
+            "/v1/traces" => (200, "application/x-protobuf", String::new()),
+            _ if path.starts_with("/_index_template/") && template_status != 200 => {
+                let error = format!(r#"{{"error":{{"type":"security_exception"}},"status":{template_status}}}"#);
+                (template_status, "application/json", error)
+            }
+            _ => (200, "application/json", r#"{"acknowledged":true}"#.to_owned()),
         };
         let response = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n{answer}",
+            "HTTP/1.1 {status} Whatever\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n{answer}",
             answer.len()
         );
         if stream.get_mut().write_all(response.as_bytes()).await.is_err() {
@@ -368,11 +395,15 @@ async fn request_logs_reach_elasticsearch_as_the_exact_bulk_body_in_the_monthly_
         .cloned()
         .collect();
     assert_eq!(shipped_lines.len(), 3, "{shipped_lines:#?}");
+    let ids: Vec<String> = bodies.iter().flat_map(|b| bulk_ids(b)).collect();
+    assert_eq!(ids.len(), 3);
+    assert!(ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2], "{ids:?}");
     let mut expected = String::new();
-    for line in &shipped_lines {
+    for (line, id) in shipped_lines.iter().zip(&ids) {
         let json: Value = serde_json::from_str(line).unwrap();
         let month = &json["@timestamp"].as_str().unwrap()[..7];
-        expected.push_str(&format!("{{\"create\":{{\"_index\":\"lct-api-staging-{month}\"}}}}\n{line}\n"));
+        expected
+            .push_str(&format!("{{\"create\":{{\"_index\":\"lct-api-staging-{month}\",\"_id\":\"{id}\"}}}}\n{line}\n"));
     }
     assert_eq!(bodies.concat(), expected, "the _bulk bodies are the stdout lines, each after its create action");
 
@@ -395,6 +426,41 @@ async fn request_logs_reach_elasticsearch_as_the_exact_bulk_body_in_the_monthly_
     assert!(!all.contains("es-secret-93b"), "a secret reached the logs");
 }
 
+/// The `_id` of each action of a `_bulk` body.
+fn bulk_ids(body: &str) -> Vec<String> {
+    body.lines()
+        .step_by(2)
+        .map(|action| {
+            let action: Value = serde_json::from_str(action).unwrap();
+            action["create"]["_id"].as_str().filter(|id| !id.is_empty()).expect("an _id in every action").to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_retried_batch_carries_the_ids_of_its_first_attempt() {
+    // Elasticsearch may have indexed a batch whose answer never came; ids make the retry
+    // harmless.
+    let elasticsearch = StandIn::start().await;
+    elasticsearch.answers.failing_bulks.store(1, Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[("LCT_ELASTICSEARCH_URL", elasticsearch.url.as_str())]).await;
+    let http = client();
+    create(&http, &server, "Retry night", 4).await;
+
+    let bulks = eventually("a batch and its retry", || {
+        let bulks = elasticsearch.bulk_requests();
+        (bulks.len() >= 2).then_some(bulks)
+    })
+    .await;
+    let first = bulk_ids(&bulks[0].text());
+    assert!(!first.is_empty());
+    assert_eq!(bulk_ids(&bulks[1].text()), first, "the retry sends the same ids");
+    assert_eq!(bulks[1].text(), bulks[0].text(), "the retry sends the same body");
+    let shipped = r#"lct_log_events_shipped_total{destination="elasticsearch"}"#;
+    scrape_until(&http, &server, shipped, first.len() as f64).await;
+}
+
 #[tokio::test]
 async fn requests_keep_their_latency_while_elasticsearch_stops_answering() {
     let elasticsearch = StandIn::start().await;
@@ -409,7 +475,7 @@ async fn requests_keep_their_latency_while_elasticsearch_stops_answering() {
 
     // Elasticsearch answers at first, then stops answering.
     eventually("the first documents shipped", || (!elasticsearch.bulk_requests().is_empty()).then_some(())).await;
-    elasticsearch.answer_bulk.store(false, Ordering::SeqCst);
+    elasticsearch.answers.bulk.store(false, Ordering::SeqCst);
 
     // Alternate the two servers so that machine noise hits both alike.
     let (mut without, mut with) = (Vec::new(), Vec::new());
@@ -441,6 +507,154 @@ async fn requests_keep_their_latency_while_elasticsearch_stops_answering() {
     assert!(
         value(&scrape(&http, &shipping).await, r#"lct_log_events_shipped_total{destination="elasticsearch"}"#) >= 1.0
     );
+}
+
+/// The shipper's own warnings on stdout.
+fn shipper_warnings(server: &Server) -> Vec<Value> {
+    server
+        .log_lines()
+        .into_iter()
+        .filter(|l| {
+            l["log.level"] == "warn" && l["log.logger"].as_str().unwrap_or_default().starts_with("lct::telemetry")
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn logs_are_shipped_when_elasticsearch_refuses_to_install_the_index_template() {
+    // A user with write access to lct-api-* only, as k8s/README.md suggests, may not manage
+    // index templates.
+    let elasticsearch = StandIn::start().await;
+    elasticsearch.answers.template_status.store(403, Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[("LCT_ELASTICSEARCH_URL", elasticsearch.url.as_str())]).await;
+    let http = client();
+
+    create(&http, &server, "Least privilege night", 4).await;
+    eventually("a _bulk request", || (!elasticsearch.bulk_requests().is_empty()).then_some(())).await;
+    let shipped = r#"lct_log_events_shipped_total{destination="elasticsearch"}"#;
+    scrape_until(&http, &server, shipped, 1.0).await;
+
+    // A later batch is shipped too, without asking for the template again or warning again.
+    create(&http, &server, "Least privilege night 2", 4).await;
+    eventually("a second _bulk request", || (elasticsearch.bulk_requests().len() >= 2).then_some(())).await;
+    scrape_until(&http, &server, shipped, 2.0).await;
+    assert_eq!(elasticsearch.template_requests().len(), 1, "a refused template is not asked for again");
+    let warnings = shipper_warnings(&server);
+    assert_eq!(warnings.len(), 1, "the refusal is reported once: {warnings:#?}");
+    let text = scrape(&http, &server).await;
+    for reason in ["buffer_full", "failed", "rejected"] {
+        assert_eq!(value(&text, &format!("lct_log_events_dropped_total{{reason=\"{reason}\"}}")), 0.0, "{reason}");
+    }
+}
+
+#[tokio::test]
+async fn an_index_template_elasticsearch_could_not_install_is_installed_with_a_later_batch() {
+    let elasticsearch = StandIn::start().await;
+    elasticsearch.answers.template_status.store(503, Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[("LCT_ELASTICSEARCH_URL", elasticsearch.url.as_str())]).await;
+    let http = client();
+
+    create(&http, &server, "Template night", 4).await;
+    eventually("a _bulk request", || (!elasticsearch.bulk_requests().is_empty()).then_some(())).await;
+    elasticsearch.answers.template_status.store(200, Ordering::SeqCst);
+    create(&http, &server, "Template night 2", 4).await;
+    eventually("a second _bulk request", || (elasticsearch.bulk_requests().len() >= 2).then_some(())).await;
+
+    let paths: Vec<String> = elasticsearch.received().into_iter().map(|r| r.path).collect();
+    let template = "/_index_template/lct-api";
+    assert_eq!(paths.iter().filter(|p| *p == template).count(), 2, "{paths:?}");
+    let second_bulk = paths.iter().enumerate().filter(|(_, p)| *p == "/_bulk").nth(1).unwrap().0;
+    assert_eq!(paths[second_bulk - 1], template, "the template again before the second batch: {paths:?}");
+    assert_eq!(shipper_warnings(&server).len(), 1, "the failure is reported once");
+    scrape_until(&http, &server, r#"lct_log_events_shipped_total{destination="elasticsearch"}"#, 2.0).await;
+}
+
+/// The `authorization` headers of a request, however many it has.
+fn authorizations(request: &Received) -> Vec<&str> {
+    request.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("authorization")).map(|(_, v)| v.as_str()).collect()
+}
+
+/// Runs lct shipping to `url` with `LCT_ELASTICSEARCH_API_KEY` set to `api_key`, makes it log a
+/// request, and returns what Elasticsearch received once a `_bulk` request came.
+async fn shipped_with(elasticsearch: &StandIn, url: &str, api_key: &str) -> Vec<Received> {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("LCT_ELASTICSEARCH_URL", url), ("LCT_ELASTICSEARCH_API_KEY", api_key)];
+    let server = Server::start(dir.path(), &env).await;
+    create(&client(), &server, "Credentials night", 4).await;
+    eventually("a _bulk request", || (!elasticsearch.bulk_requests().is_empty()).then_some(())).await;
+    let all = server.logs.lock().unwrap().join("\n");
+    assert!(!all.contains("es-secret-93b"), "a secret reached the logs");
+    elasticsearch.received()
+}
+
+#[tokio::test]
+async fn the_api_key_is_the_one_authorization_even_when_the_url_has_credentials() {
+    let elasticsearch = StandIn::start().await;
+    let url = elasticsearch.url.replace("http://", "http://elastic:es-secret-93b@");
+    let requests = shipped_with(&elasticsearch, &url, "a2V5LWlkOmtleQ==").await;
+    for request in &requests {
+        assert_eq!(authorizations(request), ["ApiKey a2V5LWlkOmtleQ=="], "{} {}", request.method, request.path);
+    }
+}
+
+#[tokio::test]
+async fn an_api_key_read_from_a_secret_file_loses_its_trailing_newline() {
+    let elasticsearch = StandIn::start().await;
+    let requests = shipped_with(&elasticsearch, &elasticsearch.url, "abc\n").await;
+    for request in &requests {
+        assert_eq!(authorizations(request), ["ApiKey abc"], "{} {}", request.method, request.path);
+    }
+}
+
+#[tokio::test]
+async fn an_empty_api_key_counts_as_unset() {
+    for key in ["", " \n"] {
+        let elasticsearch = StandIn::start().await;
+        let requests = shipped_with(&elasticsearch, &elasticsearch.url, key).await;
+        for request in &requests {
+            assert_eq!(authorizations(request), Vec::<&str>::new(), "{key:?}: {} {}", request.method, request.path);
+        }
+        let elasticsearch = StandIn::start().await;
+        let url = elasticsearch.url.replace("http://", "http://elastic:es-secret-93b@");
+        let requests = shipped_with(&elasticsearch, &url, key).await;
+        for request in &requests {
+            let basic = ["Basic ZWxhc3RpYzplcy1zZWNyZXQtOTNi"];
+            assert_eq!(authorizations(request), basic, "{key:?}: {} {}", request.method, request.path);
+        }
+    }
+}
+
+/// Runs lct with `env` expecting it to refuse to start; returns its exit status and stderr.
+async fn refused_start(env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_lct"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("LCT_LISTEN", "127.0.0.1:0")
+        .env("LCT_DATA_DIR", dir.path())
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(PATIENCE, command.output()).await.expect("lct started and kept running").unwrap();
+    (output.status, String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[tokio::test]
+async fn a_key_or_token_that_cannot_be_a_header_stops_start_up_with_a_clear_error() {
+    let stand_in = StandIn::start().await;
+    for (url, secret) in
+        [("LCT_ELASTICSEARCH_URL", "LCT_ELASTICSEARCH_API_KEY"), ("LCT_APM_SERVER_URL", "LCT_APM_SECRET_TOKEN")]
+    {
+        let (status, stderr) =
+            refused_start(&[(url, stand_in.url.as_str()), (secret, "secret-4f1\nsecond line")]).await;
+        assert!(!status.success(), "{secret}");
+        assert!(stderr.contains(secret), "the error names {secret}: {stderr}");
+        assert!(!stderr.contains("secret-4f1"), "the error shows the secret: {stderr}");
+    }
 }
 
 // --- traces to Elastic APM ---------------------------------------------------------------------
@@ -523,6 +737,22 @@ async fn traces_with_request_event_store_and_redis_spans_reach_apm_server() {
         .find(|s| s.name == "event_store.append" && s.trace_id == request.trace_id)
         .expect("the append inside the create request");
     assert_eq!(append.parent_span_id, request.span_id);
+}
+
+#[tokio::test]
+async fn the_apm_secret_token_loses_the_newline_of_its_secret_file() {
+    let apm = StandIn::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("LCT_APM_SERVER_URL", apm.url.as_str()), ("LCT_APM_SECRET_TOKEN", "apm-token-7\n")];
+    let server = Server::start(dir.path(), &env).await;
+    create(&client(), &server, "Token night", 4).await;
+    // Stopping flushes the spans still queued.
+    assert!(server.stop().await.success());
+    let exports: Vec<Received> = apm.received().into_iter().filter(|r| r.path == "/v1/traces").collect();
+    assert!(!exports.is_empty(), "no spans were exported");
+    for export in &exports {
+        assert_eq!(authorizations(export), ["Bearer apm-token-7"]);
+    }
 }
 
 // --- metrics -----------------------------------------------------------------------------------

@@ -20,7 +20,8 @@ use tracing_subscriber::Layer;
 /// dropped.
 const MAX_QUEUED_SPANS: usize = 8192;
 
-/// The tracing layer that exports spans, and the provider to flush on shutdown.
+/// The tracing layer that exports spans, and the provider to flush on shutdown. Fails if the
+/// secret token cannot be sent in an HTTP header (the exporter would silently leave it out).
 pub fn layer<S>(
     server_url: &str,
     secret_token: Option<&str>,
@@ -31,7 +32,13 @@ where
 {
     let mut headers = HashMap::new();
     if let Some(token) = secret_token {
-        headers.insert("Authorization".to_owned(), format!("Bearer {token}"));
+        let value = format!("Bearer {token}");
+        anyhow::ensure!(
+            reqwest::header::HeaderValue::from_str(&value).is_ok(),
+            "LCT_APM_SECRET_TOKEN cannot be sent in an HTTP header: it holds a control character or a character \
+             beyond ASCII"
+        );
+        headers.insert("Authorization".to_owned(), value);
     }
     let exporter = SpanExporter::builder()
         .with_http()

@@ -7,11 +7,15 @@
 //! that name, so a fault logged inside a request carries its `RequestId`. A field named `error`
 //! becomes `error.message`, and a `dyn Error` value also `error.stack_trace` with its cause chain,
 //! so that no document holds both `error` as a value and `error.*` as an object, which
-//! Elasticsearch would reject.
+//! Elasticsearch would reject. Any other name that is a value while other names continue it
+//! with a dot (a field `log` beside `log.level`, `url` beside a request's `url.path`) is renamed
+//! the same way: the event's value moves into the object as `log.value`, and an event's field
+//! inside one of the layer's own values (`log.level.x`) becomes `log.level_x`.
 
 use super::clock::UtcTime;
 use super::elasticsearch::LogSink;
 use serde_json::{Map, Value};
+use std::collections::HashSet;
 use std::fmt;
 use std::io::Write;
 use tracing::field::{Field, Visit};
@@ -28,6 +32,21 @@ const ECS_VERSION: &str = "8.11.0";
 const REQUEST_LOG_TARGET: &str = "api::context";
 /// Target of the telemetry's own reports, never shipped (a failing shipper must not feed itself).
 const OWN_TARGET: &str = "lct::telemetry";
+/// The fields the layer writes itself; they keep their names.
+const OWN_FIELDS: [&str; 12] = [
+    "@timestamp",
+    "log.level",
+    "log.logger",
+    "message",
+    "service.name",
+    "service.version",
+    "service.environment",
+    "service.node.name",
+    "ecs.version",
+    "trace.id",
+    "transaction.id",
+    "span.id",
+];
 
 /// Who writes the logs: constant fields of every line.
 #[derive(Debug, Clone)]
@@ -187,8 +206,50 @@ impl<W> EcsLayer<W> {
         document.insert("@timestamp".into(), timestamp);
         document.insert("log.level".into(), level);
         document.insert("log.logger".into(), meta.target().into());
+        untangle(&mut document);
         document
     }
+}
+
+/// Renames fields until no name is both a value and an object (`log` beside `log.level`): an
+/// event's value moves to `{name}.value`; an event's fields inside one of [`OWN_FIELDS`] are
+/// joined to it with `_` instead of `.`.
+fn untangle(document: &mut Map<String, Value>) {
+    // Each round settles one name and tangles none, so this many rounds always suffice.
+    for _ in 0..document.len() {
+        let Some(tangled) = first_tangled(document) else { return };
+        let moves: Vec<(String, String)> = if OWN_FIELDS.contains(&tangled.as_str()) {
+            let inside = format!("{tangled}.");
+            document
+                .keys()
+                .filter_map(|name| Some((name.clone(), format!("{tangled}_{}", name.strip_prefix(&inside)?))))
+                .collect()
+        } else {
+            vec![(tangled.clone(), format!("{tangled}.value"))]
+        };
+        for (from, mut to) in moves {
+            let value = document.shift_remove(&from).unwrap_or_default();
+            while !is_free(document, &to) {
+                to.push('_');
+            }
+            document.insert(to, value);
+        }
+    }
+}
+
+/// The first name that holds a value while another name continues it with a dot.
+fn first_tangled(document: &Map<String, Value>) -> Option<String> {
+    let objects: HashSet<&str> =
+        document.keys().flat_map(|name| name.match_indices('.').map(move |(at, _)| &name[..at])).collect();
+    document.keys().find(|name| objects.contains(name.as_str())).cloned()
+}
+
+/// Whether `name` can be added without tangling: not taken, no name continues it, and it
+/// continues no name.
+fn is_free(document: &Map<String, Value>, name: &str) -> bool {
+    let continues =
+        |longer: &str, shorter: &str| longer.strip_prefix(shorter).is_some_and(|rest| rest.starts_with('.'));
+    document.keys().all(|other| other != name && !continues(other, name) && !continues(name, other))
 }
 
 /// The APM ids of an event inside traced spans: `trace.id`, `transaction.id` (the outermost
@@ -314,6 +375,41 @@ mod tests {
         assert_eq!(lines[0]["error.message"], "timed out");
         assert_eq!(lines[0]["log.level"], "warn");
         assert!(lines[0].get("error").is_none());
+    }
+
+    /// Names that are a value while other names continue them with a dot (`log` beside
+    /// `log.level`): Elasticsearch refuses such a document.
+    fn tangles(line: &Value) -> Vec<String> {
+        let keys: Vec<&String> = line.as_object().unwrap().keys().collect();
+        let tangled = |k: &&&String| keys.iter().any(|other| other.starts_with(&format!("{k}.")));
+        keys.iter().filter(tangled).map(|k| k.to_string()).collect()
+    }
+
+    #[test]
+    fn a_field_named_like_an_ecs_object_is_renamed_rather_than_tangled_with_it() {
+        let lines = capture(|| {
+            tracing::warn!(log = "x", "m");
+            let span = tracing::info_span!("request", RequestId = "r-1", url.path = "/a", http.route = "/r");
+            span.in_scope(|| tracing::warn!(url = "u", service = 7, http = true, "inside a request"));
+            tracing::warn!(log.level.detail = "d", message.text = "t", "below the layer's own fields");
+        });
+        for line in &lines {
+            assert_eq!(tangles(line), Vec::<String>::new(), "{line}");
+        }
+        assert_eq!(lines[0]["log.value"], "x");
+        assert_eq!(lines[0]["log.level"], "warn");
+        assert_eq!(lines[0]["message"], "m");
+        assert_eq!(lines[1]["url.value"], "u");
+        assert_eq!(lines[1]["url.path"], "/a");
+        assert_eq!(lines[1]["service.value"], 7);
+        assert_eq!(lines[1]["service.name"], "lct");
+        assert_eq!(lines[1]["http.value"], true);
+        assert_eq!(lines[1]["http.route"], "/r");
+        assert_eq!(lines[1]["RequestId"], "r-1");
+        assert_eq!(lines[2]["log.level"], "warn", "the layer's own fields keep their names");
+        assert_eq!(lines[2]["log.level_detail"], "d");
+        assert_eq!(lines[2]["message"], "below the layer's own fields");
+        assert_eq!(lines[2]["message_text"], "t");
     }
 
     #[test]

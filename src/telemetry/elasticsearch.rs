@@ -4,13 +4,19 @@
 //! the document is dropped and counted. A background task takes documents in batches (by count
 //! or after a short wait) and sends each batch as one `_bulk` request of `create` actions into
 //! the monthly index `lct-api-{environment}-{yyyy-MM}`. A failed request is retried with
-//! exponential backoff a bounded number of times, then the batch is dropped and counted. Before
+//! exponential backoff a bounded number of times, then the batch is dropped and counted. Each
+//! document has an `_id` from the moment it is offered (a random prefix of the process and a
+//! sequence number), so a retry of a batch Elasticsearch indexed but whose answer was lost (a
+//! timeout) creates nothing twice: Elasticsearch answers 409 for what it already has. Before
 //! the first batch it installs the index template `lct-api`: the very file
 //! `deploy/elasticsearch/lct-api-index-template.json`, which the Kibana set-up script installs
-//! too, so whichever runs first, the template is the same.
+//! too, so whichever runs first, the template is the same. The template never holds up the logs:
+//! a user allowed to write to `lct-api-*` but not to manage templates is refused (401 or 403),
+//! which is reported once and not asked again; any other failure is reported once and the
+//! install is tried again before the next batch.
 
 use super::clock::UtcTime;
-use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -27,9 +33,10 @@ const TEMPLATE_NAME: &str = "lct-api";
 /// How the shipper batches and retries.
 #[derive(Debug, Clone)]
 pub struct ShipperOptions {
-    /// Base URL of Elasticsearch; credentials in it are sent as basic authentication.
+    /// Base URL of Elasticsearch; credentials in it are sent as basic authentication, unless
+    /// there is an API key.
     pub url: String,
-    /// Sent as `Authorization: ApiKey ...` when set.
+    /// Sent as `Authorization: ApiKey ...` when set, instead of the URL's credentials.
     pub api_key: Option<String>,
     /// Environment name, part of the index name.
     pub environment: String,
@@ -89,10 +96,11 @@ impl ShipStats {
     }
 }
 
-/// One log document and the month of its index.
-#[derive(Debug)]
+/// One log document, the month of its index and its sequence number, part of its `_id`.
+#[derive(Debug, Clone)]
 struct Document {
     year_month: String,
+    seq: u64,
     json: String,
 }
 
@@ -101,12 +109,14 @@ struct Document {
 pub struct LogSink {
     buffer: mpsc::Sender<Document>,
     stats: Arc<ShipStats>,
+    next_seq: Arc<AtomicU64>,
 }
 
 impl LogSink {
     /// Queues a document without waiting; a full buffer drops it.
     pub fn offer(&self, at: &UtcTime, json: String) {
-        let document = Document { year_month: at.year_month(), json };
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        let document = Document { year_month: at.year_month(), seq, json };
         if self.buffer.try_send(document).is_err() {
             self.stats.dropped_buffer_full.fetch_add(1, Ordering::Relaxed);
         }
@@ -119,19 +129,44 @@ pub struct Shipper {
     stop: CancellationToken,
 }
 
-/// Starts the shipper on the current Tokio runtime.
-pub fn start(options: ShipperOptions, stats: Arc<ShipStats>) -> anyhow::Result<(LogSink, Shipper)> {
+/// Starts the shipper on the current Tokio runtime. Fails if the API key cannot be sent in a
+/// header.
+pub fn start(mut options: ShipperOptions, stats: Arc<ShipStats>) -> anyhow::Result<(LogSink, Shipper)> {
+    let mut headers = HeaderMap::new();
+    if let Some(key) = options.api_key.as_deref() {
+        let mut value = HeaderValue::from_str(&format!("ApiKey {key}")).map_err(|_| {
+            anyhow::anyhow!(
+                "LCT_ELASTICSEARCH_API_KEY cannot be sent in an HTTP header: it holds a control character or a \
+                 character beyond ASCII"
+            )
+        })?;
+        value.set_sensitive(true);
+        headers.insert(AUTHORIZATION, value);
+        // reqwest would send the URL's credentials as a second `Authorization`.
+        options.url = without_credentials(&options.url);
+    }
     let client = reqwest::Client::builder()
+        .default_headers(headers)
         .timeout(options.request_timeout)
         .connect_timeout(options.request_timeout.min(Duration::from_secs(3)))
         .build()?;
     let (buffer, documents) = mpsc::channel(options.buffer.max(1));
     let stop = CancellationToken::new();
     let index_prefix = format!("lct-api-{}", index_safe(&options.environment));
-    let worker =
-        Worker { client, options, index_prefix, stats: Arc::clone(&stats), template_installed: false, failing: false };
+    // 62 random bits: two processes share a prefix once in billions of billions of pairs.
+    let id_prefix = format!("{:016x}", uuid::Uuid::new_v4().as_u64_pair().1);
+    let worker = Worker {
+        client,
+        options,
+        index_prefix,
+        id_prefix,
+        stats: Arc::clone(&stats),
+        template: Template::Pending,
+        template_warned: false,
+        failing: false,
+    };
     let task = tokio::spawn(worker.run(documents, stop.clone()));
-    Ok((LogSink { buffer, stats }, Shipper { task, stop }))
+    Ok((LogSink { buffer, stats, next_seq: Arc::default() }, Shipper { task, stop }))
 }
 
 impl Shipper {
@@ -142,6 +177,23 @@ impl Shipper {
         if tokio::time::timeout(grace, self.task).await.is_err() {
             abort.abort();
         }
+    }
+}
+
+/// Whether `url` carries a user name or password.
+pub fn has_credentials(url: &str) -> bool {
+    reqwest::Url::parse(url).is_ok_and(|url| !url.username().is_empty() || url.password().is_some())
+}
+
+/// `url` without its user name and password.
+fn without_credentials(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if has_credentials(url) => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.as_str().trim_end_matches('/').to_owned()
+        }
+        _ => url.to_owned(),
     }
 }
 
@@ -161,14 +213,19 @@ pub fn index_safe(environment: &str) -> String {
     }
 }
 
-/// The `_bulk` body of `documents`: a `create` action and the document, each on its own line.
-fn bulk_body(index_prefix: &str, documents: &[Document]) -> String {
-    let mut body = String::with_capacity(documents.iter().map(|d| d.json.len() + 64).sum());
+/// The `_bulk` body of `documents`: a `create` action with the document's `_id` and the
+/// document, each on its own line.
+fn bulk_body(index_prefix: &str, id_prefix: &str, documents: &[Document]) -> String {
+    let mut body = String::with_capacity(documents.iter().map(|d| d.json.len() + 96).sum());
     for document in documents {
         body.push_str(r#"{"create":{"_index":""#);
         body.push_str(index_prefix);
         body.push('-');
         body.push_str(&document.year_month);
+        body.push_str(r#"","_id":""#);
+        body.push_str(id_prefix);
+        body.push('-');
+        body.push_str(&document.seq.to_string());
         body.push_str("\"}}\n");
         body.push_str(&document.json);
         body.push('\n');
@@ -176,12 +233,60 @@ fn bulk_body(index_prefix: &str, documents: &[Document]) -> String {
     body
 }
 
+/// Where the index template stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Template {
+    /// Not installed yet; tried before the next batch.
+    Pending,
+    Installed,
+    /// Elasticsearch does not let this user install it; not asked again.
+    Refused,
+}
+
+/// Why installing the template failed.
+enum TemplateFailure {
+    /// 401 or 403: the credentials may not manage index templates.
+    Refused(reqwest::StatusCode),
+    /// Anything else (unreachable, 5xx, ...): worth trying again.
+    Failed(String),
+}
+
+/// Counts the outcome of each document of a bulk answer; returns those to retry.
+fn settle(stats: &ShipStats, batch: &[Document], answer: &Value) -> Vec<Document> {
+    if answer["errors"] != Value::Bool(true) {
+        stats.shipped.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        return Vec::new();
+    }
+    let items = answer["items"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let mut retry = Vec::new();
+    for (index, document) in batch.iter().enumerate() {
+        let status = items.get(index).and_then(|item| item["create"]["status"].as_u64()).unwrap_or(0);
+        match status {
+            // 409: its `_id` is there already, from an attempt whose answer was lost.
+            200..=299 | 409 => {
+                stats.shipped.fetch_add(1, Ordering::Relaxed);
+            }
+            429 => retry.push(document.clone()),
+            _ => {
+                stats.dropped_rejected.fetch_add(1, Ordering::Relaxed);
+                let reason = items.get(index).map(|item| item["create"]["error"]["type"].to_string());
+                tracing::warn!(target: "lct::telemetry", status, reason, "Elasticsearch rejected a log document");
+            }
+        }
+    }
+    retry
+}
+
 struct Worker {
     client: reqwest::Client,
     options: ShipperOptions,
     index_prefix: String,
+    /// The process's part of every `_id`.
+    id_prefix: String,
     stats: Arc<ShipStats>,
-    template_installed: bool,
+    template: Template,
+    /// Whether a failed template install was reported, to report it once.
+    template_warned: bool,
     /// Whether the last attempt failed, to report outages and recoveries once.
     failing: bool,
 }
@@ -223,6 +328,7 @@ impl Worker {
 
     /// Sends `batch`, retrying with backoff; what cannot be delivered is counted as dropped.
     async fn deliver(&mut self, mut batch: Vec<Document>, stop: &CancellationToken) {
+        self.ensure_template().await;
         let mut backoff = self.options.first_backoff;
         for attempt in 1..=self.options.max_attempts {
             match self.attempt(&batch).await {
@@ -246,71 +352,69 @@ impl Worker {
         self.stats.dropped_failed.fetch_add(batch.len() as u64, Ordering::Relaxed);
     }
 
-    /// One attempt: the template if not installed yet, then the bulk request. Returns the
-    /// documents to send again (those Elasticsearch turned away for now with 429), or why the
-    /// whole attempt failed.
+    /// One bulk request. Returns the documents to send again (those Elasticsearch turned away
+    /// for now with 429), or why the whole attempt failed.
     async fn attempt(&mut self, batch: &[Document]) -> Result<Vec<Document>, String> {
-        if !self.template_installed {
-            self.install_template().await?;
-            self.template_installed = true;
-        }
-        let body = bulk_body(&self.index_prefix, batch);
+        let body = bulk_body(&self.index_prefix, &self.id_prefix, batch);
         let url = format!("{}/_bulk", self.options.url);
-        let request = self.authorized(self.client.post(url)).header(CONTENT_TYPE, "application/x-ndjson").body(body);
+        let request = self.client.post(url).header(CONTENT_TYPE, "application/x-ndjson").body(body);
         let response = request.send().await.map_err(|e| e.without_url().to_string())?;
         let status = response.status();
         if !status.is_success() {
             return Err(format!("_bulk answered {status}"));
         }
         let answer: Value = response.json().await.map_err(|e| e.without_url().to_string())?;
-        Ok(self.settle(batch, &answer))
+        Ok(settle(&self.stats, batch, &answer))
     }
 
-    /// Counts the outcome of each document of a bulk answer; returns those to retry.
-    fn settle(&self, batch: &[Document], answer: &Value) -> Vec<Document> {
-        if answer["errors"] != Value::Bool(true) {
-            self.stats.shipped.fetch_add(batch.len() as u64, Ordering::Relaxed);
-            return Vec::new();
+    /// Installs the index template unless it is there or refused. A failure is reported once
+    /// and does not stop the batch: documents are shipped without the template rather than not
+    /// at all.
+    async fn ensure_template(&mut self) {
+        if self.template != Template::Pending {
+            return;
         }
-        let items = answer["items"].as_array().map(Vec::as_slice).unwrap_or_default();
-        let mut retry = Vec::new();
-        for (index, document) in batch.iter().enumerate() {
-            let status = items.get(index).and_then(|item| item["create"]["status"].as_u64()).unwrap_or(0);
-            match status {
-                200..=299 => {
-                    self.stats.shipped.fetch_add(1, Ordering::Relaxed);
-                }
-                429 => retry.push(Document { year_month: document.year_month.clone(), json: document.json.clone() }),
-                _ => {
-                    self.stats.dropped_rejected.fetch_add(1, Ordering::Relaxed);
-                    let reason = items.get(index).map(|item| item["create"]["error"]["type"].to_string());
-                    tracing::warn!(target: "lct::telemetry", status, reason, "Elasticsearch rejected a log document");
+        match self.install_template().await {
+            Ok(()) => {
+                self.template = Template::Installed;
+                tracing::info!(target: "lct::telemetry", template = TEMPLATE_NAME, "Elasticsearch index template installed");
+            }
+            Err(TemplateFailure::Refused(status)) => {
+                self.template = Template::Refused;
+                self.template_warned = true;
+                tracing::warn!(
+                    target: "lct::telemetry",
+                    template = TEMPLATE_NAME,
+                    status = status.as_u16(),
+                    "Elasticsearch does not let these credentials install the index template; logs are shipped \
+                     without installing it (install it with deploy/kibana/import-saved-objects.sh)"
+                );
+            }
+            Err(TemplateFailure::Failed(reason)) => {
+                if !self.template_warned {
+                    self.template_warned = true;
+                    tracing::warn!(
+                        target: "lct::telemetry",
+                        template = TEMPLATE_NAME,
+                        error = reason,
+                        "installing the Elasticsearch index template failed; logs are shipped anyway and the \
+                         install is tried again before the next batch"
+                    );
                 }
             }
         }
-        retry
     }
 
-    async fn install_template(&self) -> Result<(), String> {
+    async fn install_template(&self) -> Result<(), TemplateFailure> {
         let url = format!("{}/_index_template/{TEMPLATE_NAME}", self.options.url);
-        let request =
-            self.authorized(self.client.put(url)).header(CONTENT_TYPE, "application/json").body(INDEX_TEMPLATE);
-        let response = request.send().await.map_err(|e| e.without_url().to_string())?;
-        if response.status().is_success() {
-            tracing::info!(target: "lct::telemetry", template = TEMPLATE_NAME, "Elasticsearch index template installed");
-            Ok(())
-        } else {
-            Err(format!("installing the index template answered {}", response.status()))
-        }
-    }
-
-    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match self.options.api_key.as_deref().and_then(|key| HeaderValue::from_str(&format!("ApiKey {key}")).ok()) {
-            Some(mut value) => {
-                value.set_sensitive(true);
-                request.header(AUTHORIZATION, value)
+        let request = self.client.put(url).header(CONTENT_TYPE, "application/json").body(INDEX_TEMPLATE);
+        let response = request.send().await.map_err(|e| TemplateFailure::Failed(e.without_url().to_string()))?;
+        match response.status() {
+            status if status.is_success() => Ok(()),
+            status @ (reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN) => {
+                Err(TemplateFailure::Refused(status))
             }
-            None => request,
+            status => Err(TemplateFailure::Failed(format!("installing the index template answered {status}"))),
         }
     }
 
@@ -340,13 +444,40 @@ mod tests {
     #[test]
     fn the_bulk_body_creates_each_document_in_its_monthly_index() {
         let documents = vec![
-            Document { year_month: "2025-01".into(), json: r#"{"a":1}"#.into() },
-            Document { year_month: "2025-02".into(), json: r#"{"b":2}"#.into() },
+            Document { year_month: "2025-01".into(), seq: 7, json: r#"{"a":1}"#.into() },
+            Document { year_month: "2025-02".into(), seq: 8, json: r#"{"b":2}"#.into() },
         ];
         assert_eq!(
-            bulk_body("lct-api-prod", &documents),
-            "{\"create\":{\"_index\":\"lct-api-prod-2025-01\"}}\n{\"a\":1}\n{\"create\":{\"_index\":\"lct-api-prod-2025-02\"}}\n{\"b\":2}\n"
+            bulk_body("lct-api-prod", "0123abcd", &documents),
+            "{\"create\":{\"_index\":\"lct-api-prod-2025-01\",\"_id\":\"0123abcd-7\"}}\n{\"a\":1}\n\
+             {\"create\":{\"_index\":\"lct-api-prod-2025-02\",\"_id\":\"0123abcd-8\"}}\n{\"b\":2}\n"
         );
+    }
+
+    #[test]
+    fn credentials_are_taken_out_of_the_url_and_nothing_else() {
+        assert!(has_credentials("https://lct:pw@es:9200"));
+        assert!(has_credentials("https://lct@es:9200"));
+        assert!(!has_credentials("https://es:9200"));
+        assert_eq!(without_credentials("https://lct:p%40ss@es:9200/base"), "https://es:9200/base");
+        assert_eq!(without_credentials("https://lct:pw@es:9200"), "https://es:9200");
+        assert_eq!(without_credentials("https://es:9200/"), "https://es:9200/");
+    }
+
+    #[test]
+    fn a_document_already_there_counts_as_shipped_and_a_refused_one_as_rejected() {
+        let stats = ShipStats::default();
+        let batch: Vec<Document> =
+            (0..3).map(|seq| Document { year_month: "2025-01".into(), seq, json: "{}".into() }).collect();
+        // A retry of a batch that was indexed though its answer was lost: 409 for what is there.
+        let answer = serde_json::json!({"errors": true, "items": [
+            {"create": {"status": 201}},
+            {"create": {"status": 409, "error": {"type": "version_conflict_engine_exception"}}},
+            {"create": {"status": 400, "error": {"type": "document_parsing_exception"}}},
+        ]});
+        assert!(settle(&stats, &batch, &answer).is_empty());
+        assert_eq!(stats.shipped.load(Ordering::Relaxed), 2);
+        assert_eq!(stats.dropped_rejected.load(Ordering::Relaxed), 1);
     }
 
     #[test]
@@ -371,7 +502,7 @@ mod tests {
     async fn a_full_buffer_drops_and_counts_instead_of_waiting() {
         let stats = Arc::new(ShipStats::default());
         let (buffer, _documents) = mpsc::channel(2);
-        let sink = LogSink { buffer, stats: Arc::clone(&stats) };
+        let sink = LogSink { buffer, stats: Arc::clone(&stats), next_seq: Arc::default() };
         let now = UtcTime::now();
         for _ in 0..5 {
             sink.offer(&now, "{}".into());

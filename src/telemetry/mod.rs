@@ -43,8 +43,15 @@ pub fn node_name(settings: &Settings) -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
+/// A key or token from the environment: surrounding whitespace (the newline a secret file ends
+/// with) is not part of it, and an empty one counts as unset.
+fn secret(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
 /// Installs the global subscriber and starts the exporters the settings ask for; registers the
-/// log-shipping counters in `metrics`. Must run inside the Tokio runtime.
+/// log-shipping counters in `metrics`. Must run inside the Tokio runtime. Fails if a key or
+/// token cannot be sent in an HTTP header, or the subscriber cannot be installed.
 pub fn init(settings: &Settings, metrics: &Metrics) -> anyhow::Result<Telemetry> {
     let service = Service { environment: settings.environment.clone(), node: node_name(settings) };
     let stats = Arc::new(ShipStats::default());
@@ -66,10 +73,12 @@ pub fn init(settings: &Settings, metrics: &Metrics) -> anyhow::Result<Telemetry>
             move || vec![("elasticsearch", stats.shipped.load(Ordering::Relaxed))],
         );
     }
+    let mut url_credentials_unused = false;
     let (sink, shipper) = match settings.elasticsearch_url() {
         Some(url) => {
             let mut options = ShipperOptions::new(url, &settings.environment);
-            options.api_key = settings.elasticsearch_api_key.clone();
+            options.api_key = secret(&settings.elasticsearch_api_key).map(str::to_owned);
+            url_credentials_unused = options.api_key.is_some() && elasticsearch::has_credentials(url);
             options.buffer = settings.elasticsearch_buffer.max(1);
             let (sink, shipper) = elasticsearch::start(options, stats).context("starting the Elasticsearch shipper")?;
             (Some(sink), Some(shipper))
@@ -81,7 +90,7 @@ pub fn init(settings: &Settings, metrics: &Metrics) -> anyhow::Result<Telemetry>
     let (traces, tracer) = match settings.apm_server_url() {
         Some(url) => {
             let (layer, provider) =
-                apm::layer(url, settings.apm_secret_token.as_deref(), &service).context("configuring Elastic APM")?;
+                apm::layer(url, secret(&settings.apm_secret_token), &service).context("configuring Elastic APM")?;
             (Some(layer), Some(provider))
         }
         None => (None, None),
@@ -94,6 +103,12 @@ pub fn init(settings: &Settings, metrics: &Metrics) -> anyhow::Result<Telemetry>
         node = %service.node,
         "telemetry started"
     );
+    if url_credentials_unused {
+        tracing::warn!(
+            target: "lct::telemetry",
+            "LCT_ELASTICSEARCH_URL has a user and password and LCT_ELASTICSEARCH_API_KEY is set: the API key is used"
+        );
+    }
     Ok(Telemetry { shipper, tracer })
 }
 

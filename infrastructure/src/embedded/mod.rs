@@ -151,7 +151,7 @@ impl EmbeddedEventStore {
         let started = std::time::Instant::now();
         let Built { index, checkpointed, torn } = build_index(&dir, &log_path, &reader)?;
         tracing::info!(
-            log = %log_path.display(),
+            file.path = %log_path.display(),
             bytes = index.offset,
             records = index.records,
             streams = index.streams.len(),
@@ -499,7 +499,7 @@ fn build_index(dir: &Path, log_path: &Path, reader: &File) -> Result<Built, Stor
     let rest = (|| {
         if !still_there(reader, index.offset, last).map_err(read_error)? {
             tracing::warn!(
-                log = %log_path.display(),
+                file.path = %log_path.display(),
                 "the event log was cut back while start-up read it (another process's failed write); reading it again"
             );
             (index, checkpointed) = starting_point(dir, log_path, reader);
@@ -511,7 +511,7 @@ fn build_index(dir: &Path, log_path: &Path, reader: &File) -> Result<Built, Stor
                 Step::Record { offset, header, payload } => apply_record(dir, &mut index, offset, &header, payload)?,
                 Step::Damage(damage) if damage.kind == DamageKind::TornTail => {
                     tracing::warn!(
-                        log = %log_path.display(),
+                        file.path = %log_path.display(),
                         offset = damage.offset,
                         bytes = damage.len(),
                         "the event log ends in a record cut short by a crash; the next write cuts it off and keeps \
@@ -580,7 +580,7 @@ fn checked_against_log(
         return Some(checkpoint);
     }
     tracing::warn!(
-        log = %log_path.display(),
+        file.path = %log_path.display(),
         covered = checkpoint.covered,
         "the index checkpoint does not match the event log; rebuilding the index from the log"
     );
