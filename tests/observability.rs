@@ -285,6 +285,58 @@ async fn every_request_writes_one_line_with_all_its_fields() {
     assert_eq!(listening["log.level"], "info");
 }
 
+/// A pod whose stdout nobody reads (a log collector stuck, a full disk under the container's
+/// log) keeps answering: log lines wait in a bounded buffer, then are dropped and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn requests_are_answered_while_nobody_reads_the_pod_s_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_lct"))
+        .env_clear()
+        .env("LCT_LISTEN", "127.0.0.1:0")
+        .env("LCT_DATA_DIR", dir.path())
+        .env("LCT_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Its address, from the first lines; after those, stdout is never read again.
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let address = tokio::time::timeout(PATIENCE, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let line: Value = serde_json::from_str(&line).unwrap();
+            if line["message"] == "listening" {
+                return line["addr"].as_str().unwrap().to_owned();
+            }
+        }
+        panic!("lct exited before listening");
+    })
+    .await
+    .expect("lct reported its address");
+    let base = format!("http://{address}");
+    // Each answer writes a line of about 400 bytes: far more than the pipe holds, and more than
+    // the pod keeps waiting.
+    let http = reqwest::Client::builder().timeout(PATIENCE).build().unwrap();
+    let clients: Vec<_> = (0..16)
+        .map(|_| {
+            let (http, url) = (http.clone(), format!("{base}/liveness"));
+            tokio::spawn(async move {
+                for _ in 0..700 {
+                    let answer = http.get(&url).send().await.expect("answered while stdout is not read");
+                    assert_eq!(answer.status(), 200);
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await.unwrap();
+    }
+    let metrics = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    let dropped = sample(&metrics, r#"lct_log_lines_dropped_total{destination="stdout"}"#)
+        .unwrap_or_else(|| panic!("no count of dropped lines in {metrics}"));
+    assert!(dropped > 0.0, "{dropped}");
+    drop(lines);
+}
+
 #[tokio::test]
 async fn a_request_whose_client_went_away_is_counted_and_logged() {
     let dir = tempfile::tempdir().unwrap();

@@ -2,8 +2,10 @@
 //!
 //! Every event is one ECS JSON line on stdout ([`ecs`]); request logs, warnings and errors also
 //! go to Elasticsearch when `LCT_ELASTICSEARCH_URL` is set ([`elasticsearch`]); spans go to
-//! Elastic APM when `LCT_APM_SERVER_URL` is set ([`apm`]). Neither destination can slow a
-//! request: both sit behind bounded in-memory queues that drop and count when full.
+//! Elastic APM when `LCT_APM_SERVER_URL` is set ([`apm`]). No destination can slow a request:
+//! each sits behind a bounded in-memory queue that drops and counts when full. Stdout is written
+//! by a thread of its own, so a reader that stops reading (a stuck log collector, a full disk
+//! under the container's log) blocks nothing but that thread.
 
 pub mod apm;
 pub mod clock;
@@ -26,10 +28,15 @@ use tracing_subscriber::{EnvFilter, Layer};
 /// How long shutdown waits for the last logs and spans to be sent.
 const FLUSH_GRACE: Duration = Duration::from_secs(5);
 
+/// Log lines waiting for stdout at most (a few MiB); more are dropped and counted.
+const STDOUT_LINES: usize = 8192;
+
 /// The running telemetry; [`Telemetry::shutdown`] flushes it.
 pub struct Telemetry {
     shipper: Option<Shipper>,
     tracer: Option<SdkTracerProvider>,
+    /// Writes the lines still waiting when dropped (for a second at most).
+    stdout: tracing_appender::non_blocking::WorkerGuard,
 }
 
 /// The pod name: `LCT_POD_NAME`, else the host name.
@@ -85,8 +92,20 @@ pub fn init(settings: &Settings, metrics: &Metrics) -> anyhow::Result<Telemetry>
         }
         None => (None, None),
     };
-    let filter = EnvFilter::try_new(&settings.log).unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = EcsLayer::new(std::io::stdout, service.clone(), sink).with_filter(filter);
+    let (stdout, stdout_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(STDOUT_LINES)
+        .thread_name("lct-stdout")
+        .finish(std::io::stdout());
+    let dropped = stdout.error_counter();
+    metrics.register_counters(
+        "lct_log_lines_dropped",
+        "Log lines not written because their destination did not take them in time",
+        "destination",
+        move || vec![("stdout", dropped.dropped_lines() as u64)],
+    );
+    let filter = EnvFilter::try_new(&settings.log).context("LCT_LOG")?;
+    let logs = EcsLayer::new(stdout, service.clone(), sink).with_filter(filter);
     let (traces, tracer) = match settings.apm_server_url() {
         Some(url) => {
             let (layer, provider) =
@@ -109,7 +128,7 @@ pub fn init(settings: &Settings, metrics: &Metrics) -> anyhow::Result<Telemetry>
             "LCT_ELASTICSEARCH_URL has a user and password and LCT_ELASTICSEARCH_API_KEY is set: the API key is used"
         );
     }
-    Ok(Telemetry { shipper, tracer })
+    Ok(Telemetry { shipper, tracer, stdout: stdout_guard })
 }
 
 impl Telemetry {
@@ -123,5 +142,9 @@ impl Telemetry {
             let flushed = tokio::task::spawn_blocking(move || provider.shutdown());
             let _ = tokio::time::timeout(FLUSH_GRACE, flushed).await;
         }
+        // Last, so that the lines about the flushes above are written too. Dropping the guard
+        // waits for the writing thread (a second at most).
+        let stdout = self.stdout;
+        let _ = tokio::task::spawn_blocking(move || drop(stdout)).await;
     }
 }
