@@ -11,6 +11,9 @@ use std::path::Path;
 /// The key file's name in the data directory.
 pub const KEY_FILE: &str = "token.key";
 
+/// What the examples' placeholder secrets contain (`.env.example`, `k8s/secret.example.yaml`).
+const PLACEHOLDER: &str = "change-me";
+
 /// Characters of a key file's key (32 random bytes in hex).
 const KEY_CHARS: usize = 64;
 
@@ -18,6 +21,11 @@ const KEY_CHARS: usize = 64;
 pub fn configured(secret: Option<&str>) -> anyhow::Result<Option<TokenKeys>> {
     let Some(secret) = secret.filter(|s| !s.trim().is_empty()) else { return Ok(None) };
     anyhow::ensure!(secret.len() >= MIN_KEY_BYTES, "LCT_TOKEN_SECRET must be at least {MIN_KEY_BYTES} characters");
+    // The examples' placeholders are public: with one, anyone could forge every token.
+    anyhow::ensure!(
+        !secret.to_ascii_lowercase().contains(PLACEHOLDER),
+        "LCT_TOKEN_SECRET is still the example's placeholder; set a random secret (e.g. `openssl rand -hex 32`)"
+    );
     Ok(Some(TokenKeys::new(secret.as_bytes())))
 }
 
@@ -148,5 +156,10 @@ mod tests {
         assert!(configured(Some("short")).is_err());
         assert!(configured(Some("  ")).unwrap().is_none());
         assert!(configured(Some("a secret of enough length")).unwrap().is_some());
+        // The examples' placeholders are refused: they are published.
+        for placeholder in ["change-me-token-secret-of-every-pod", "CHANGE-ME and then some more"] {
+            let error = configured(Some(placeholder)).expect_err("a placeholder is refused").to_string();
+            assert!(error.contains("placeholder"), "{error}");
+        }
     }
 }
