@@ -85,7 +85,20 @@ pub async fn run(
         .context("LCT_CLIENT_IP_HEADER is not a header name")?,
         server: settings.server_options(),
     };
-    warn_if_fd_limit_below(settings.max_connections);
+    raise_open_file_limit(settings.max_connections);
+    let admin_stop = tokio_util::sync::CancellationToken::new();
+    let admin = match settings.admin_listen() {
+        Some(address) => {
+            let admin_listener =
+                TcpListener::bind(address).await.with_context(|| format!("binding LCT_ADMIN_LISTEN {address}"))?;
+            tracing::info!(addr = %admin_listener.local_addr()?, "operators' endpoints listening");
+            let (state, options, stop) = (state.clone(), options.clone(), admin_stop.clone());
+            Some(tokio::spawn(async move {
+                api::serve_admin(admin_listener, state, &options, async move { stop.cancelled().await }).await
+            }))
+        }
+        None => None,
+    };
     let addr = listener.local_addr()?;
     tracing::info!(addr = %addr, environment = %settings.environment, "listening");
     // One grace for the whole drain, HTTP requests and WebSockets alike, from the signal on.
@@ -108,6 +121,11 @@ pub async fn run(
     if tokio::time::timeout_at(deadline, hub.tracker().wait()).await.is_err() {
         tracing::warn!("grace period over with live connections still open");
     }
+    // The operators' endpoints last: probes are answered (not ready) throughout the drain.
+    admin_stop.cancel();
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -123,23 +141,22 @@ fn hub_options(settings: &Settings) -> HubOptions {
     }
 }
 
-/// Warns when the process may open fewer files than `LCT_MAX_CONNECTIONS` needs: past the
-/// limit new connections fail to be accepted at all instead of getting their 503.
-fn warn_if_fd_limit_below(max_connections: usize) {
-    let Ok(limits) = std::fs::read_to_string("/proc/self/limits") else { return };
-    let soft = limits
-        .lines()
-        .find(|line| line.starts_with("Max open files"))
-        .and_then(|line| line.split_whitespace().nth(3))
-        .and_then(|soft| soft.parse::<usize>().ok());
-    // Headroom for the store, Redis, telemetry and the listener.
-    let needed = max_connections.saturating_add(64);
-    if let Some(soft) = soft.filter(|&soft| max_connections > 0 && soft < needed) {
-        tracing::warn!(
-            open_files = soft,
+/// Raises the process's soft open-file limit to its hard limit (containers often start with a
+/// soft limit of 1024, far below `LCT_MAX_CONNECTIONS`), and warns when it stays below what the
+/// cap needs: past the limit new connections fail to be accepted at all instead of getting
+/// their 503, probes included.
+fn raise_open_file_limit(max_connections: usize) {
+    // Headroom for the store, Redis, telemetry and the listeners.
+    let needed = u64::try_from(max_connections).unwrap_or(u64::MAX).saturating_add(64);
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(open_files) if max_connections > 0 && open_files < needed => tracing::warn!(
+            open_files,
             max_connections,
-            "the open-file limit is below LCT_MAX_CONNECTIONS plus headroom; raise it (ulimit -n) or lower the cap"
-        );
+            "the open-file limit is below LCT_MAX_CONNECTIONS plus headroom, even raised to its hard limit; \
+             raise the hard limit or lower the cap"
+        ),
+        Ok(open_files) => tracing::debug!(open_files, "open-file limit"),
+        Err(error) => tracing::warn!(%error, "cannot read or raise the open-file limit"),
     }
 }
 

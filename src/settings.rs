@@ -13,6 +13,11 @@ pub struct Settings {
     /// Address to listen on.
     #[arg(long, env = "LCT_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: String,
+    /// Address of a second listener serving the operators' endpoints alone (`/liveness`,
+    /// `/readiness`, `/metrics`, `/cluster`), outside the connection caps and rate limits of
+    /// `LCT_LISTEN`, for probes and scrapes; unset means none. Never expose it publicly.
+    #[arg(long, env = "LCT_ADMIN_LISTEN")]
+    pub admin_listen: Option<String>,
     /// Directory of the embedded event store (used when no MongoDB is configured).
     #[arg(long, env = "LCT_DATA_DIR", default_value = "./data", global = true)]
     pub data_dir: PathBuf,
@@ -235,6 +240,10 @@ impl Settings {
             sentinel_username: non_empty(&self.redis_sentinel_username).map(str::to_owned),
             sentinel_password: non_empty(&self.redis_sentinel_password).map(str::to_owned),
         })
+    }
+
+    pub fn admin_listen(&self) -> Option<&str> {
+        non_empty(&self.admin_listen)
     }
 
     pub fn elasticsearch_url(&self) -> Option<&str> {

@@ -310,3 +310,77 @@ async fn a_request_head_larger_than_any_client_needs_is_refused_at_once() {
     // A head of a usual size is served.
     assert_eq!(liveness_from(&server, "127.0.0.1").await, Some(200));
 }
+
+/// The address of the operators' listener, from its start-up line.
+fn admin_address(server: &Server) -> String {
+    let line = server
+        .log_lines()
+        .into_iter()
+        .find(|line| line["message"] == "operators' endpoints listening")
+        .expect("the operators' listener reported its address");
+    format!("http://{}", line["addr"].as_str().unwrap())
+}
+
+#[tokio::test]
+async fn probes_and_scrapes_on_the_operators_listener_are_answered_when_the_pod_is_full_and_draining() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("LCT_ADMIN_LISTEN", "127.0.0.1:0"),
+        ("LCT_MAX_CONNECTIONS", "4"),
+        ("LCT_MAX_CONNECTIONS_PER_CLIENT", "0"),
+        ("LCT_SHUTDOWN_GRACE", "30"),
+        HOLD_IDLE,
+    ];
+    let server = Server::start(dir.path(), &env).await;
+    let admin = admin_address(&server);
+    let http = client();
+    // A stalled reader holds one place, and later the drain; idle sockets hold the others.
+    let _stalled = stalled_reader(&server, "127.0.3.1").await;
+    let mut held = Vec::new();
+    for i in 0..3 {
+        held.push(connect_from(&server, &format!("127.0.3.{}", i + 2)).await);
+    }
+    assert_eq!(liveness_from(&server, "127.0.3.9").await, Some(503), "the public listener is full");
+    for path in ["/liveness", "/readiness", "/metrics", "/cluster"] {
+        let answer = http.get(format!("{admin}{path}")).send().await.unwrap();
+        assert_eq!(answer.status(), 200, "{path} on the operators' listener");
+    }
+    let metrics = http.get(format!("{admin}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"lct_connections_refused_total{reason="full"} 1"#), "{metrics}");
+    // It serves the operators' endpoints alone.
+    let api = http.post(format!("{admin}/api/Tournament/create")).json(&serde_json::json!({})).send().await.unwrap();
+    assert_eq!(api.status(), 404);
+
+    // Draining, the pod is no longer ready; its probes are still answered.
+    let killed = std::process::Command::new("kill").arg("-TERM").arg(server.child.id().unwrap().to_string()).status();
+    assert!(killed.unwrap().success());
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let answer = http.get(format!("{admin}/readiness")).send().await.unwrap();
+        if answer.status() == 503 {
+            let body: serde_json::Value = answer.json().await.unwrap();
+            assert_eq!(body["draining"], true, "{body}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "readiness stayed {} while draining", answer.status());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(http.get(format!("{admin}/liveness")).send().await.unwrap().status(), 200);
+}
+
+/// The soft and hard open-file limits of process `pid`.
+fn open_file_limits(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits.lines().find(|line| line.starts_with("Max open files")).unwrap().to_owned();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    (fields[3].to_owned(), fields[4].to_owned())
+}
+
+#[tokio::test]
+async fn a_pod_started_with_a_low_soft_open_file_limit_raises_it_to_the_hard_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with_soft_open_file_limit(dir.path(), &[], 256).await;
+    let (soft, hard) = open_file_limits(server.child.id().unwrap());
+    assert_ne!(hard, "256", "the hard limit is higher than the soft one given");
+    assert_eq!(soft, hard, "the soft limit is raised to the hard one");
+}

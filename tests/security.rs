@@ -433,16 +433,16 @@ async fn behind_a_proxy_the_operator_endpoints_answer_only_requests_that_did_not
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[("LCT_CLIENT_IP_HEADER", "X-Forwarded-For")]).await;
     let http = client();
-    for path in ["/metrics", "/cluster"] {
-        // Prometheus and operators reach the pod directly.
+    for path in ["/metrics", "/cluster", "/readiness"] {
+        // Prometheus, probes and operators reach the pod directly.
         let direct = http.get(server.url(path)).send().await.unwrap();
         assert_eq!(direct.status(), 200, "{path} direct");
         // Through the Ingress (which always adds the header), nobody learns the pods' addresses
-        // and counts.
+        // and counts, or the causes of a dependency's failure.
         let proxied = http.get(server.url(path)).header("X-Forwarded-For", "203.0.113.9").send().await.unwrap();
         assert_eq!(proxied.status(), 404, "{path} through the proxy");
         let body = proxied.text().await.unwrap();
-        assert!(!body.contains("lct_") && !body.contains("pods"), "{path}: {body}");
+        assert!(!body.contains("lct_") && !body.contains("pods") && !body.contains("dependencies"), "{path}: {body}");
     }
     // The rest of the API is served through the proxy as ever.
     let liveness = http.get(server.url("/liveness")).header("X-Forwarded-For", "203.0.113.9").send().await.unwrap();

@@ -47,13 +47,17 @@ pub struct Dependencies {
 pub struct Readiness {
     pub status: Status,
     pub dependencies: Dependencies,
+    /// Present, and true, once the pod has been told to stop: it takes no new clients.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub draining: bool,
 }
 
-/// 200 when the event store answers, 503 otherwise; the body reports each dependency.
+/// 200 when the event store answers and the pod is not draining, 503 otherwise; the body
+/// reports each dependency.
 #[utoipa::path(get, path = "/readiness", tag = "Health", operation_id = "readiness",
     responses(
         (status = 200, description = "The event store answers; `Degraded` while the bus (Redis) is unreachable", body = Readiness),
-        (status = 503, description = "The event store does not answer", body = Readiness)))]
+        (status = 503, description = "The event store does not answer, or the pod is draining", body = Readiness)))]
 pub async fn readiness(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let unhealthy = |error: String| DependencyHealth { status: Status::Unhealthy, error: Some(error) };
     let store = match tokio::time::timeout(CHECK_TIMEOUT, state.service.store().check()).await {
@@ -75,7 +79,9 @@ pub async fn readiness(State(state): State<AppState>) -> (StatusCode, Json<Readi
         (true, false) => Status::Degraded,
         (true, true) => Status::Healthy,
     };
-    // Only the event store takes a pod out of service: a bus outage affects every pod alike.
-    let code = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (code, Json(Readiness { status, dependencies: Dependencies { event_store: store, bus } }))
+    // Only the event store, or the drain, takes a pod out of service: a bus outage affects
+    // every pod alike.
+    let draining = state.live.hub.is_draining();
+    let code = if healthy && !draining { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(Readiness { status, dependencies: Dependencies { event_store: store, bus }, draining }))
 }

@@ -82,9 +82,9 @@ pub fn app(state: AppState, options: &HttpOptions, limits: server::ConnectionLim
         .merge(v2::routes())
         .merge(web::routes())
         .route("/liveness", get(health::liveness))
-        .route("/readiness", get(health::readiness))
         .merge(
             Router::new()
+                .route("/readiness", get(health::readiness))
                 .route("/metrics", get(metrics::metrics))
                 .route("/cluster", get(cluster::cluster))
                 .route_layer(axum::middleware::from_fn_with_state(options.client_ip.clone(), error::operators_only)),
@@ -100,6 +100,35 @@ pub fn app(state: AppState, options: &HttpOptions, limits: server::ConnectionLim
         .layer(cors(options))
         .with_state(state);
     lowercase_paths(router)
+}
+
+/// The operators' endpoints alone, for a listener of their own (`LCT_ADMIN_LISTEN`): probes and
+/// scrapes there never meet the connection caps or rate limits of the public listener. Its
+/// requests are not logged or counted (probes would fill the logs).
+pub fn admin_app(state: AppState, request_timeout: std::time::Duration) -> LowercasePaths {
+    let router = Router::new()
+        .route("/liveness", get(health::liveness))
+        .route("/readiness", get(health::readiness))
+        .route("/metrics", get(metrics::metrics))
+        .route("/cluster", get(cluster::cluster))
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(request_timeout, error::time_limit))
+        .with_state(state);
+    lowercase_paths(router)
+}
+
+/// Serves [`admin_app`] on `listener` until `shutdown` resolves, with the timeouts of `options`
+/// and no connection caps.
+pub async fn serve_admin(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    options: &HttpOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let server = server::ServerOptions { max_connections: 0, max_connections_per_client: 0, ..options.server.clone() };
+    let limits = server::ConnectionLimits::new(&server, &options.client_ip);
+    server::serve(listener, admin_app(state, server.request_timeout), &server, limits, shutdown).await
 }
 
 /// The router behind path lowercasing.

@@ -321,6 +321,11 @@ impl<F: Frame> Hub<F> {
         self.inner.send_to_bus(tournament, &WireMessage::Presence { tournament_id: tournament, players }, None);
     }
 
+    /// Whether [`Hub::drain`] has been called.
+    pub fn is_draining(&self) -> bool {
+        self.inner.shutdown.is_cancelled()
+    }
+
     /// Tells every connection to reconnect elsewhere, and stops every feed.
     pub fn drain(&self) {
         self.inner.shutdown.cancel();

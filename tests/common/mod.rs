@@ -40,6 +40,14 @@ impl Server {
         Self::start_command(command, data_dir, env).await
     }
 
+    /// [`Server::start`] with the soft open-file limit lowered to `soft` (the hard one unchanged),
+    /// as many container runtimes start processes.
+    pub async fn start_with_soft_open_file_limit(data_dir: &Path, env: &[(&str, &str)], soft: u32) -> Server {
+        let mut command = Command::new("bash");
+        command.arg("-c").arg(format!("ulimit -Sn {soft}; exec \"$0\"")).arg(env!("CARGO_BIN_EXE_lct"));
+        Self::start_command(command, data_dir, env).await
+    }
+
     async fn start_command(mut command: Command, data_dir: &Path, env: &[(&str, &str)]) -> Server {
         command
             .env_clear()
