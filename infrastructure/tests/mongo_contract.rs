@@ -214,3 +214,23 @@ async fn two_clients_racing_on_one_stream_have_one_winner_on_a_real_replica_set(
     assert_eq!(wins, 1);
     assert_eq!(pods[1].load(id, 0).await.unwrap().len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MongoDB or its stand-in: LCT_TEST_MONGODB_URI or LCT_TEST_MONGODB_STANDIN, and --ignored"]
+async fn one_stream_whose_version_does_not_decode_leaves_the_others_versions_readable() {
+    let database = TestDatabase::new().await;
+    let store = database.store().await;
+    let (sound, damaged) = (Uuid::new_v4(), Uuid::new_v4());
+    store
+        .append(request(sound, 0, vec![created(&format!("Sound {}", Uuid::new_v4().simple())), joined("A")]))
+        .await
+        .unwrap();
+    // Written by hand, with a 32-bit version: no pod writes that.
+    database
+        .collection(EVENTS)
+        .insert_one(doc! { "streamId": uuid(damaged), "version": 1_i32, "type": "TournamentCreated", "data": {} })
+        .await
+        .unwrap();
+    // The periodic check of every stream a pod serves goes on for the sound one.
+    assert_eq!(store.current_versions(&[sound, damaged]).await.unwrap(), vec![2, 0]);
+}
