@@ -366,7 +366,12 @@ def check_k8s(rendered: str, secret_template: str) -> int:
     pod = spec["template"]["spec"]
     pod_labels = spec["template"]["metadata"]["labels"]
     container = next(c for c in pod["containers"] if c["name"] == "lct")
-    p.check(spec.get("replicas") == 2, "Deployment lct: replicas should be 2")
+    # The HPA owns the replica count: a replicas field would reset it on every `kubectl apply`.
+    for hpa in (d for d in docs if d["kind"] == "HorizontalPodAutoscaler"):
+        ref = hpa["spec"]["scaleTargetRef"]
+        target = index.get((ref["kind"], ref["name"]))
+        p.check(target is None or "replicas" not in target["spec"],
+                f"{ref['kind']} {ref['name']}: must not set spec.replicas, HorizontalPodAutoscaler {hpa['metadata']['name']} owns it")
     p.check(labels_match(spec["selector"]["matchLabels"], pod_labels), "Deployment lct: selector does not match pod labels")
 
     config = index.get(("ConfigMap", "lct-config"), {}).get("data", {})
