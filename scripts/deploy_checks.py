@@ -456,10 +456,12 @@ def check_k8s(rendered: str, secret_template: str) -> int:
     if p.check(hpa is not None, "HorizontalPodAutoscaler lct is missing"):
         check_hpa(p, hpa, index, pod.get("terminationGracePeriodSeconds", 30))
 
+    # One pod drained at a time, whatever the replica count: minAvailable 1 would let a node drain
+    # evict all but one pod at once, and their clients would all reconnect to the last one.
     pdb = index.get(("PodDisruptionBudget", "lct"))
-    p.check(pdb is not None and pdb["spec"].get("minAvailable") == 1
+    p.check(pdb is not None and pdb["spec"].get("maxUnavailable") == 1 and "minAvailable" not in pdb["spec"]
             and labels_match(pdb["spec"]["selector"]["matchLabels"], pod_labels),
-            "PodDisruptionBudget lct must have minAvailable 1 and select the lct pods")
+            "PodDisruptionBudget lct must have maxUnavailable 1 (and no minAvailable) and select the lct pods")
 
     sts = index.get(("StatefulSet", "mongodb"))
     if p.check(sts is not None, "StatefulSet mongodb is missing"):
