@@ -70,6 +70,16 @@ def seconds(value: str | int | float) -> float:
     return total
 
 
+def listen_port(address: str | None) -> int | None:
+    """The port of a listen address such as 0.0.0.0:9090 or [::]:9090."""
+    match = re.fullmatch(r".*:(\d+)", str(address or "").strip())
+    return int(match.group(1)) if match else None
+
+
+# lct's second listener (LCT_ADMIN_LISTEN): probes and scrapes only, outside the connection caps.
+ADMIN_PATHS = ("/liveness", "/readiness", "/metrics", "/cluster")
+
+
 # --- docker-compose.yml -----------------------------------------------------------------------
 
 def nginx_upstream_servers(conf: str) -> list[str]:
@@ -144,6 +154,13 @@ def check_compose(config_json: str, env_file: str) -> int:
         p.check(seconds(svc.get("stop_grace_period", "10s")) > grace,
                 f"{name}: stop_grace_period must exceed LCT_SHUTDOWN_GRACE ({grace}s)")
         p.check(not svc.get("ports"), f"{name}: must not publish ports (only through nginx)")
+        # Health checks and scrapes go to the admin listener, which no connection cap can refuse.
+        admin = listen_port(e.get("LCT_ADMIN_LISTEN"))
+        p.check(admin is not None and admin != listen_port(e.get("LCT_LISTEN")),
+                f"{name}: LCT_ADMIN_LISTEN must set an admin listener on a port of its own")
+        test = " ".join((svc.get("healthcheck") or {}).get("test") or [])
+        p.check(admin is not None and re.search(rf"//127\.0\.0\.1:{admin}/liveness\b", test) is not None,
+                f"{name}: the healthcheck must GET /liveness on the admin port ({admin}), not through the capped listener")
 
     nginx = services.get("nginx", {})
     published = {str(port.get("published")) for port in nginx.get("ports", [])}
@@ -161,8 +178,10 @@ def check_compose(config_json: str, env_file: str) -> int:
 
     prom = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
     targets = prometheus_lct_targets(prom)
-    p.check(sorted(targets) == sorted(f"{s}:8080" for s in LCT_SERVICES),
-            f"prometheus job lct targets {targets} must be exactly the lct services on port 8080")
+    admin_ports = {listen_port((services.get(s, {}).get("environment") or {}).get("LCT_ADMIN_LISTEN")) for s in LCT_SERVICES}
+    admin = next(iter(admin_ports)) if len(admin_ports) == 1 else None
+    p.check(sorted(targets) == sorted(f"{s}:{admin}" for s in LCT_SERVICES),
+            f"prometheus job lct targets {targets} must be exactly the lct services on the admin port ({admin})")
 
     deploy_js = (ROOT / "deploy/mongo/init-replica-set.js").read_bytes()
     k8s_js = (ROOT / "k8s/mongodb/init-replica-set.js").read_bytes()
@@ -412,6 +431,22 @@ def check_k8s(rendered: str, secret_template: str) -> int:
             "Deployment lct: readinessProbe must GET /readiness")
     p.check(container.get("livenessProbe", {}).get("httpGet", {}).get("path") == "/liveness",
             "Deployment lct: livenessProbe must GET /liveness")
+
+    # Probes and scrapes through the admin listener: on the public one they count against
+    # LCT_MAX_CONNECTIONS, and a full pod would fail its liveness probe and be restarted.
+    admin_port = listen_port(config.get("LCT_ADMIN_LISTEN"))
+    p.check(admin_port is not None and admin_port != listen_port(config.get("LCT_LISTEN")),
+            "ConfigMap lct-config: LCT_ADMIN_LISTEN must set an admin listener on a port of its own")
+    ports = {pt.get("name"): pt["containerPort"] for pt in container.get("ports", [])}
+    p.check(admin_port is not None and ports.get("admin") == admin_port,
+            f"Deployment lct: needs a container port named admin on {admin_port} (LCT_ADMIN_LISTEN)")
+    admin_refs = {"admin", admin_port}
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        p.check(container.get(probe, {}).get("httpGet", {}).get("port") in admin_refs,
+                f"Deployment lct: {probe} must use the admin port, which no connection cap refuses")
+    annotations = spec["template"]["metadata"].get("annotations", {})
+    p.check(str(annotations.get("prometheus.io/port")) == str(admin_port),
+            f"Deployment lct: the prometheus.io/port annotation must be the admin port ({admin_port})")
     res = container.get("resources", {})
     p.check("cpu" in res.get("requests", {}) and "memory" in res.get("limits", {}),
             "Deployment lct: needs CPU requests (for the HPA) and memory limits")
@@ -441,6 +476,11 @@ def check_k8s(rendered: str, secret_template: str) -> int:
         for pt in svc["spec"]["ports"]:
             p.check(pt.get("targetPort") in port_names or pt.get("targetPort") == 8080,
                     f"Service lct: targetPort {pt.get('targetPort')} is not a container port")
+    # The admin listener has no caps and no rate limits: no Service (hence no Ingress) reaches it.
+    for other in (d for d in docs if d["kind"] == "Service" and labels_match(d["spec"].get("selector"), pod_labels)):
+        for pt in other["spec"].get("ports", []):
+            p.check(pt.get("targetPort", pt.get("port")) not in admin_refs,
+                    f"Service {other['metadata']['name']}: must not target the admin port ({pt.get('targetPort')})")
 
     ing = index.get(("Ingress", "lct"))
     if p.check(ing is not None, "Ingress lct is missing"):
@@ -451,6 +491,9 @@ def check_k8s(rendered: str, secret_template: str) -> int:
             for path in rule["http"]["paths"]:
                 backend = path["backend"]["service"]["name"]
                 p.check(("Service", backend) in index, f"Ingress lct: backend Service {backend} is missing")
+                port = path["backend"]["service"].get("port", {})
+                p.check(port.get("name") != "admin" and (admin_port is None or port.get("number") != admin_port),
+                        "Ingress lct: must not expose the admin port")
 
     hpa = index.get(("HorizontalPodAutoscaler", "lct"))
     if p.check(hpa is not None, "HorizontalPodAutoscaler lct is missing"):
