@@ -76,6 +76,25 @@ def listen_port(address: str | None) -> int | None:
     return int(match.group(1)) if match else None
 
 
+# lct's default of LCT_MAX_CONNECTIONS (src/settings.rs); file descriptors a pod needs besides its
+# connections (store, Redis, telemetry, logs).
+DEFAULT_MAX_CONNECTIONS = 10_000
+FD_HEADROOM = 1024
+
+
+def nofile(svc: dict) -> tuple[int, int]:
+    """The (soft, hard) open-file limit compose gives a service; (0, 0) when unset."""
+    limit = (svc.get("ulimits") or {}).get("nofile")
+    if isinstance(limit, dict):
+        return int(limit.get("soft", 0)), int(limit.get("hard", 0))
+    return (int(limit), int(limit)) if limit else (0, 0)
+
+
+def nginx_directive(conf: str, name: str) -> int | None:
+    match = re.search(rf"^\s*{name}\s+(\d+)\s*;", conf, re.M)
+    return int(match.group(1)) if match else None
+
+
 # lct's second listener (LCT_ADMIN_LISTEN): probes and scrapes only, outside the connection caps.
 ADMIN_PATHS = ("/liveness", "/readiness", "/metrics", "/cluster")
 
@@ -154,6 +173,12 @@ def check_compose(config_json: str, env_file: str) -> int:
         p.check(seconds(svc.get("stop_grace_period", "10s")) > grace,
                 f"{name}: stop_grace_period must exceed LCT_SHUTDOWN_GRACE ({grace}s)")
         p.check(not svc.get("ports"), f"{name}: must not publish ports (only through nginx)")
+        # Every connection is a file descriptor: Docker's default soft limit (1024 on many hosts)
+        # would refuse connections far below LCT_MAX_CONNECTIONS.
+        max_connections = int(e.get("LCT_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS))
+        soft, hard = nofile(svc)
+        p.check(soft >= max_connections + FD_HEADROOM and hard >= soft,
+                f"{name}: ulimits nofile ({soft}/{hard}) must exceed LCT_MAX_CONNECTIONS ({max_connections}) by {FD_HEADROOM}")
         # Health checks and scrapes go to the admin listener, which no connection cap can refuse.
         admin = listen_port(e.get("LCT_ADMIN_LISTEN"))
         p.check(admin is not None and admin != listen_port(e.get("LCT_LISTEN")),
@@ -165,6 +190,20 @@ def check_compose(config_json: str, env_file: str) -> int:
     nginx = services.get("nginx", {})
     published = {str(port.get("published")) for port in nginx.get("ports", [])}
     p.check("8080" in published, "nginx: must publish host port 8080")
+    # A proxied client holds two of a worker's connections (client and upstream): one worker must
+    # carry a whole replica's LCT_MAX_CONNECTIONS, within the open-file limit compose gives it.
+    conf = (ROOT / "deploy/nginx/nginx.conf").read_text()
+    worker_connections = nginx_directive(conf, "worker_connections") or 512
+    rlimit = nginx_directive(conf, "worker_rlimit_nofile")
+    replica_max = max(int((services.get(s, {}).get("environment") or {}).get("LCT_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS))
+                      for s in LCT_SERVICES)
+    p.check(worker_connections >= 2 * replica_max,
+            f"nginx: worker_connections ({worker_connections}) must hold 2 x LCT_MAX_CONNECTIONS ({replica_max})")
+    p.check(rlimit is not None and rlimit >= worker_connections + FD_HEADROOM,
+            f"nginx: worker_rlimit_nofile ({rlimit}) must exceed worker_connections ({worker_connections}) by {FD_HEADROOM}")
+    soft, hard = nofile(nginx)
+    p.check(rlimit is not None and soft >= rlimit and hard >= soft,
+            f"nginx: ulimits nofile ({soft}/{hard}) must allow worker_rlimit_nofile ({rlimit})")
 
     # Every bind-mounted file or directory must exist in the repository.
     for name, svc in services.items():
@@ -420,6 +459,9 @@ def check_k8s(rendered: str, secret_template: str) -> int:
             "Deployment lct: LCT_TOKEN_SECRET must come from the Secret's token-secret (one key for every replica)")
     p.check(config.get("LCT_CLIENT_IP_HEADER", "").lower() == "x-forwarded-for",
             "ConfigMap lct-config: LCT_CLIENT_IP_HEADER must be x-forwarded-for (set by the Ingress controller)")
+    max_connections = str(config.get("LCT_MAX_CONNECTIONS", ""))
+    p.check(max_connections.isdigit() and int(max_connections) > 0,
+            "ConfigMap lct-config: LCT_MAX_CONNECTIONS must be set explicitly (a number above 0)")
     hops = str(config.get("LCT_TRUSTED_PROXY_HOPS", ""))
     p.check(hops.isdigit() and int(hops) >= 1, "ConfigMap lct-config: LCT_TRUSTED_PROXY_HOPS must be a number of at least 1")
     p.check(config.get("LCT_V1", "open") in ("open", "read-only", "off"), "ConfigMap lct-config: LCT_V1 must be open, read-only or off")
@@ -498,6 +540,11 @@ def check_k8s(rendered: str, secret_template: str) -> int:
     hpa = index.get(("HorizontalPodAutoscaler", "lct"))
     if p.check(hpa is not None, "HorizontalPodAutoscaler lct is missing"):
         check_hpa(p, hpa, index, pod.get("terminationGracePeriodSeconds", 30))
+        # Room for a drained or failed neighbour's clients, who reconnect at once: the target is at
+        # most half of what a pod accepts.
+        targets = [int(m["pods"]["target"]["averageValue"]) for m in hpa["spec"]["metrics"] if m.get("type") == "Pods"]
+        p.check(max_connections.isdigit() and all(t * 2 <= int(max_connections) for t in targets),
+                f"HPA lct: the connections target {targets} must be at most half of LCT_MAX_CONNECTIONS ({max_connections or 'unset'})")
 
     # One pod drained at a time, whatever the replica count: minAvailable 1 would let a node drain
     # evict all but one pod at once, and their clients would all reconnect to the last one.
