@@ -650,6 +650,45 @@ def check_adapter(values_path: str, rendered_hpa: str, out_path: str) -> int:
     return p.finish("prometheus-adapter rules")
 
 
+# --- ingress-nginx ----------------------------------------------------------------------------
+
+def check_ingress_nginx(values_path: str, rendered: str) -> int:
+    """The controller's values keep each client's own address in X-Forwarded-For, where lct reads
+    it LCT_TRUSTED_PROXY_HOPS (1) places from the right, and drop idle upstream connections before
+    lct closes them."""
+    p = Problems()
+    if not p.check(Path(values_path).is_file(), f"{values_path} is missing"):
+        return p.finish("ingress-nginx values")
+    values = yaml.safe_load(Path(values_path).read_text()) or {}
+    controller = values.get("controller") or {}
+    config = {k: str(v) for k, v in (controller.get("config") or {}).items()}
+    docs = load_docs(rendered)
+    lct = next((d.get("data", {}) for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "lct-config"), {})
+    # With Cluster, kube-proxy source-NATs every client that arrives through a node to that node's
+    # address: all of them would share one client's rate limits and connection cap.
+    p.check((controller.get("service") or {}).get("externalTrafficPolicy") == "Local",
+            "ingress-nginx: controller.service.externalTrafficPolicy must be Local (Cluster hides client addresses)")
+    # The controller sends X-Forwarded-For: $remote_addr, one entry; lct takes the right-most.
+    p.check(str(lct.get("LCT_TRUSTED_PROXY_HOPS")) == "1",
+            "ConfigMap lct-config: LCT_TRUSTED_PROXY_HOPS must be 1 behind ingress-nginx (it sends one X-Forwarded-For entry)")
+    # compute-full-forwarded-for appends the connection's peer (a load balancer) after what came
+    # in: the right-most entry would no longer be the client.
+    p.check(config.get("compute-full-forwarded-for", "false") != "true",
+            "ingress-nginx: compute-full-forwarded-for must stay off (the right-most entry would be the load balancer)")
+    if config.get("use-forwarded-headers") == "true":
+        cidrs = [c.strip() for c in config.get("proxy-real-ip-cidr", "0.0.0.0/0").split(",")]
+        p.check(not {"0.0.0.0/0", "::/0"} & set(cidrs),
+                "ingress-nginx: use-forwarded-headers needs proxy-real-ip-cidr narrowed to the load balancer "
+                "(the default 0.0.0.0/0 trusts whatever X-Forwarded-For a client sends)")
+    # lct closes a kept-alive connection after LCT_HEADER_READ_TIMEOUT_MS without a request; the
+    # controller must let go first, or it sends a request on a closing connection (a 502).
+    idle = float(lct.get("LCT_HEADER_READ_TIMEOUT_MS", 10_000)) / 1000
+    keepalive = config.get("upstream-keepalive-timeout")
+    p.check(keepalive is not None and keepalive.isdigit() and int(keepalive) < idle,
+            f"ingress-nginx: upstream-keepalive-timeout ({keepalive}) must be below lct's idle timeout ({idle:g}s)")
+    return p.finish("ingress-nginx values")
+
+
 # --- Redis Sentinel topology (compose override and k8s component) -----------------------------
 
 def check_compose_sentinel(config_json: str) -> int:
@@ -740,6 +779,7 @@ COMMANDS = {
     "kibana": check_kibana,
     "k8s": check_k8s,
     "adapter": check_adapter,
+    "ingress-nginx": check_ingress_nginx,
     "compose-sentinel": check_compose_sentinel,
     "k8s-sentinel": check_k8s_sentinel,
 }
