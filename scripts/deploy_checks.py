@@ -397,6 +397,15 @@ def load_docs(path: str) -> list[dict]:
     return [d for d in yaml.safe_load_all(Path(path).read_text()) if d]
 
 
+def env_of(container: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def secret_key(env: dict[str, dict], name: str) -> str | None:
+    """The Secret key an env variable is read from, or None."""
+    return ((env.get(name, {}).get("valueFrom") or {}).get("secretKeyRef") or {}).get("key")
+
+
 def labels_match(selector: dict, labels: dict) -> bool:
     return all(labels.get(k) == v for k, v in (selector or {}).items())
 
@@ -414,7 +423,7 @@ def check_k8s(rendered: str, secret_template: str) -> int:
     p.check(("Namespace", "lct") in index, "Namespace lct is missing")
     p.check(("Secret", "lct-secrets") not in index, "the base must not contain the Secret (template only)")
     for key, value in (secret.get("stringData") or {}).items():
-        if "password" in key or "secret" in key:
+        if "password" in key or "secret" in key or "keyfile" in key:
             p.check("change-me" in value, f"secret template: {key} must be a placeholder (change-me)")
 
     dep = index.get(("Deployment", "lct"))
@@ -449,6 +458,11 @@ def check_k8s(rendered: str, secret_template: str) -> int:
             p.check(ref["name"] == "lct-secrets" and ref["key"] in secret_keys,
                     f"Deployment lct: env {e['name']} refers to {ref['name']}/{ref['key']}, not in the secret template")
     for d in docs:
+        for v in d.get("spec", {}).get("template", {}).get("spec", {}).get("volumes", []):
+            if (v.get("secret") or {}).get("secretName") == "lct-secrets":
+                for item in v["secret"].get("items", []):
+                    p.check(item["key"] in secret_keys,
+                            f"{d['kind']}/{d['metadata']['name']}: secret key {item['key']} not in the secret template")
         for c in d.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
             for e in c.get("env", []):
                 ref = (e.get("valueFrom") or {}).get("secretKeyRef")
@@ -560,8 +574,19 @@ def check_k8s(rendered: str, secret_template: str) -> int:
         headless = index.get(("Service", sts["spec"]["serviceName"]))
         p.check(headless is not None and headless["spec"].get("clusterIP") == "None",
                 "StatefulSet mongodb: its serviceName must be a headless Service")
-        cmd = sts["spec"]["template"]["spec"]["containers"][0].get("command", [])
+        mongod = sts["spec"]["template"]["spec"]["containers"][0]
+        cmd = " ".join(mongod.get("command", []) + mongod.get("args", []))
         p.check("--replSet" in cmd, "StatefulSet mongodb: mongod must run with --replSet")
+        # Access control: clients authenticate (SCRAM), members with the shared keyfile.
+        p.check(re.search(r"--auth\b", cmd) is not None and "--keyFile" in cmd,
+                "StatefulSet mongodb: mongod must run with --auth and --keyFile")
+        sts_pod = sts["spec"]["template"]["spec"]
+        p.check(any((v.get("secret") or {}).get("secretName") == "lct-secrets"
+                    and any(i.get("key") == "mongodb-keyfile" for i in v["secret"].get("items", []))
+                    for v in sts_pod.get("volumes", [])),
+                "StatefulSet mongodb: the keyfile must come from the Secret's mongodb-keyfile")
+        p.check(secret_key(env_of(mongod), "MONGO_INITDB_ROOT_PASSWORD") in secret_keys,
+                "StatefulSet mongodb: the administrator's password (MONGO_INITDB_ROOT_PASSWORD) must come from the Secret")
     job = index.get(("Job", "mongodb-init"))
     if p.check(job is not None, "Job mongodb-init is missing"):
         jpod = job["spec"]["template"]["spec"]
@@ -570,6 +595,24 @@ def check_k8s(rendered: str, secret_template: str) -> int:
         members = next((e["value"] for e in jpod["containers"][0].get("env", []) if e["name"] == "RS_MEMBERS"), "")
         replicas = sts["spec"]["replicas"] if sts else 0
         p.check(members.count(",") + 1 == replicas, "Job mongodb-init: RS_MEMBERS must list every StatefulSet member")
+        # The Job signs in as the administrator mongod created and creates lct's user, which lct
+        # signs in as: the names, database and passwords must agree.
+        jenv = env_of(jpod["containers"][0])
+        value = lambda e, n: e.get(n, {}).get("value")  # noqa: E731
+        senv = env_of(sts["spec"]["template"]["spec"]["containers"][0]) if sts else {}
+        p.check(value(jenv, "MONGO_ROOT_USERNAME") is not None
+                and value(jenv, "MONGO_ROOT_USERNAME") == value(senv, "MONGO_INITDB_ROOT_USERNAME")
+                and secret_key(jenv, "MONGO_ROOT_PASSWORD") is not None
+                and secret_key(jenv, "MONGO_ROOT_PASSWORD") == secret_key(senv, "MONGO_INITDB_ROOT_PASSWORD"),
+                "Job mongodb-init: MONGO_ROOT_USERNAME/PASSWORD must be the administrator of the StatefulSet")
+        p.check(config.get("LCT_MONGODB_USERNAME") is not None
+                and value(jenv, "APP_USERNAME") == config.get("LCT_MONGODB_USERNAME")
+                and value(jenv, "APP_DATABASE") == config.get("LCT_MONGODB_DATABASE")
+                and config.get("LCT_MONGODB_AUTH_SOURCE") == "admin"
+                and secret_key(jenv, "APP_PASSWORD") is not None
+                and secret_key(jenv, "APP_PASSWORD") == secret_key(env, "LCT_MONGODB_PASSWORD"),
+                "Job mongodb-init: APP_USERNAME, APP_DATABASE and APP_PASSWORD must be lct's LCT_MONGODB_USERNAME, "
+                "LCT_MONGODB_DATABASE and LCT_MONGODB_PASSWORD (auth source admin)")
     script = index.get(("ConfigMap", "mongodb-init-script"), {}).get("data", {}).get("init-replica-set.js", "")
     p.check(script.encode() == (ROOT / "deploy/mongo/init-replica-set.js").read_bytes(),
             "ConfigMap mongodb-init-script differs from deploy/mongo/init-replica-set.js")
