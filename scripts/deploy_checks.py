@@ -551,6 +551,8 @@ def check_k8s(rendered: str, secret_template: str) -> int:
                 p.check(port.get("name") != "admin" and (admin_port is None or port.get("number") != admin_port),
                         "Ingress lct: must not expose the admin port")
 
+    check_network_policies(p, docs, index, pod, pod_labels, admin_port)
+
     hpa = index.get(("HorizontalPodAutoscaler", "lct"))
     if p.check(hpa is not None, "HorizontalPodAutoscaler lct is missing"):
         check_hpa(p, hpa, index, pod.get("terminationGracePeriodSeconds", 30))
@@ -627,6 +629,74 @@ def check_k8s(rendered: str, secret_template: str) -> int:
         p.check(any((e.get("valueFrom") or {}).get("secretKeyRef", {}).get("key") == "redis-password"
                     for e in rc.get("env", [])), "Redis: password must come from the Secret")
     return p.finish("kubernetes consistency")
+
+
+def port_numbers(rule: dict, pod_spec: dict) -> set[int]:
+    """The ports a NetworkPolicy ingress rule opens on pods of `pod_spec` (named ports resolved)."""
+    named = {pt["name"]: pt["containerPort"] for c in pod_spec.get("containers", []) for pt in c.get("ports", []) if "name" in pt}
+    return {named.get(pt.get("port"), pt.get("port")) for pt in rule.get("ports", [])}
+
+
+def check_network_policies(p: Problems, docs: list[dict], index: dict, lct_pod: dict, lct_labels: dict, admin_port: int | None) -> None:
+    """Ingress of the namespace is denied unless allowed: the ingress controller and monitoring reach
+    lct, only lct and the members reach MongoDB and Redis."""
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    p.check(any(not np["spec"].get("podSelector") and "Ingress" in np["spec"].get("policyTypes", [])
+                and not np["spec"].get("ingress") for np in policies),
+            "NetworkPolicy: a default deny of ingress for every pod of the namespace is missing")
+
+    def selecting(labels: dict) -> list[dict]:
+        return [np for np in policies if np["spec"].get("podSelector")
+                and labels_match(np["spec"]["podSelector"].get("matchLabels"), labels)]
+
+    def peers_are_pods(rule: dict, allowed: list[dict]) -> bool:
+        peers = rule.get("from") or []
+        return bool(peers) and all(set(peer) == {"podSelector"}
+                                   and any(labels_match(peer["podSelector"].get("matchLabels"), labels) for labels in allowed)
+                                   for peer in peers)
+
+    # lct: the public port from the ingress controller's namespace, the admin port from monitoring.
+    lct_policies = selecting(lct_labels)
+    if p.check(bool(lct_policies), "NetworkPolicy: none selects the lct pods"):
+        opened: dict[int, list] = {}
+        for rule in (r for np in lct_policies for r in np["spec"].get("ingress", [])):
+            ports = port_numbers(rule, lct_pod)
+            p.check(bool(ports) and bool(rule.get("from")), "NetworkPolicy lct: every rule names its ports and its sources")
+            for port in ports:
+                opened.setdefault(port, []).extend(rule.get("from") or [{}])
+        namespaces = {port: {(peer.get("namespaceSelector") or {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
+                             for peer in peers} for port, peers in opened.items()}
+        p.check(set(opened) == {8080, admin_port}, f"NetworkPolicy lct: must open exactly 8080 and the admin port, opens {sorted(opened)}")
+        p.check(len(namespaces.get(8080, set()) - {None}) == 1 and None not in namespaces.get(8080, {None}),
+                "NetworkPolicy lct: 8080 only from the ingress controller's namespace")
+        p.check(namespaces.get(admin_port) == {"monitoring"},
+                f"NetworkPolicy lct: the admin port only from the namespace monitoring, got {namespaces.get(admin_port)}")
+
+    # The stores: their ports only from lct and from their own members.
+    stores = [("MongoDB", ("StatefulSet", "mongodb"), {27017}),
+              ("Redis", ("StatefulSet", "redis"), {6379}),
+              ("Redis", ("StatefulSet", "redis-node"), {6379, 26379})]
+    for what, key, expected in stores:
+        workload = index.get(key)
+        if workload is None:
+            continue
+        labels = workload["spec"]["template"]["metadata"]["labels"]
+        chosen = selecting(labels)
+        if not p.check(bool(chosen), f"NetworkPolicy: none selects the {what} pods ({key[1]})"):
+            continue
+        rules = [r for np in chosen for r in np["spec"].get("ingress", [])]
+        opened = set().union(*(port_numbers(r, workload["spec"]["template"]["spec"]) for r in rules)) if rules else set()
+        p.check(opened == expected, f"NetworkPolicy {key[1]}: must open {sorted(expected)}, opens {sorted(opened)}")
+        p.check(all(peers_are_pods(r, [lct_labels, labels]) for r in rules),
+                f"NetworkPolicy {key[1]}: only lct's pods and the {what} pods may connect")
+        clients = [lct_labels, labels]
+        job = index.get(("Job", "mongodb-init")) if key[1] == "mongodb" else None
+        if job:
+            clients.append(job["spec"]["template"]["metadata"]["labels"])
+        for client in clients:
+            p.check(any(labels_match(peer["podSelector"].get("matchLabels"), client)
+                        for r in rules for peer in r.get("from") or [] if "podSelector" in peer),
+                    f"NetworkPolicy {key[1]}: pods labelled {client} must be let in")
 
 
 def check_hpa(p: Problems, hpa: dict, index: dict, termination_grace: float) -> None:
