@@ -95,6 +95,53 @@ def nginx_directive(conf: str, name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+# Redis: a bound on its memory below the container's limit (room for the AOF rewrite's fork and
+# the allocator), evicting only keys that expire: lct's keys without a TTL (the pod registry,
+# lct:secret:token-key) must never be evicted.
+REDIS_MAXMEMORY_SHARE = 0.8
+REDIS_POLICY = "volatile-ttl"
+REDIS_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1024, "m": 1000**2, "mb": 1024**2, "g": 1000**3, "gb": 1024**3}
+K8S_UNITS = {"": 1, "k": 1000, "M": 1000**2, "G": 1000**3, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3}
+
+
+def redis_bytes(value: str) -> int | None:
+    match = re.fullmatch(r"(\d+)([a-zA-Z]*)", str(value).strip())
+    if not match or match.group(2).lower() not in REDIS_UNITS:
+        return None
+    return int(match.group(1)) * REDIS_UNITS[match.group(2).lower()]
+
+
+def k8s_bytes(value: str | int | None) -> int | None:
+    match = re.fullmatch(r"(\d+)([a-zA-Z]*)", str(value or "").strip())
+    if not match or match.group(2) not in K8S_UNITS:
+        return None
+    return int(match.group(1)) * K8S_UNITS[match.group(2)]
+
+
+def redis_memory_settings(command: str, env: dict[str, str]) -> tuple[str | None, str | None]:
+    """(maxmemory, maxmemory-policy) of a redis-server command line, or of redis-sentinel.sh's
+    server role (its REDIS_MAXMEMORY default, or the value the environment gives)."""
+    if "redis-sentinel.sh" in command and command.rstrip().endswith("server"):
+        script = (ROOT / "deploy/redis/redis-sentinel.sh").read_text()
+        default = re.search(r"\$\{REDIS_MAXMEMORY:-([^}]+)\}", script)
+        policy = re.search(r"--maxmemory-policy\s+(\S+)", script)
+        return env.get("REDIS_MAXMEMORY", default.group(1) if default else None), policy.group(1) if policy else None
+    maxmemory = re.search(r"--maxmemory\s+(\S+)", command)
+    policy = re.search(r"--maxmemory-policy\s+(\S+)", command)
+    return (maxmemory.group(1) if maxmemory else None), (policy.group(1) if policy else None)
+
+
+def check_redis_memory(p: Problems, name: str, command: str, env: dict[str, str], limit: int | None) -> None:
+    maxmemory, policy = redis_memory_settings(command, env)
+    size = redis_bytes(maxmemory) if maxmemory else None
+    p.check(size is not None and size > 0, f"{name}: redis-server needs --maxmemory")
+    p.check(policy == REDIS_POLICY,
+            f"{name}: --maxmemory-policy must be {REDIS_POLICY} (only keys with a TTL may be evicted), got {policy}")
+    if limit is not None and size is not None:
+        p.check(size <= REDIS_MAXMEMORY_SHARE * limit,
+                f"{name}: --maxmemory {maxmemory} must stay below {REDIS_MAXMEMORY_SHARE:.0%} of the memory limit ({limit} bytes)")
+
+
 # lct's second listener (LCT_ADMIN_LISTEN): probes and scrapes only, outside the connection caps.
 ADMIN_PATHS = ("/liveness", "/readiness", "/metrics", "/cluster")
 
@@ -142,6 +189,7 @@ def check_compose(config_json: str, env_file: str) -> int:
 
     redis = services.get("redis", {})
     p.check("--requirepass" in " ".join(redis.get("command") or []), "redis: must require a password")
+    check_compose_redis_memory(p, services)
 
     for name in LCT_SERVICES:
         svc = services.get(name, {})
@@ -227,6 +275,15 @@ def check_compose(config_json: str, env_file: str) -> int:
     p.check(deploy_js == k8s_js,
             "deploy/mongo/init-replica-set.js and k8s/mongodb/init-replica-set.js differ")
     return p.finish("compose consistency")
+
+
+def check_compose_redis_memory(p: Problems, services: dict) -> None:
+    """Every Redis server of the compose topology (one, or the Sentinel members) bounds its memory."""
+    for name, svc in services.items():
+        command = " ".join(svc.get("command") or [])
+        if "redis-server" in command or command.endswith("redis-sentinel.sh server"):
+            limit = svc.get("mem_limit") or ((svc.get("deploy") or {}).get("resources") or {}).get("limits", {}).get("memory")
+            check_redis_memory(p, name, command, svc.get("environment") or {}, int(limit) if limit else None)
 
 
 # --- nginx ------------------------------------------------------------------------------------
@@ -628,6 +685,10 @@ def check_k8s(rendered: str, secret_template: str) -> int:
         rc = redis_workload["spec"]["template"]["spec"]["containers"][0]
         p.check(any((e.get("valueFrom") or {}).get("secretKeyRef", {}).get("key") == "redis-password"
                     for e in rc.get("env", [])), "Redis: password must come from the Secret")
+        check_redis_memory(p, f"{redis_workload['kind']} {redis_workload['metadata']['name']}",
+                           " ".join(rc.get("command", []) + rc.get("args", [])),
+                           {e["name"]: e.get("value", "") for e in rc.get("env", []) if "value" in e},
+                           k8s_bytes(rc.get("resources", {}).get("limits", {}).get("memory")))
     return p.finish("kubernetes consistency")
 
 
@@ -807,6 +868,7 @@ def check_ingress_nginx(values_path: str, rendered: str) -> int:
 def check_compose_sentinel(config_json: str) -> int:
     p = Problems()
     services = json.loads(Path(config_json).read_text()).get("services", {})
+    check_compose_redis_memory(p, services)
     sentinels = sorted(n for n, svc in services.items() if (svc.get("command") or [])[-1:] == ["sentinel"])
     servers = sorted(n for n, svc in services.items() if (svc.get("command") or [])[-1:] == ["server"])
     p.check(len(sentinels) >= 3 and len(sentinels) % 2 == 1, f"an odd number of at least 3 sentinels, got {sentinels}")
