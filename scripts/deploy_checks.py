@@ -509,11 +509,31 @@ def check_k8s(rendered: str, secret_template: str) -> int:
     p.check(env.get("POD_IP", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "status.podIP"
             and env.get("LCT_POD_ADDRESS", {}).get("value") == "$(POD_IP):8080",
             "Deployment lct: LCT_POD_ADDRESS must be $(POD_IP):8080 with POD_IP from status.podIP")
+    template_text = Path(secret_template).read_text()
     for e in container.get("env", []):
         ref = (e.get("valueFrom") or {}).get("secretKeyRef")
-        if ref:
+        if ref and ref.get("optional"):
+            # Optional keys: lct-secrets' are documented (commented out) in the template; another
+            # Secret is one an operator creates (ECK's APM token).
+            p.check(ref["name"] != "lct-secrets" or re.search(rf"^\s*#?\s*{re.escape(ref['key'])}:", template_text, re.M),
+                    f"Deployment lct: env {e['name']} refers to the optional {ref['name']}/{ref['key']}, not documented in the secret template")
+        elif ref:
             p.check(ref["name"] == "lct-secrets" and ref["key"] in secret_keys,
                     f"Deployment lct: env {e['name']} refers to {ref['name']}/{ref['key']}, not in the secret template")
+
+    # Credentials of the log and trace shipping come from Secrets, when they exist at all; the
+    # ConfigMap (readable by whoever may read the namespace's configuration) holds none.
+    for name in ("LCT_ELASTICSEARCH_URL", "LCT_ELASTICSEARCH_API_KEY", "LCT_APM_SECRET_TOKEN"):
+        ref = (env.get(name, {}).get("valueFrom") or {}).get("secretKeyRef") or {}
+        p.check(ref.get("optional") is True,
+                f"Deployment lct: {name} must come from a Secret, optional (lct runs without it)")
+    apm = (env.get("LCT_APM_SECRET_TOKEN", {}).get("valueFrom") or {}).get("secretKeyRef") or {}
+    p.check(apm.get("name", "").endswith("-apm-token") and apm.get("key") == "secret-token",
+            "Deployment lct: LCT_APM_SECRET_TOKEN must come from ECK's <ApmServer name>-apm-token, key secret-token")
+    for key, value in config.items():
+        url = urlparse(str(value)) if "://" in str(value) else None
+        p.check(not re.search(r"(_TOKEN|_API_KEY|PASSWORD|_SECRET)$", key) and not (url and (url.username or url.password)),
+                f"ConfigMap lct-config: {key} looks like a credential; put it in a Secret")
     for d in docs:
         for v in d.get("spec", {}).get("template", {}).get("spec", {}).get("volumes", []):
             if (v.get("secret") or {}).get("secretName") == "lct-secrets":
@@ -523,7 +543,7 @@ def check_k8s(rendered: str, secret_template: str) -> int:
         for c in d.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
             for e in c.get("env", []):
                 ref = (e.get("valueFrom") or {}).get("secretKeyRef")
-                if ref:
+                if ref and not ref.get("optional"):
                     p.check(ref["key"] in secret_keys,
                             f"{d['kind']}/{d['metadata']['name']}: secret key {ref['key']} not in the secret template")
     p.check(env.get("LCT_TOKEN_SECRET", {}).get("valueFrom", {}).get("secretKeyRef", {}).get("key") == "token-secret",
