@@ -142,6 +142,17 @@ def check_redis_memory(p: Problems, name: str, command: str, env: dict[str, str]
                 f"{name}: --maxmemory {maxmemory} must stay below {REDIS_MAXMEMORY_SHARE:.0%} of the memory limit ({limit} bytes)")
 
 
+def lct_setting_default(env_name: str) -> str | None:
+    """The default of one of lct's settings, as src/settings.rs declares it."""
+    match = re.search(rf'env = "{env_name}", default_value_t = ([\d_.]+)', (ROOT / "src/settings.rs").read_text())
+    return match.group(1).replace("_", "") if match else None
+
+
+def lct_idle_seconds(env: dict) -> float:
+    """How long lct keeps an idle kept-alive connection (LCT_HEADER_READ_TIMEOUT_MS)."""
+    return float(env.get("LCT_HEADER_READ_TIMEOUT_MS") or lct_setting_default("LCT_HEADER_READ_TIMEOUT_MS")) / 1000
+
+
 # lct's second listener (LCT_ADMIN_LISTEN): probes and scrapes only, outside the connection caps.
 ADMIN_PATHS = ("/liveness", "/readiness", "/metrics", "/cluster")
 
@@ -320,6 +331,13 @@ def check_nginx(crossplane_json: str) -> int:
     for t in ("proxy_read_timeout", "proxy_send_timeout"):
         values = inner.get(t, [])
         p.check(bool(values) and seconds(values[0][0]) >= 3600, f"nginx: {t} must be at least 3600s")
+    # lct closes a kept-alive connection after its idle timeout; nginx must drop its idle upstream
+    # connections first (its default is 60 s), or a request it sends on one lct is closing gets 502.
+    upstream = next((d for path, d in directives if d["directive"] == "upstream" and d["args"] == ["lct"]), {})
+    keepalive = [d["args"][0] for d in upstream.get("block", []) if d["directive"] == "keepalive_timeout"]
+    idle = lct_idle_seconds({})
+    p.check(bool(keepalive) and seconds(keepalive[0]) < idle,
+            f"nginx: upstream lct needs keepalive_timeout below lct's idle timeout ({idle:g}s), got {keepalive or 'the default 60s'}")
     names = {d["directive"] for _, d in directives}
     p.check(not names & {"ip_hash", "hash", "sticky", "least_conn", "random"},
             "nginx: upstream must be plain round-robin without sticky sessions")
@@ -876,7 +894,7 @@ def check_ingress_nginx(values_path: str, rendered: str) -> int:
                 "(the default 0.0.0.0/0 trusts whatever X-Forwarded-For a client sends)")
     # lct closes a kept-alive connection after LCT_HEADER_READ_TIMEOUT_MS without a request; the
     # controller must let go first, or it sends a request on a closing connection (a 502).
-    idle = float(lct.get("LCT_HEADER_READ_TIMEOUT_MS", 10_000)) / 1000
+    idle = lct_idle_seconds(lct)
     keepalive = config.get("upstream-keepalive-timeout")
     p.check(keepalive is not None and keepalive.isdigit() and int(keepalive) < idle,
             f"ingress-nginx: upstream-keepalive-timeout ({keepalive}) must be below lct's idle timeout ({idle:g}s)")
