@@ -153,6 +153,12 @@ def lct_idle_seconds(env: dict) -> float:
     return float(env.get("LCT_HEADER_READ_TIMEOUT_MS") or lct_setting_default("LCT_HEADER_READ_TIMEOUT_MS")) / 1000
 
 
+# After SIGTERM lct drains for LCT_SHUTDOWN_GRACE, then sends the queued logs and spans, at most
+# 5 s each (README, "Shutdown"); a stop budget covers that, and a margin on top.
+TELEMETRY_FLUSH_SECONDS = 2 * 5
+SHUTDOWN_MARGIN_SECONDS = 5
+
+
 # lct's second listener (LCT_ADMIN_LISTEN): probes and scrapes only, outside the connection caps.
 ADMIN_PATHS = ("/liveness", "/readiness", "/metrics", "/cluster")
 
@@ -229,8 +235,10 @@ def check_compose(config_json: str, env_file: str) -> int:
                 f"{name}: LCT_TRUSTED_PROXY_HOPS must be 1 (nginx is the one proxy in front)")
         p.check(e.get("LCT_V1", "open") in ("open", "read-only", "off"), f"{name}: LCT_V1 must be open, read-only or off")
         grace = float(e.get("LCT_SHUTDOWN_GRACE", 20))
-        p.check(seconds(svc.get("stop_grace_period", "10s")) > grace,
-                f"{name}: stop_grace_period must exceed LCT_SHUTDOWN_GRACE ({grace}s)")
+        budget = grace + TELEMETRY_FLUSH_SECONDS + SHUTDOWN_MARGIN_SECONDS
+        p.check(seconds(svc.get("stop_grace_period", "10s")) > budget,
+                f"{name}: stop_grace_period must exceed LCT_SHUTDOWN_GRACE ({grace:g}s) + the telemetry flushes "
+                f"({TELEMETRY_FLUSH_SECONDS}s) + {SHUTDOWN_MARGIN_SECONDS}s, i.e. {budget:g}s")
         p.check(not svc.get("ports"), f"{name}: must not publish ports (only through nginx)")
         # Every connection is a file descriptor: Docker's default soft limit (1024 on many hosts)
         # would refuse connections far below LCT_MAX_CONNECTIONS.
@@ -607,8 +615,10 @@ def check_k8s(rendered: str, secret_template: str) -> int:
     cmd = pre_stop.get("exec", {}).get("command", [])
     sleep = float(cmd[1]) if len(cmd) == 2 and cmd[0] == "sleep" else float(pre_stop.get("sleep", {}).get("seconds", 0))
     p.check(sleep > 0, "Deployment lct: preStop sleep is missing")
-    p.check(pod.get("terminationGracePeriodSeconds", 30) > sleep + grace,
-            f"Deployment lct: terminationGracePeriodSeconds must exceed preStop ({sleep}s) + LCT_SHUTDOWN_GRACE ({grace}s)")
+    budget = sleep + grace + TELEMETRY_FLUSH_SECONDS + SHUTDOWN_MARGIN_SECONDS
+    p.check(pod.get("terminationGracePeriodSeconds", 30) > budget,
+            f"Deployment lct: terminationGracePeriodSeconds must exceed preStop ({sleep:g}s) + LCT_SHUTDOWN_GRACE ({grace:g}s) "
+            f"+ the telemetry flushes ({TELEMETRY_FLUSH_SECONDS}s) + {SHUTDOWN_MARGIN_SECONDS}s, i.e. {budget:g}s")
 
     sc, csc = pod.get("securityContext", {}), container.get("securityContext", {})
     p.check(sc.get("runAsNonRoot") or csc.get("runAsNonRoot"), "Deployment lct: must run as non-root")
