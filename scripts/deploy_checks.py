@@ -591,6 +591,15 @@ def check_k8s(rendered: str, secret_template: str) -> int:
     p.check(container.get("livenessProbe", {}).get("httpGet", {}).get("path") == "/liveness",
             "Deployment lct: livenessProbe must GET /liveness")
 
+    # /readiness waits up to CHECK_TIMEOUT for the event store and then answers 503 itself; a probe
+    # that gives up first turns a slow store into a timeout instead of that answer.
+    check_timeout = re.search(r"const CHECK_TIMEOUT: Duration = Duration::from_secs\((\d+)\)",
+                              (ROOT / "api/src/health.rs").read_text())
+    p.check(check_timeout is not None
+            and container.get("readinessProbe", {}).get("timeoutSeconds", 1) > int(check_timeout.group(1)),
+            f"Deployment lct: readinessProbe timeoutSeconds must exceed /readiness's own check timeout "
+            f"({check_timeout.group(1) if check_timeout else '?'} s, api/src/health.rs CHECK_TIMEOUT)")
+
     # Probes and scrapes through the admin listener: on the public one they count against
     # LCT_MAX_CONNECTIONS, and a full pod would fail its liveness probe and be restarted.
     admin_port = listen_port(config.get("LCT_ADMIN_LISTEN"))
