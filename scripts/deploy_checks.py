@@ -159,6 +159,30 @@ TELEMETRY_FLUSH_SECONDS = 2 * 5
 SHUTDOWN_MARGIN_SECONDS = 5
 
 
+# A proxy in front buffers a request body up to its own limit; lct refuses bodies over
+# MAX_BODY_BYTES (api/src/lib.rs) with its error body. The proxy's limit lets those through to
+# lct, and no more than a few times that.
+PROXY_BODY_LIMIT_MAX = 64 * 1024
+
+
+def lct_max_body_bytes() -> int | None:
+    match = re.search(r"pub const MAX_BODY_BYTES: usize = (\d+)(?: \* (\d+))?;", (ROOT / "api/src/lib.rs").read_text())
+    return int(match.group(1)) * int(match.group(2) or 1) if match else None
+
+
+def nginx_size(value: str | None) -> int | None:
+    match = re.fullmatch(r"(\d+)([kKmMgG]?)", str(value or "").strip())
+    if not match:
+        return None
+    return int(match.group(1)) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[match.group(2).lower()]
+
+
+def check_body_limit(p: Problems, what: str, value: str | None) -> None:
+    size, lct = nginx_size(value), lct_max_body_bytes()
+    p.check(size is not None and lct is not None and lct <= size <= PROXY_BODY_LIMIT_MAX,
+            f"{what}: body size limit {value} must lie between lct's own ({lct} bytes) and {PROXY_BODY_LIMIT_MAX // 1024}k")
+
+
 # lct's second listener (LCT_ADMIN_LISTEN): probes and scrapes only, outside the connection caps.
 ADMIN_PATHS = ("/liveness", "/readiness", "/metrics", "/cluster")
 
@@ -346,6 +370,8 @@ def check_nginx(crossplane_json: str) -> int:
     idle = lct_idle_seconds({})
     p.check(bool(keepalive) and seconds(keepalive[0]) < idle,
             f"nginx: upstream lct needs keepalive_timeout below lct's idle timeout ({idle:g}s), got {keepalive or 'the default 60s'}")
+    body = [d["args"][0] for path, d in directives if d["directive"] == "client_max_body_size"]
+    check_body_limit(p, "nginx: client_max_body_size", body[0] if len(body) == 1 else None)
     names = {d["directive"] for _, d in directives}
     p.check(not names & {"ip_hash", "hash", "sticky", "least_conn", "random"},
             "nginx: upstream must be plain round-robin without sticky sessions")
@@ -657,6 +683,7 @@ def check_k8s(rendered: str, secret_template: str) -> int:
         ann = ing["metadata"].get("annotations", {})
         for key in ("proxy-read-timeout", "proxy-send-timeout"):
             p.check(ann.get(f"nginx.ingress.kubernetes.io/{key}") == "3600", f"Ingress lct: {key} must be 3600")
+        check_body_limit(p, "Ingress lct: proxy-body-size", ann.get("nginx.ingress.kubernetes.io/proxy-body-size"))
         for rule in ing["spec"]["rules"]:
             for path in rule["http"]["paths"]:
                 backend = path["backend"]["service"]["name"]
