@@ -519,6 +519,18 @@ def labels_match(selector: dict, labels: dict) -> bool:
     return all(labels.get(k) == v for k, v in (selector or {}).items())
 
 
+def comment_paths(directory: Path) -> list[tuple[Path, str]]:
+    """Repository paths (k8s/..., deploy/..., docs/..., scripts/...) named in the comments of the
+    YAML files under `directory`."""
+    found = []
+    for path in sorted(directory.rglob("*.yaml")):
+        for line in path.read_text().splitlines():
+            comment = line.partition("#")[2] if "#" in line else ""
+            for match in re.finditer(r"(?:^|[\s(`'\"])((?:k8s|deploy|docs|scripts)/[\w./-]*[\w/])", comment):
+                found.append((path, match.group(1)))
+    return found
+
+
 def check_k8s(rendered: str, secret_template: str) -> int:
     p = Problems()
     docs = load_docs(rendered)
@@ -530,6 +542,8 @@ def check_k8s(rendered: str, secret_template: str) -> int:
         if d["kind"] != "Namespace":
             p.check(d["metadata"].get("namespace") == "lct", f"{d['kind']}/{d['metadata']['name']} is not in namespace lct")
     p.check(("Namespace", "lct") in index, "Namespace lct is missing")
+    for path, named in comment_paths(ROOT / "k8s"):
+        p.check((ROOT / named).exists(), f"{path.relative_to(ROOT)}: a comment names {named}, which does not exist")
     p.check(("Secret", "lct-secrets") not in index, "the base must not contain the Secret (template only)")
     for key, value in (secret.get("stringData") or {}).items():
         if "password" in key or "secret" in key or "keyfile" in key:
