@@ -734,6 +734,11 @@ def check_k8s(rendered: str, secret_template: str) -> int:
         mongod = sts["spec"]["template"]["spec"]["containers"][0]
         cmd = " ".join(mongod.get("command", []) + mongod.get("args", []))
         p.check("--replSet" in cmd, "StatefulSet mongodb: mongod must run with --replSet")
+        # Two members on one node would lose the majority with that node: spreading is a must.
+        spread = [t for t in sts["spec"]["template"]["spec"].get("topologySpreadConstraints", [])
+                  if t.get("topologyKey") == "kubernetes.io/hostname"]
+        p.check(bool(spread) and all(t.get("whenUnsatisfiable") == "DoNotSchedule" and t.get("maxSkew") == 1 for t in spread),
+                "StatefulSet mongodb: members must spread over nodes with maxSkew 1 and whenUnsatisfiable DoNotSchedule")
         # Access control: clients authenticate (SCRAM), members with the shared keyfile.
         p.check(re.search(r"--auth\b", cmd) is not None and "--keyFile" in cmd,
                 "StatefulSet mongodb: mongod must run with --auth and --keyFile")
