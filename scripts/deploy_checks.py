@@ -264,6 +264,12 @@ def check_compose(config_json: str, env_file: str) -> int:
                 f"{name}: stop_grace_period must exceed LCT_SHUTDOWN_GRACE ({grace:g}s) + the telemetry flushes "
                 f"({TELEMETRY_FLUSH_SECONDS}s) + {SHUTDOWN_MARGIN_SECONDS}s, i.e. {budget:g}s")
         p.check(not svc.get("ports"), f"{name}: must not publish ports (only through nginx)")
+        # The same confinement as the Kubernetes pod: read-only root, no capabilities, no setuid.
+        p.check(svc.get("read_only") is True and any(str(t).split(":")[0] == "/tmp" for t in svc.get("tmpfs") or []),
+                f"{name}: needs read_only: true with a tmpfs at /tmp")
+        p.check("ALL" in (svc.get("cap_drop") or []), f"{name}: cap_drop must be [ALL]")
+        p.check("no-new-privileges:true" in (svc.get("security_opt") or []),
+                f"{name}: security_opt must contain no-new-privileges:true")
         # Every connection is a file descriptor: Docker's default soft limit (1024 on many hosts)
         # would refuse connections far below LCT_MAX_CONNECTIONS.
         max_connections = int(e.get("LCT_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS))
