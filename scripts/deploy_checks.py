@@ -675,6 +675,9 @@ def check_k8s(rendered: str, secret_template: str) -> int:
             f"Deployment lct: terminationGracePeriodSeconds must exceed preStop ({sleep:g}s) + LCT_SHUTDOWN_GRACE ({grace:g}s) "
             f"+ the telemetry flushes ({TELEMETRY_FLUSH_SECONDS}s) + {SHUTDOWN_MARGIN_SECONDS}s, i.e. {budget:g}s")
 
+    # The Service "lct" would give every pod LCT_SERVICE_HOST, LCT_PORT, LCT_PORT_80_TCP...: names
+    # in lct's own LCT_ settings namespace, which no one set on purpose.
+    p.check(pod.get("enableServiceLinks") is False, "Deployment lct: enableServiceLinks must be false")
     sc, csc = pod.get("securityContext", {}), container.get("securityContext", {})
     p.check(sc.get("runAsNonRoot") or csc.get("runAsNonRoot"), "Deployment lct: must run as non-root")
     p.check(csc.get("readOnlyRootFilesystem") is True, "Deployment lct: readOnlyRootFilesystem must be true")
