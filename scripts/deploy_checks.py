@@ -183,6 +183,16 @@ def check_body_limit(p: Problems, what: str, value: str | None) -> None:
             f"{what}: body size limit {value} must lie between lct's own ({lct} bytes) and {PROXY_BODY_LIMIT_MAX // 1024}k")
 
 
+def measured_pod_memory(connections: int) -> tuple[float, float, float]:
+    """(bytes before any client, bytes per idle connection, working set at `connections`) of one
+    pod, from the fan-out run docs/scaling.md reports (two pods; the higher of its two systems)."""
+    run = json.loads((ROOT / "docs/benchmarks/fanout-cluster.json").read_text())
+    systems = [s for s in run["systems"] if s["system"].startswith("lct")]
+    baseline = max(s["idle_rss_before_bytes"] for s in systems) / 2
+    per_connection = max(s["memory_per_idle_connection_bytes"] for s in systems)
+    return baseline, per_connection, baseline + connections * per_connection
+
+
 # lct's second listener (LCT_ADMIN_LISTEN): probes and scrapes only, outside the connection caps.
 ADMIN_PATHS = ("/liveness", "/readiness", "/metrics", "/cluster")
 
@@ -664,6 +674,16 @@ def check_k8s(rendered: str, secret_template: str) -> int:
     res = container.get("resources", {})
     p.check("cpu" in res.get("requests", {}) and "memory" in res.get("limits", {}),
             "Deployment lct: needs CPU requests (for the HPA) and memory limits")
+    # Pods are not evenly loaded (new pods get only new connections, a drained pod's clients land
+    # on the others), so the request covers a pod at its cap with the highest figure measured: a
+    # pod above its request is the first the kubelet evicts under memory pressure.
+    cap = int(config.get("LCT_MAX_CONNECTIONS") or lct_setting_default("LCT_MAX_CONNECTIONS") or 0)
+    baseline, per_connection, working_set = measured_pod_memory(cap)
+    request = k8s_bytes(res.get("requests", {}).get("memory"))
+    p.check(request is not None and request >= working_set,
+            f"Deployment lct: memory request {res.get('requests', {}).get('memory')} must cover a pod at LCT_MAX_CONNECTIONS "
+            f"({cap} x {per_connection / 1024:.1f} KiB + {baseline / 2**20:.0f} MiB = {working_set / 2**20:.0f} MiB, "
+            "docs/benchmarks/fanout-cluster.json)")
 
     grace = float(config.get("LCT_SHUTDOWN_GRACE", 20))
     pre_stop = container.get("lifecycle", {}).get("preStop", {})
