@@ -285,6 +285,11 @@ prometheus_adapter() {
   "$(resolve_promtool)" check rules "${work}/adapter-queries.rules.yml"
 }
 
+ingress_nginx_values() {
+  # The controller's Helm values: client addresses reach lct, idle upstream connections close first.
+  "$(bin python)" scripts/deploy_checks.py ingress-nginx k8s/ingress-nginx/values.yaml "${work}/k8s-rendered.yaml"
+}
+
 yaml_lint() {
   "$(bin yamllint)" --strict -d "${YAMLLINT_CONFIG}" docker-compose.yml docker-compose.sentinel.yml k8s deploy
 }
@@ -386,6 +391,7 @@ main() {
   done
   run_check "k8s: Sentinel topology: members, sentinels named to lct, secret keys" k8s_sentinel_consistency
   run_check "k8s: prometheus-adapter serves the HPA's connections metric (promtool)" prometheus_adapter
+  run_check "k8s: ingress-nginx values keep client addresses and drop idle upstreams first" ingress_nginx_values
   run_check "yaml: yamllint --strict" yaml_lint
   run_check "prometheus: promtool check config (with alert rules)" prometheus_config
   run_check "prometheus: promtool test rules (alert unit tests)" prometheus_rule_tests

@@ -8,6 +8,15 @@
 // - Either way it then waits (RS_WAIT_SECONDS, default 120) until the set has a primary, and
 //   exits non-zero if none appears, so that dependants only start against a writable set.
 //
+// With access control (the Kubernetes StatefulSet runs mongod with --auth and --keyFile):
+//   MONGO_ROOT_USERNAME, MONGO_ROOT_PASSWORD  the administrator mongod created at its first start;
+//                                             the script signs in as it before anything else
+//   APP_USERNAME, APP_PASSWORD, APP_DATABASE  lct's user: created on the primary (SCRAM-SHA-256,
+//                                             readWrite on APP_DATABASE, stored in admin), or
+//                                             given APP_PASSWORD again if it exists, so that a
+//                                             changed password in the Secret takes effect
+// Unset (the compose stack), the set runs without access control and no user is made.
+//
 // The same file is used by docker-compose.yml (deploy/mongo/) and by the Kubernetes Job
 // (k8s/mongodb/); scripts/validate-deploy.sh checks that both copies are identical.
 
@@ -17,6 +26,18 @@ const members = (process.env.RS_MEMBERS || 'mongo1:27017,mongo2:27017,mongo3:270
   .map((host) => host.trim())
   .filter((host) => host.length > 0);
 const waitMs = Number(process.env.RS_WAIT_SECONDS || '120') * 1000;
+const rootUser = process.env.MONGO_ROOT_USERNAME || '';
+const rootPassword = process.env.MONGO_ROOT_PASSWORD || '';
+const appUser = process.env.APP_USERNAME || '';
+const appPassword = process.env.APP_PASSWORD || '';
+const appDatabase = process.env.APP_DATABASE || 'lct';
+
+// Signs in as the administrator on `admin` (a database of the connection to use), if one is set.
+function signIn(admin) {
+  if (rootUser) {
+    admin.auth(rootUser, rootPassword);
+  }
+}
 
 const NOT_YET_INITIALIZED = 94;
 const ALREADY_INITIALIZED = 23;
@@ -48,6 +69,8 @@ function waitForMembers() {
     }
   }
 }
+
+signIn(db.getSiblingDB('admin'));
 
 let status = replSetStatus();
 if (status.ok === 1) {
@@ -86,4 +109,27 @@ for (;;) {
     quit(1);
   }
   sleep(1000);
+}
+
+// lct's user, on the primary (the connection to the whole set finds it).
+if (appUser) {
+  if (!appPassword) {
+    print('APP_USERNAME is set without APP_PASSWORD');
+    quit(1);
+  }
+  const credentials = rootUser ? `${encodeURIComponent(rootUser)}:${encodeURIComponent(rootPassword)}@` : '';
+  const admin = new Mongo(`mongodb://${credentials}${members.join(',')}/admin?replicaSet=${rsName}&authSource=admin`)
+    .getDB('admin');
+  const spec = {
+    pwd: appPassword,
+    roles: [{ role: 'readWrite', db: appDatabase }],
+    mechanisms: ['SCRAM-SHA-256'],
+  };
+  if (admin.getUser(appUser)) {
+    admin.updateUser(appUser, spec);
+    print(`user ${appUser} exists; password and roles set again`);
+  } else {
+    admin.createUser({ user: appUser, ...spec });
+    print(`user ${appUser} created with readWrite on ${appDatabase}`);
+  }
 }

@@ -15,6 +15,9 @@
 #   SENTINEL_MASTER     name of the master in the sentinels (default lct; LCT_REDIS_SENTINEL_MASTER)
 #   SENTINEL_QUORUM     sentinels that must agree that the master is down (default 2)
 #   REDIS_DATA          data directory of a server (default /data)
+#   REDIS_MAXMEMORY     memory bound of a server (default 400mb, below 80 % of a 512Mi limit);
+#                       only keys with a TTL are evicted (volatile-ttl): lct's keys without one
+#                       (the pod registry, lct:secret:token-key) must stay
 #   SENTINEL_CONFIG     configuration file a sentinel writes and keeps (default /tmp/sentinel.conf)
 set -eu
 
@@ -37,7 +40,8 @@ master="$(current_master)"
 case "${role}" in
   server)
     set -- --requirepass "${REDIS_PASSWORD}" --masterauth "${REDIS_PASSWORD}" \
-      --replica-announce-ip "${REDIS_ANNOUNCE}" --appendonly yes --dir "${REDIS_DATA:-/data}"
+      --replica-announce-ip "${REDIS_ANNOUNCE}" --appendonly yes --dir "${REDIS_DATA:-/data}" \
+      --maxmemory "${REDIS_MAXMEMORY:-400mb}" --maxmemory-policy volatile-ttl
     if [ "${master}" != "${REDIS_ANNOUNCE}" ]; then
       set -- "$@" --replicaof "${master}" 6379
     fi
