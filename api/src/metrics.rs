@@ -308,6 +308,13 @@ impl Collector for HubCollector {
         )?;
         encode_counter(
             &mut encoder,
+            "lct_presence_lists_coalesced",
+            "Lists of the players online replaced in a connection's queue by a newer list of their \
+             tournament; the newer list went out instead",
+            stats.presence_lists_coalesced.load(Ordering::Relaxed),
+        )?;
+        encode_counter(
+            &mut encoder,
             "lct_stream_versions_checked",
             "Stream versions read by the periodic check of the live feeds",
             read(&stats.versions_checked),

@@ -12,7 +12,7 @@ use crate::connection::{CloseReason, ConnectionControl, Protocol};
 use crate::hub::HubInner;
 use crate::messages::{channel, encode_clicks, encode_event, Encoded};
 use crate::ports::ClickList;
-use crate::queue::{QueueSender, TrySendError};
+use crate::queue::{Latest, QueueSender, TrySendError};
 use crate::stats::{ClickQueue, HubStats, RepairCause};
 use crate::Frame;
 use domain::ports::RecordedEvent;
@@ -46,8 +46,8 @@ pub(crate) enum FeedCommand<F> {
         event: Box<RecordedEvent>,
         via: Via,
     },
-    /// A message without a version (presence), delivered as it comes.
-    Unversioned(Arc<Encoded<F>>),
+    /// The players online (no version): the latest list replaces one still queued.
+    Presence(Arc<Encoded<F>>),
     /// A click list, queued behind what came before it so that a preview is not shown ahead
     /// of the events committed before the click. When the queue is full it waits in
     /// [`FeedShared`] instead.
@@ -248,7 +248,7 @@ impl<F: Frame> Feed<F> {
             }
             FeedCommand::Unsubscribe { id } => self.subscribers.retain(|s| s.id != id),
             FeedCommand::Event { event, via } => self.on_event(*event, via).await,
-            FeedCommand::Unversioned(encoded) => self.send_all(&encoded),
+            FeedCommand::Presence(encoded) => self.send_presence(&encoded),
             FeedCommand::Clicks(list) => self.deliver_clicks(&list),
             FeedCommand::CatchUp { cause, at_least } => {
                 if at_least.is_none_or(|version| version > self.version) {
@@ -270,7 +270,7 @@ impl<F: Frame> Feed<F> {
                 let stats = &self.inner.stats;
                 self.subscribers.retain(|s| {
                     let Some(frame) = frame_for(s, &encoded) else { return true };
-                    match s.queue.send_latest(frame) {
+                    match s.queue.send_latest(Latest::Clicks, frame) {
                         Ok(true) => {
                             stats.coalesced(ClickQueue::Connection);
                             true
@@ -378,6 +378,23 @@ impl<F: Frame> Feed<F> {
     fn send_all(&mut self, encoded: &Encoded<F>) {
         let stats = &self.inner.stats;
         self.subscribers.retain(|s| send(s, encoded, stats));
+    }
+
+    /// Delivers a list of the players online. Each list is whole: a newer one replaces one
+    /// still queued to a connection, so that a player coming and going in a loop never fills a
+    /// queue.
+    fn send_presence(&mut self, encoded: &Encoded<F>) {
+        let stats = &self.inner.stats;
+        self.subscribers.retain(|s| {
+            let Some(frame) = frame_for(s, encoded) else { return true };
+            match s.queue.send_latest(Latest::Presence, frame) {
+                Ok(true) => {
+                    stats.presence_lists_coalesced.fetch_add(1, Ordering::Relaxed);
+                    true
+                }
+                sent => queued(s, sent.map(|_| ()), stats),
+            }
+        });
     }
 }
 

@@ -317,7 +317,7 @@ impl<F: Frame> Hub<F> {
     /// Delivers the list of connected players to this pod's connections of the tournament and
     /// to the other pods.
     pub fn broadcast_presence(&self, tournament: Uuid, players: Vec<PresenceEntry>) {
-        self.inner.dispatch(tournament, FeedCommand::Unversioned(Arc::new(encode_presence(tournament, &players))));
+        self.inner.dispatch(tournament, FeedCommand::Presence(Arc::new(encode_presence(tournament, &players))));
         self.inner.send_to_bus(tournament, &WireMessage::Presence { tournament_id: tournament, players }, None);
     }
 
@@ -521,7 +521,7 @@ impl<F: Frame> BusListener for Listener<F> {
                 FeedCommand::Event { event: Box::new(event), via: Via::Bus }
             }
             WireMessage::Presence { tournament_id, players } if tournament_id == tournament => {
-                FeedCommand::Unversioned(Arc::new(encode_presence(tournament, &players)))
+                FeedCommand::Presence(Arc::new(encode_presence(tournament, &players)))
             }
             WireMessage::Clicks { tournament_id, clicks, seq } if tournament_id == tournament => {
                 // Lists published by a shared state hold their clicks in its order.

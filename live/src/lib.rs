@@ -26,7 +26,7 @@ pub use commit::PublishingStore;
 pub use connection::{CloseReason, Closed, ConnectionControl, Protocol};
 pub use hub::{Hub, HubOptions, Membership};
 pub use presence::{Online, Presence};
-pub use queue::{QueueReceiver, QueueSender};
+pub use queue::{Latest, QueueReceiver, QueueSender};
 pub use stats::{ClickQueue, HubStats, Overload, RepairCause};
 
 /// A text frame of the transport, as queued for a connection: built once per message from its

@@ -17,14 +17,27 @@ use std::task::{Context, Poll, Waker};
 /// Frames a queue keeps room for once it has emptied; a larger ring is freed.
 const KEPT_CAPACITY: usize = 4;
 
+/// The kinds of frame of which a queue holds one unsent at most: each is a whole list that
+/// supersedes the last of its kind ([`QueueSender::send_latest`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Latest {
+    /// A tournament's click list.
+    Clicks = 0,
+    /// A tournament's list of players online.
+    Presence = 1,
+}
+
+const LATEST_KINDS: usize = 2;
+
 struct State<F> {
     frames: VecDeque<F>,
     /// The receiver waiting for a frame.
     waker: Option<Waker>,
     /// Places beyond the capacity, one per replayed frame not yet matched by a frame received.
     replay_room: u32,
-    /// Where the frame queued with [`QueueSender::send_latest`] is, while it is queued.
-    latest: Option<u32>,
+    /// Where the frame of each [`Latest`] kind queued with [`QueueSender::send_latest`] is,
+    /// while it is queued.
+    latest: [Option<u32>; LATEST_KINDS],
     sender_gone: bool,
     receiver_gone: bool,
 }
@@ -73,7 +86,7 @@ pub fn queue<F>(capacity: usize) -> (QueueSender<F>, QueueReceiver<F>) {
         frames: VecDeque::new(),
         waker: None,
         replay_room: 0,
-        latest: None,
+        latest: [None; LATEST_KINDS],
         sender_gone: false,
         receiver_gone: false,
     };
@@ -101,25 +114,34 @@ impl<F> QueueSender<F> {
         Ok(())
     }
 
-    /// Queues `frame`, which supersedes the last frame queued this way: if that one is still
-    /// queued, it is taken out and `frame` goes to the back in its place (so it needs no room
-    /// more, and never goes out ahead of what was queued before it). `Ok(true)` when it
-    /// replaced one.
-    pub fn send_latest(&self, frame: F) -> Result<bool, TrySendError<F>> {
+    /// Queues `frame`, which supersedes the last frame of its `kind` queued this way: if that
+    /// one is still queued, it is taken out and `frame` goes to the back in its place (so it
+    /// needs no room more, and never goes out ahead of what was queued before it). `Ok(true)`
+    /// when it replaced one.
+    pub fn send_latest(&self, kind: Latest, frame: F) -> Result<bool, TrySendError<F>> {
         let (replaced, waker) = {
             let mut state = self.shared.lock();
             if state.receiver_gone {
                 return Err(TrySendError::Closed(frame));
             }
-            let replaced = match state.latest {
-                Some(at) => state.frames.remove(at as usize).is_some(),
+            let replaced = match state.latest[kind as usize] {
+                Some(at) => {
+                    let removed = state.frames.remove(at as usize).is_some();
+                    // The frames of the other kinds behind it move up a place.
+                    for other in state.latest.iter_mut().flatten() {
+                        if *other > at {
+                            *other -= 1;
+                        }
+                    }
+                    removed
+                }
                 None if state.frames.len() >= self.shared.capacity + state.replay_room as usize => {
                     return Err(TrySendError::Full(frame));
                 }
                 None => false,
             };
             state.frames.push_back(frame);
-            state.latest = u32::try_from(state.frames.len() - 1).ok();
+            state.latest[kind as usize] = u32::try_from(state.frames.len() - 1).ok();
             (replaced, state.waker.take())
         };
         if let Some(waker) = waker {
@@ -176,7 +198,9 @@ impl<F> QueueReceiver<F> {
     fn take(state: &mut State<F>) -> Option<F> {
         let frame = state.frames.pop_front()?;
         state.replay_room = state.replay_room.saturating_sub(1);
-        state.latest = state.latest.and_then(|at| at.checked_sub(1));
+        for latest in &mut state.latest {
+            *latest = latest.and_then(|at| at.checked_sub(1));
+        }
         if state.frames.is_empty() && state.frames.capacity() > KEPT_CAPACITY {
             state.frames = VecDeque::new();
         }
@@ -296,30 +320,55 @@ mod tests {
     #[test]
     fn a_latest_frame_replaces_the_one_still_queued_and_goes_behind_what_came_between() {
         let (tx, mut rx) = queue::<u32>(3);
-        assert_eq!(tx.send_latest(100), Ok(false));
+        assert_eq!(tx.send_latest(Latest::Clicks, 100), Ok(false));
         tx.try_send(1).unwrap();
         tx.try_send(2).unwrap();
         assert_eq!(tx.try_send(3), Err(TrySendError::Full(3)));
         // The queue is full, but the latest takes the place of the one it replaces.
-        assert_eq!(tx.send_latest(101), Ok(true));
-        assert_eq!(tx.send_latest(102), Ok(true));
+        assert_eq!(tx.send_latest(Latest::Clicks, 101), Ok(true));
+        assert_eq!(tx.send_latest(Latest::Clicks, 102), Ok(true));
         assert_eq!((rx.try_recv(), rx.try_recv(), rx.try_recv()), (Ok(1), Ok(2), Ok(102)));
         // Once the latest went out, the next is queued anew, and needs room.
         tx.try_send(3).unwrap();
-        assert_eq!(tx.send_latest(103), Ok(false));
+        assert_eq!(tx.send_latest(Latest::Clicks, 103), Ok(false));
         tx.try_send(4).unwrap();
         assert_eq!(tx.try_send(5), Err(TrySendError::Full(5)));
         assert_eq!(rx.try_recv(), Ok(3));
-        assert_eq!(tx.send_latest(104), Ok(true));
+        assert_eq!(tx.send_latest(Latest::Clicks, 104), Ok(true));
         let rest: Vec<u32> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
         assert_eq!(rest, [4, 104]);
         // Behind a replay too.
         tx.send_replayed(7).unwrap();
-        assert_eq!(tx.send_latest(105), Ok(false));
+        assert_eq!(tx.send_latest(Latest::Clicks, 105), Ok(false));
         tx.send_replayed(8).unwrap();
-        assert_eq!(tx.send_latest(106), Ok(true));
+        assert_eq!(tx.send_latest(Latest::Clicks, 106), Ok(true));
         let rest: Vec<u32> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
         assert_eq!(rest, [7, 8, 106]);
+    }
+
+    #[test]
+    fn each_kind_of_latest_frame_replaces_only_its_own() {
+        let (tx, mut rx) = queue::<u32>(4);
+        assert_eq!(tx.send_latest(Latest::Clicks, 100), Ok(false));
+        tx.try_send(1).unwrap();
+        assert_eq!(tx.send_latest(Latest::Presence, 200), Ok(false));
+        tx.try_send(2).unwrap();
+        // [100, 1, 200, 2]: a click list replaces the click list, behind everything.
+        assert_eq!(tx.send_latest(Latest::Clicks, 101), Ok(true));
+        // [1, 200, 2, 101]: a presence list replaces the presence list, found where it moved.
+        assert_eq!(tx.send_latest(Latest::Presence, 201), Ok(true));
+        // [1, 2, 101, 201]
+        assert_eq!(rx.try_recv(), Ok(1));
+        assert_eq!(tx.send_latest(Latest::Clicks, 102), Ok(true));
+        assert_eq!(tx.send_latest(Latest::Presence, 202), Ok(true));
+        let rest: Vec<u32> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(rest, [2, 102, 202]);
+        // Once sent, each kind is queued anew.
+        assert_eq!(tx.send_latest(Latest::Presence, 203), Ok(false));
+        assert_eq!(tx.send_latest(Latest::Clicks, 103), Ok(false));
+        assert_eq!(tx.send_latest(Latest::Presence, 204), Ok(true));
+        let rest: Vec<u32> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(rest, [103, 204]);
     }
 
     #[tokio::test]

@@ -105,6 +105,9 @@ pub struct HubStats {
     /// Click lists replaced by a newer list of their tournament before they went out, by
     /// [`ClickQueue`]: the newer one goes out instead.
     click_lists_coalesced: [AtomicU64; 3],
+    /// Lists of the players online replaced in a connection's queue by a newer list of their
+    /// tournament before they went out.
+    pub presence_lists_coalesced: AtomicU64,
     /// Time from publication by any pod to arrival here of bus messages.
     pub pubsub_lag: PubSubLag,
     /// Time from an event's commit (its recorded time) to its delivery here, for events that
@@ -125,6 +128,7 @@ impl Default for HubStats {
             repairs: Default::default(),
             clicks_refused: Default::default(),
             click_lists_coalesced: Default::default(),
+            presence_lists_coalesced: AtomicU64::new(0),
             pubsub_lag: PubSubLag::default(),
             commit_to_delivery: Histogram::new(DELIVERY_BUCKETS),
         }

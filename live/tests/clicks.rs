@@ -444,6 +444,45 @@ async fn a_connection_holds_one_click_list_at_most_so_a_flood_of_clicks_never_cu
     assert_eq!(kind_of(&next_frame(&mut queue).await), "TeamClicked P51");
 }
 
+/// Who is online, as the hub hands it over.
+fn online(count: usize) -> Vec<live::ports::PresenceEntry> {
+    (0..count)
+        .map(|i| live::ports::PresenceEntry { player_id: Uuid::new_v4(), name: format!("P{i}"), surname: "S".into() })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_holds_one_presence_list_at_most_so_a_player_reconnecting_in_a_loop_never_cuts_it_off() {
+    let pod = pod(HubOptions { queue_capacity: 8, ..HubOptions::default() });
+    let id = Uuid::new_v4();
+    let (membership, mut queue) = pod.hub.subscribe(id, Protocol::V2, None).await;
+    assert_eq!(kind_of(&next_frame(&mut queue).await), "Subscribed");
+    // The connection reads nothing while a player comes and goes forty times (a presence list
+    // each time), with an event and click lists in between.
+    domain::ports::EventPublisher::publish(&pod.hub, &[joined(id, 1, "Anna")]).await;
+    for round in 1..=40 {
+        pod.hub.broadcast_presence(id, online(round % 2 + 1));
+        if round % 10 == 0 {
+            pod.hub.broadcast_clicks(id, list(round as u64));
+        }
+    }
+    pod.hub.broadcast_presence(id, online(3));
+    // Each presence list after the first replaces the one queued, or the connection is cut off.
+    let stats = pod.hub.stats();
+    let handled = || stats.presence_lists_coalesced.load(Ordering::Relaxed) == 40 || membership.control.is_closed();
+    until("the feed handled every message", handled).await;
+    assert!(!membership.control.is_closed(), "cut off as too slow by presence lists");
+    assert_eq!(stats.slow_disconnects.load(Ordering::Relaxed), 0);
+    let mut shown = Vec::new();
+    while let Ok(frame) = queue.try_recv() {
+        shown.push(frame);
+    }
+    let kinds: Vec<String> = shown.iter().map(|f| kind_of(f)).collect();
+    assert_eq!(kinds, ["PlayerJoined", "TeamClicked P40", "Presence"], "the event, then the latest of each list");
+    let presence: Value = serde_json::from_str(shown.last().unwrap()).unwrap();
+    assert_eq!(presence["players"].as_array().unwrap().len(), 3, "the latest presence list");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_stalled_bus_publishes_the_latest_list_of_each_tournament_once_it_moves() {
     let bus = Arc::new(StallingBus::default());
