@@ -7,8 +7,10 @@
 //! heartbeat by half a period is no longer listed anywhere, so a pod that crashed disappears from
 //! every view within two periods. On each heartbeat every pod also prunes the lapsed entries; the
 //! registry hands each dead pod to exactly one of them, which clears the dead pod's presence
-//! entries and re-broadcasts the presence of the tournaments touched. A pod that stops gracefully
-//! deregisters at once.
+//! entries and re-broadcasts the presence of the tournaments touched; a clean-up that failed is
+//! retried on the next heartbeats, unless the dead pod is listed live again by then (it clears
+//! its own entries, and a late clean-up would wipe the ones it wrote since). A pod that stops
+//! gracefully deregisters at once.
 //!
 //! On its first heartbeat, and when the others had taken it for dead, a pod clears whatever
 //! presence entries its id owns, then records again those of the players connected to it: a
@@ -20,6 +22,7 @@ use crate::hub::Hub;
 use crate::ports::{LiveError, PodInfo, PodRegistry};
 use crate::presence::Presence;
 use crate::Frame;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -84,7 +87,8 @@ struct Inner<F> {
     hub: Hub<F>,
     clock: Arc<dyn Clock>,
     figures: Mutex<Figures>,
-    /// Dead pods this pod won but could not clean up yet; retried on the next heartbeat.
+    /// Dead pods this pod won but could not clean up yet; retried on the next heartbeat unless
+    /// they are live again.
     unclean: Mutex<Vec<String>>,
     /// Whether a heartbeat has ever been recorded (a later registration means the others had
     /// taken this pod for dead).
@@ -230,34 +234,52 @@ impl<F: Frame> Cluster<F> {
                 tracing::warn!(pod = %me.id, "the other pods had taken this pod for dead; registered it again");
             }
             let pruned = inner.registry.prune().await?;
+            for dead in &pruned {
+                tracing::info!(pod = %dead, "a pod stopped sending heartbeats; removed it from the cluster");
+            }
             lock(&inner.unclean).extend(pruned);
             inner.registry.live_pods().await
         }
         .await;
-        match result {
+        let live = match result {
             Ok(pods) => {
                 if inner.failing.swap(false, Ordering::AcqRel) {
                     tracing::info!(pod = %me.id, "the pod registry is reachable again");
                 }
                 self.update(Figures::of(&pods, &me.id));
+                Some(pods.into_iter().map(|pod| pod.id).collect::<HashSet<String>>())
             }
             Err(error) => {
                 // The figures of the last heartbeat that worked are kept meanwhile.
                 if !inner.failing.swap(true, Ordering::AcqRel) {
                     tracing::warn!(pod = %me.id, cause = %error, "heartbeat failed; retrying every period");
                 }
+                None
             }
-        }
-        let unclean = std::mem::take(&mut *lock(&inner.unclean));
-        for dead in unclean {
-            tracing::info!(pod = %dead, "a pod stopped sending heartbeats; removed it from the cluster");
-            self.clean_up(&dead).await;
+        };
+        if let Some(live) = live {
+            self.clean_up_dead(&live).await;
         }
         if inner.reclaim.load(Ordering::Acquire) && self.clean_up(&me.id).await {
             inner.reclaim.store(false, Ordering::Release);
             inner.presence.reassert().await;
         } else {
             inner.presence.settle().await;
+        }
+    }
+
+    /// Cleans up after the dead pods this pod won, except those `live` lists again: a pod taken
+    /// for dead that registered again clears its entries itself and records its players anew,
+    /// which a late clean-up would wipe. (While the registry cannot be read, whether a dead pod
+    /// is back is unknown: its clean-up waits for a heartbeat that reads it.)
+    async fn clean_up_dead(&self, live: &HashSet<String>) {
+        let dead = std::mem::take(&mut *lock(&self.inner.unclean));
+        for pod in dead {
+            if live.contains(&pod) {
+                tracing::info!(pod = %pod, "a pod taken for dead is back; it clears its own presence entries");
+            } else {
+                self.clean_up(&pod).await;
+            }
         }
     }
 
