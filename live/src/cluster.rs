@@ -10,7 +10,8 @@
 //! entries and re-broadcasts the presence of the tournaments touched; a clean-up that failed is
 //! retried on the next heartbeats, unless the dead pod is listed live again by then (it clears
 //! its own entries, and a late clean-up would wipe the ones it wrote since). A pod that stops
-//! gracefully deregisters at once.
+//! gracefully clears its presence entries and deregisters at once; when they cannot be cleared
+//! it stays registered until its entry lapses, and the pod that prunes it clears them.
 //!
 //! On its first heartbeat, and when the others had taken it for dead, a pod clears whatever
 //! presence entries its id owns, then records again those of the players connected to it: a
@@ -194,8 +195,10 @@ impl<F: Frame> Cluster<F> {
         *lock(&self.inner.task) = Some(task);
     }
 
-    /// Stops the heartbeat and leaves the cluster at once: deregisters this pod and removes its
-    /// presence entries (telling the other pods), instead of letting them lapse.
+    /// Stops the heartbeat and leaves the cluster at once: removes this pod's presence entries
+    /// (telling the other pods), then deregisters it, instead of letting them lapse. When the
+    /// entries cannot be removed the pod stays registered until its entry lapses, so that
+    /// another pod prunes it and removes them (the pruning only sees registered pods).
     pub async fn stop(&self) {
         self.inner.stop.cancel();
         let task = lock(&self.inner.task).take();
@@ -203,13 +206,16 @@ impl<F: Frame> Cluster<F> {
             let _ = task.await;
         }
         let id = self.pod_id();
+        if let Err(error) = self.clean_up(id).await {
+            tracing::warn!(pod = %id, cause = %error, "could not clear this pod's presence entries; its entry is left to lapse, and the pod that prunes it will clear them");
+            return;
+        }
         match self.inner.registry.deregister(id).await {
             Ok(()) => tracing::info!(pod = %id, "left the cluster"),
             Err(error) => {
                 tracing::warn!(pod = %id, cause = %error, "could not leave the cluster; this pod's entry will lapse")
             }
         }
-        self.clean_up(id).await;
     }
 
     /// One heartbeat: refreshes this pod's entry, prunes the dead pods (cleaning up after those
@@ -260,12 +266,19 @@ impl<F: Frame> Cluster<F> {
         if let Some(live) = live {
             self.clean_up_dead(&live).await;
         }
-        if inner.reclaim.load(Ordering::Acquire) && self.clean_up(&me.id).await {
-            inner.reclaim.store(false, Ordering::Release);
-            inner.presence.reassert().await;
-        } else {
-            inner.presence.settle().await;
+        if inner.reclaim.load(Ordering::Acquire) {
+            match self.clean_up(&me.id).await {
+                Ok(()) => {
+                    inner.reclaim.store(false, Ordering::Release);
+                    inner.presence.reassert().await;
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(pod = %me.id, cause = %error, "could not clear this pod's earlier presence entries; will retry");
+                }
+            }
         }
+        inner.presence.settle().await;
     }
 
     /// Cleans up after the dead pods this pod won, except those `live` lists again: a pod taken
@@ -277,35 +290,26 @@ impl<F: Frame> Cluster<F> {
         for pod in dead {
             if live.contains(&pod) {
                 tracing::info!(pod = %pod, "a pod taken for dead is back; it clears its own presence entries");
-            } else {
-                self.clean_up(&pod).await;
+            } else if let Err(error) = self.clean_up(&pod).await {
+                tracing::warn!(pod = %pod, cause = %error, "could not clear a dead pod's presence entries; will retry");
+                lock(&self.inner.unclean).push(pod);
             }
         }
     }
 
     /// Removes what `pod` owned (its presence entries) and tells the connections of the
-    /// tournaments touched who is still online; false when the entries could not be removed
-    /// (another pod's clean-up is then kept for the next heartbeat).
-    async fn clean_up(&self, pod: &str) -> bool {
+    /// tournaments touched who is still online. Errors: the entries could not be removed.
+    async fn clean_up(&self, pod: &str) -> Result<(), LiveError> {
         let inner = &self.inner;
         let store = inner.presence.store();
-        let tournaments = match store.clear_pod(pod).await {
-            Ok(tournaments) => tournaments,
-            Err(error) => {
-                tracing::warn!(pod, cause = %error, "could not clear a pod's presence entries; will retry");
-                if pod != self.pod_id() {
-                    lock(&inner.unclean).push(pod.to_owned());
-                }
-                return false;
-            }
-        };
+        let tournaments = store.clear_pod(pod).await?;
         for tournament in tournaments {
             match store.online(tournament).await {
                 Ok(players) => inner.hub.broadcast_presence(tournament, players),
                 Err(error) => tracing::warn!(%tournament, cause = %error, "presence not re-broadcast after a pod left"),
             }
         }
-        true
+        Ok(())
     }
 
     fn update(&self, figures: Figures) {

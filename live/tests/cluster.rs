@@ -19,6 +19,7 @@ use uuid::Uuid;
 /// The heartbeat period of the pods under test (the default one); an entry lapses after one
 /// and a half periods.
 const PERIOD: Duration = Duration::from_secs(2);
+const LAPSE: Duration = Duration::from_secs(3);
 
 /// The pod registry in memory, as Redis keeps it: the registered pods, and a heartbeat per pod
 /// that lapses. It records which pods were pruned.
@@ -207,4 +208,26 @@ async fn a_late_clean_up_leaves_the_players_of_a_pod_that_came_back_online() {
     // Pod Y's next heartbeat does not clean up after a pod that is back.
     y.cluster.beat().await;
     assert_eq!(store.players(tournament), vec![ann], "Ann is still online");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pod_that_stops_without_clearing_its_presence_is_cleaned_up_by_another() {
+    let (registry, store) = (Arc::new(Registry::default()), Arc::new(Store::default()));
+    let (x, y) = (pod("pod-x", &registry, &store), pod("pod-y", &registry, &store));
+    x.cluster.beat().await;
+    y.cluster.beat().await;
+    let (tournament, ann) = (Uuid::new_v4(), player("Ann"));
+    let _ann = x.presence.connected(tournament, ann.clone()).await;
+
+    // Pod X stops while the store does not answer: its entry is left to lapse.
+    store.failing_clears.store(1, Ordering::SeqCst);
+    x.cluster.stop().await;
+    assert!(registry.registered("pod-x"), "pod X is left to lapse");
+    assert_eq!(store.players(tournament), vec![ann]);
+
+    // Past its lapse pod Y prunes it and clears what it left.
+    tokio::time::advance(LAPSE).await;
+    y.cluster.beat().await;
+    assert_eq!(registry.pruned("pod-x"), 1);
+    assert_eq!(store.players(tournament), vec![], "Ann is not online");
 }
