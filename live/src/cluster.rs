@@ -15,13 +15,18 @@
 //!
 //! On its first heartbeat, and when the others had taken it for dead, a pod clears whatever
 //! presence entries its id owns, then records again those of the players connected to it: a
-//! pod restarted under the same name leaves none of its previous run's players online. Every
-//! heartbeat also settles presence calls that failed.
+//! pod restarted under the same name leaves none of its previous run's players online. It does
+//! the same when the store holds none of its entries while it holds players: a clean-up by a pod
+//! that had taken it for dead landed after it had recorded them again. Every heartbeat also keeps
+//! this pod's entries findable ([`PresenceStore::keep_pod`]) and settles presence calls that
+//! failed.
+//!
+//! [`PresenceStore::keep_pod`]: crate::ports::PresenceStore::keep_pod
 
 use crate::clock::Clock;
 use crate::hub::Hub;
 use crate::ports::{LiveError, PodInfo, PodRegistry};
-use crate::presence::Presence;
+use crate::presence::{Presence, PRESENCE_TTL};
 use crate::Frame;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -266,6 +271,9 @@ impl<F: Frame> Cluster<F> {
         if let Some(live) = live {
             self.clean_up_dead(&live).await;
         }
+        if !inner.reclaim.load(Ordering::Acquire) {
+            self.keep_own_entries().await;
+        }
         if inner.reclaim.load(Ordering::Acquire) {
             match self.clean_up(&me.id).await {
                 Ok(()) => {
@@ -279,6 +287,24 @@ impl<F: Frame> Cluster<F> {
             }
         }
         inner.presence.settle().await;
+    }
+
+    /// Keeps this pod's presence entries findable while it lives, and has them recorded again
+    /// when the store holds none while this pod holds players: another pod cleared them, a
+    /// clean-up by a pod that had taken this one for dead landing after this one registered
+    /// again and recorded its players anew.
+    async fn keep_own_entries(&self) {
+        let inner = &self.inner;
+        let id = self.pod_id();
+        match inner.presence.store().keep_pod(id, PRESENCE_TTL).await {
+            Ok(false) if inner.presence.holds_players() => {
+                tracing::warn!(pod = %id, "this pod's presence entries were cleared by another pod; recording them again");
+                inner.reclaim.store(true, Ordering::Release);
+            }
+            Ok(_) => {}
+            // The store is likely down: the presence calls that follow say so.
+            Err(error) => tracing::debug!(pod = %id, cause = %error, "could not keep this pod's presence entries"),
+        }
     }
 
     /// Cleans up after the dead pods this pod won, except those `live` lists again: a pod taken

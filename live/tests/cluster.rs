@@ -155,6 +155,11 @@ impl PresenceStore for Store {
         touched.sort();
         Ok(touched)
     }
+
+    async fn keep_pod(&self, pod: &str, _: Duration) -> Result<bool, LiveError> {
+        let tournaments = self.tournaments.lock().unwrap();
+        Ok(tournaments.values().flat_map(|entries| entries.keys()).any(|(_, owner)| owner == pod))
+    }
 }
 
 /// One pod: its membership of the cluster and its presence.
@@ -230,4 +235,21 @@ async fn a_pod_that_stops_without_clearing_its_presence_is_cleaned_up_by_another
     y.cluster.beat().await;
     assert_eq!(registry.pruned("pod-x"), 1);
     assert_eq!(store.players(tournament), vec![], "Ann is not online");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pod_whose_presence_another_pod_cleared_records_its_players_again() {
+    let (registry, store) = (Arc::new(Registry::default()), Arc::new(Store::default()));
+    let (x, y) = (pod("pod-x", &registry, &store), pod("pod-y", &registry, &store));
+    x.cluster.beat().await;
+    y.cluster.beat().await;
+    let (tournament, ann) = (Uuid::new_v4(), player("Ann"));
+    let _ann = x.presence.connected(tournament, ann.clone()).await;
+
+    // The clean-up of pod X by a pod that had taken it for dead lands after pod X registered
+    // again and recorded its players anew.
+    store.clear_pod("pod-x").await.unwrap();
+    assert_eq!(store.players(tournament), vec![]);
+    x.cluster.beat().await;
+    assert_eq!(store.players(tournament), vec![ann], "Ann is online again");
 }
