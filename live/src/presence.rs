@@ -6,10 +6,10 @@
 //! by the clean-up of the old connection landing after the new one's join.
 //!
 //! A store call that fails leaves the player unsettled: the store may not say what this pod's
-//! count says. [`Presence::settle`], run on every cluster heartbeat, tells the store again until
-//! it agrees, so a leave lost to a Redis blip does not keep a player online all night. When the
-//! store may have lost or kept entries of this pod wholesale (a previous run under the same pod
-//! id, the other pods taking this one for dead or clearing its entries late),
+//! count says. [`Presence::settle`], run after every cluster heartbeat, tells the store again
+//! until it agrees, so a leave lost to a Redis blip does not keep a player online all night. When
+//! the store may have lost or kept entries of this pod wholesale (a previous run under the same
+//! pod id, the other pods taking this one for dead or clearing its entries late),
 //! [`Presence::reassert`] settles every player this pod holds.
 
 use crate::hub::Hub;

@@ -22,7 +22,7 @@ const PERIOD: Duration = Duration::from_secs(2);
 const LAPSE: Duration = Duration::from_secs(3);
 
 /// The pod registry in memory, as Redis keeps it: the registered pods, and a heartbeat per pod
-/// that lapses. It records which pods were pruned.
+/// that lapses. It records when each pod sent a heartbeat and which pods were pruned.
 #[derive(Default)]
 struct Registry {
     state: Mutex<RegistryState>,
@@ -32,6 +32,7 @@ struct Registry {
 struct RegistryState {
     registered: BTreeMap<String, PodInfo>,
     lapses: HashMap<String, Instant>,
+    beats: Vec<(String, Instant)>,
     pruned: Vec<String>,
 }
 
@@ -45,6 +46,12 @@ impl Registry {
     /// Ends the lapse of `id` now, as when its heartbeats stop reaching the registry.
     fn expire(&self, id: &str) {
         self.state.lock().unwrap().lapses.insert(id.to_owned(), Instant::now());
+    }
+
+    /// When `id` sent its heartbeats.
+    fn beats_of(&self, id: &str) -> Vec<Instant> {
+        let state = self.state.lock().unwrap();
+        state.beats.iter().filter(|(pod, _)| pod == id).map(|(_, at)| *at).collect()
     }
 
     /// How many times `id` was pruned as dead.
@@ -63,6 +70,7 @@ impl PodRegistry for Registry {
         let mut state = self.state.lock().unwrap();
         let now = Instant::now();
         state.lapses.insert(pod.id.clone(), now + lapse);
+        state.beats.push((pod.id.clone(), now));
         Ok(state.registered.insert(pod.id.clone(), pod.clone()).is_none())
     }
 
@@ -94,10 +102,13 @@ impl PodRegistry for Registry {
 /// A tournament's presence entries by (player, pod).
 type Entries = BTreeMap<(Uuid, String), PresenceEntry>;
 
-/// Presence in memory, by tournament. Clean-ups of a pod's entries can be made to fail.
+/// Presence in memory, by tournament. Joins can be made slow, and clean-ups of a pod's entries
+/// to fail.
 #[derive(Default)]
 struct Store {
     tournaments: Mutex<HashMap<Uuid, Entries>>,
+    /// How long each join takes.
+    join_time: Mutex<Duration>,
     /// Clean-ups of a pod's entries that fail before they work again.
     failing_clears: AtomicUsize,
 }
@@ -122,6 +133,10 @@ impl PresenceStore for Store {
         pod: &str,
         _: Duration,
     ) -> Result<Vec<PresenceEntry>, LiveError> {
+        let join_time = *self.join_time.lock().unwrap();
+        if !join_time.is_zero() {
+            tokio::time::sleep(join_time).await;
+        }
         let mut tournaments = self.tournaments.lock().unwrap();
         tournaments.entry(tournament).or_default().insert((entry.player_id, pod.to_owned()), entry.clone());
         drop(tournaments);
@@ -252,4 +267,69 @@ async fn a_pod_whose_presence_another_pod_cleared_records_its_players_again() {
     assert_eq!(store.players(tournament), vec![]);
     x.cluster.beat().await;
     assert_eq!(store.players(tournament), vec![ann], "Ann is online again");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pod_taken_for_dead_keeps_its_heartbeat_while_it_records_its_players_again() {
+    let (registry, store) = (Arc::new(Registry::default()), Arc::new(Store::default()));
+    let (x, y) = (pod("pod-x", &registry, &store), pod("pod-y", &registry, &store));
+    let tournaments: Vec<Uuid> = (0..50).map(|_| Uuid::new_v4()).collect();
+    let mut connections = Vec::new();
+    for (i, tournament) in tournaments.iter().cycle().take(1000).enumerate() {
+        connections.push(x.presence.connected(*tournament, player(&format!("Player {i}"))).await);
+    }
+    // Each join takes 10 ms from now on: recording pod X's 1000 players takes 10 s, more than
+    // three lapses.
+    *store.join_time.lock().unwrap() = Duration::from_millis(10);
+    let start = Instant::now();
+    x.cluster.start();
+    y.cluster.start();
+
+    // Pod X records its players on its first heartbeat (as after a restart). Later, between two
+    // of its heartbeats, it is taken for dead: pod Y prunes it and clears its entries, and pod X
+    // records them all again.
+    tokio::time::sleep(Duration::from_secs(15) + PERIOD / 4).await;
+    registry.expire("pod-x");
+    y.cluster.beat().await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+
+    let beats = registry.beats_of("pod-x");
+    assert_eq!(beats.first(), Some(&start));
+    for pair in beats.windows(2) {
+        let (gap, at) = (pair[1] - pair[0], pair[0] - start);
+        assert!(gap <= PERIOD, "pod X sent no heartbeat for {gap:?} after the one at {at:?}");
+    }
+    assert!(Instant::now() - *beats.last().unwrap() <= PERIOD);
+    assert_eq!(registry.pruned("pod-x"), 1, "pod X was taken for dead once only");
+    assert_eq!(online(&store, &tournaments), 1000, "every player of pod X is online again");
+    x.cluster.stop().await;
+    y.cluster.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pod_stops_at_once_while_it_records_its_players_again() {
+    let (registry, store) = (Arc::new(Registry::default()), Arc::new(Store::default()));
+    let x = pod("pod-x", &registry, &store);
+    let tournaments: Vec<Uuid> = (0..50).map(|_| Uuid::new_v4()).collect();
+    let mut connections = Vec::new();
+    for (i, tournament) in tournaments.iter().cycle().take(1000).enumerate() {
+        connections.push(x.presence.connected(*tournament, player(&format!("Player {i}"))).await);
+    }
+    *store.join_time.lock().unwrap() = Duration::from_millis(10);
+    x.cluster.start();
+    // Pod X is recording its players again (for 10 s) when it is stopped.
+    tokio::time::sleep(PERIOD + PERIOD / 4).await;
+    let (stopping, beats) = (Instant::now(), registry.beats_of("pod-x").len());
+    x.cluster.stop().await;
+    assert_eq!(Instant::now(), stopping, "the stop did not wait for the recording to end");
+    assert!(!registry.registered("pod-x"), "pod X left the cluster");
+    assert_eq!(online(&store, &tournaments), 0, "pod X took its presence along");
+    tokio::time::sleep(PERIOD * 3).await;
+    assert_eq!(registry.beats_of("pod-x").len(), beats, "no heartbeat after the stop");
+    assert_eq!(online(&store, &tournaments), 0, "no player recorded after the stop");
+}
+
+/// The players online in `tournaments`, counted once per tournament.
+fn online(store: &Store, tournaments: &[Uuid]) -> usize {
+    tournaments.iter().map(|tournament| store.players(*tournament).len()).sum()
 }
