@@ -220,19 +220,23 @@ async fn clearing_a_pod_removes_only_its_entries_and_names_the_tournaments_touch
 
 /// A pod's index of its entries lives as long as the pod does: the tournaments' lists are kept
 /// alive by anyone's joins, so an index that lapsed on a pod with no new join for hours would
-/// leave that pod's players online for ever after it died.
+/// leave that pod's players online for ever after it died. Keeping it also tells the pod whether
+/// its entries are still there.
 #[tokio::test]
-async fn a_heartbeat_keeps_the_index_of_the_pods_presence_entries_alive() {
+async fn keeping_a_pod_keeps_the_index_of_its_presence_entries_and_says_whether_it_holds_any() {
     let server = RedisServer::start().await;
     let pod = Pod::connected(&server.url).await;
     let tournament = Uuid::new_v4();
     pod.state.join(tournament, &entry("Ann", "A"), "pod-a", Duration::from_secs(1)).await.unwrap();
-    pod.state.heartbeat(&pod_info("pod-a", 1), Duration::from_secs(3)).await.unwrap();
+    assert!(pod.state.keep_pod("pod-a", TTL).await.unwrap());
     let ttl: i64 = server.cli(&["PTTL", "lct:pod-presence:pod-a"]).parse().unwrap();
-    assert!(ttl > 60_000, "the index lives as long as the pod sends heartbeats: PTTL {ttl} ms");
+    assert!(ttl > 50_000 && ttl <= 60_000, "the index lives as long as the pod keeps it: PTTL {ttl} ms");
     // A pod with no presence entries gets no index.
-    pod.state.heartbeat(&pod_info("pod-b", 1), Duration::from_secs(3)).await.unwrap();
+    assert!(!pod.state.keep_pod("pod-b", TTL).await.unwrap());
     assert_eq!(server.cli(&["EXISTS", "lct:pod-presence:pod-b"]), "0");
+    // Entries cleared by another pod are no longer held.
+    pod.state.clear_pod("pod-a").await.unwrap();
+    assert!(!pod.state.keep_pod("pod-a", TTL).await.unwrap());
 }
 
 #[tokio::test]
@@ -309,6 +313,7 @@ async fn every_call_fails_fast_while_redis_is_down() {
         assert!(pod.state.join(tournament, &ann, "pod", TTL).await.is_err());
         assert!(pod.state.online(tournament).await.is_err());
         assert!(pod.state.clear_pod("pod").await.is_err());
+        assert!(pod.state.keep_pod("pod", TTL).await.is_err());
         assert!(pod.state.heartbeat(&pod_info("p", 1), TTL).await.is_err());
         assert!(pod.state.live_pods().await.is_err());
         assert!(pod.state.prune().await.is_err());

@@ -188,6 +188,11 @@ pub trait PresenceStore: Send + Sync {
     async fn online(&self, tournament: Uuid) -> Result<Vec<PresenceEntry>, LiveError>;
     /// Removes every entry owned by `pod` (a pod that died); returns the tournaments touched.
     async fn clear_pod(&self, pod: &str) -> Result<Vec<Uuid>, LiveError>;
+    /// Keeps the entries of `pod`, a live pod, findable by [`clear_pod`](Self::clear_pod) for
+    /// `ttl` more (what finds them, such as an index, must not expire while the pod lives), and
+    /// says whether the store holds any entry of `pod`: false when it holds none (none was
+    /// recorded, its players all left, or another pod cleared them).
+    async fn keep_pod(&self, pod: &str, ttl: std::time::Duration) -> Result<bool, LiveError>;
 }
 
 /// One pod as the cluster registry knows it.

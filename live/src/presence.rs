@@ -6,11 +6,11 @@
 //! by the clean-up of the old connection landing after the new one's join.
 //!
 //! A store call that fails leaves the player unsettled: the store may not say what this pod's
-//! count says. [`Presence::settle`], run on every cluster heartbeat, tells the store again until
-//! it agrees, so a leave lost to a Redis blip does not keep a player online all night. When the
-//! store may have lost or kept entries of this pod wholesale (a previous run under the same pod
-//! id, or the other pods taking this one for dead), [`Presence::reassert`] settles every player
-//! this pod holds.
+//! count says. [`Presence::settle`], run after every cluster heartbeat, tells the store again
+//! until it agrees, so a leave lost to a Redis blip does not keep a player online all night. When
+//! the store may have lost or kept entries of this pod wholesale (a previous run under the same
+//! pod id, the other pods taking this one for dead or clearing its entries late),
+//! [`Presence::reassert`] settles every player this pod holds.
 
 use crate::hub::Hub;
 use crate::ports::{LiveError, PresenceEntry, PresenceStore};
@@ -175,6 +175,11 @@ impl<F: Frame> Presence<F> {
                 return;
             }
         }
+    }
+
+    /// Whether this pod holds a player online (a count being changed counts as held).
+    pub fn holds_players(&self) -> bool {
+        self.counts().values().any(|count| !count.try_lock().is_ok_and(|slot| slot.connections == 0))
     }
 
     /// Tells the store again about every player this pod holds online, after its entries of

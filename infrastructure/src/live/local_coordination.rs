@@ -90,6 +90,14 @@ impl PresenceTable {
         touched
     }
 
+    /// Whether any list still live holds an entry of `pod` (there is no index to keep: a
+    /// pod's entries are found by looking through the lists).
+    fn holds(&self, pod: &str, now: Instant) -> bool {
+        self.tournaments
+            .values()
+            .any(|list| list.expires_at > now && list.entries.keys().any(|(_, owner)| owner == pod))
+    }
+
     fn sweep(&mut self, now: Instant) {
         if now.saturating_duration_since(self.last_sweep) < SWEEP_EVERY {
             return;
@@ -182,6 +190,12 @@ impl PresenceStore for MemorySharedState {
     /// Never fails.
     async fn clear_pod(&self, pod: &str) -> Result<Vec<Uuid>, LiveError> {
         Ok(relock(&self.presence).clear_pod(pod, Instant::now()))
+    }
+
+    /// Never fails; nothing needs keeping, as the lists are looked through to find a pod's
+    /// entries.
+    async fn keep_pod(&self, pod: &str, _ttl: Duration) -> Result<bool, LiveError> {
+        Ok(relock(&self.presence).holds(pod, Instant::now()))
     }
 }
 
@@ -310,7 +324,10 @@ mod tests {
         table.join(t3, &ann, "alive", TTL, now);
         let mut expected = vec![t1, t2];
         expected.sort();
+        assert!(table.holds("dead", now));
         assert_eq!(table.clear_pod("dead", now), expected);
+        assert!(!table.holds("dead", now), "the pod holds nothing once cleared");
+        assert!(table.holds("alive", now));
         assert_eq!(names(&table.online(t1, now)), vec!["Bob"]);
         assert!(table.online(t2, now).is_empty());
         assert_eq!(names(&table.online(t3, now)), vec!["Ann"]);
@@ -411,7 +428,10 @@ mod tests {
         let ann = entry("Ann", "A");
         assert_eq!(names(&state.join(t, &ann, "pod", TTL).await.unwrap()), vec!["Ann"]);
         assert_eq!(names(&state.online(t).await.unwrap()), vec!["Ann"]);
+        assert!(state.keep_pod("pod", TTL).await.unwrap());
+        assert!(!state.keep_pod("other-pod", TTL).await.unwrap());
         assert_eq!(state.clear_pod("pod").await.unwrap(), vec![t]);
+        assert!(!state.keep_pod("pod", TTL).await.unwrap());
         assert!(state.leave(t, ann.player_id, "pod").await.unwrap().is_empty());
         assert_eq!(state.claim("k", "m1", TTL).await.unwrap(), IdempotencyClaim::Claimed);
         assert!(state.release("k", "m1").await.unwrap());

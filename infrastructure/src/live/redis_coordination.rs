@@ -10,7 +10,8 @@
 //! - `lct:presence:{tournament}`: a hash with a field `{player_id}|{pod}` per connected player and
 //!   pod (value: the entry as JSON), and `lct:pod-presence:{pod}`: the set of
 //!   `{tournament}|{player_id}` that pod holds, so that its entries can be found when it dies.
-//!   Both expire `ttl` after the last join.
+//!   Both expire `ttl` after the last join; the set is also kept alive by the pod while it lives
+//!   ([`PresenceStore::keep_pod`]).
 //! - `lct:secret:{name}`: a value all pods agree on (see [`SharedSecrets`]), without expiry.
 //! - `lct:{pods}`: a hash with a field per registered pod, and `lct:{pods}:pod:<id>`: the pod's
 //!   latest heartbeat as JSON, expiring when its lapse ends. A field whose key has expired is a
@@ -31,7 +32,6 @@ use fred::types::scripts::Script;
 use live::ports::{
     IdempotencyClaim, IdempotencyStore, LiveError, PodInfo, PodRegistry, PresenceEntry, PresenceStore, SharedSecrets,
 };
-use live::presence::PRESENCE_TTL;
 use std::collections::BTreeSet;
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -254,6 +254,18 @@ impl PresenceStore for RedisSharedState {
             .collect();
         Ok(touched.into_iter().collect())
     }
+
+    /// Extends the expiry of the pod's set of entries: the tournaments' lists live on through
+    /// anyone's joins, and the set is how they are cleared when the pod dies. The set exists
+    /// while it names an entry. Errors: Redis is down or does not answer in time.
+    async fn keep_pod(&self, pod: &str, ttl: Duration) -> Result<bool, LiveError> {
+        let kept: i64 = self
+            .client()?
+            .pexpire(pod_presence_key(pod), millis(ttl), None)
+            .await
+            .map_err(|error| self.error("keeping a pod's presence", error))?;
+        Ok(kept == 1)
+    }
 }
 
 #[async_trait]
@@ -269,11 +281,7 @@ impl PodRegistry for RedisSharedState {
             .await
             .map_err(error)?;
         let () = pipeline.hset(PODS_KEY, (pod.id.as_str(), pod.started_at_ms)).await.map_err(error)?;
-        // The index of the pod's presence entries lives as long as the pod: the tournaments'
-        // lists live on through anyone's joins, and the index is how they are cleared when the
-        // pod dies. (No-op when the pod holds no entry.)
-        let () = pipeline.pexpire(pod_presence_key(&pod.id), millis(PRESENCE_TTL), None).await.map_err(error)?;
-        let (_, added, _): (String, i64, i64) = pipeline.all().await.map_err(error)?;
+        let (_, added): (String, i64) = pipeline.all().await.map_err(error)?;
         Ok(added > 0)
     }
 
