@@ -86,7 +86,6 @@ pub async fn request_context(State(metrics): State<Metrics>, request: Request, n
     let method = method_name(request.method());
     let matched = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
     let path = clipped(request.uri().path()).to_owned();
-    let route = matched.clone().unwrap_or_else(|| path.clone());
     // A transaction is named by its route, or by its method alone when no route matched (as
     // OpenTelemetry names them): a client choosing paths must not make a name per path.
     let transaction = matched.as_deref().map_or_else(|| method.to_owned(), |matched| format!("{method} {matched}"));
@@ -104,7 +103,7 @@ pub async fn request_context(State(metrics): State<Metrics>, request: Request, n
         http.response.status_code = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
     );
-    let mut ending = Ending { metrics, id, method, matched, route, path, started, span: span.clone(), written: false };
+    let mut ending = Ending { metrics, id, method, matched, path, started, span: span.clone(), written: false };
     let (mut response, tournament) = CONTEXT
         .scope(context, async move {
             let response = next.run(request).await;
@@ -129,7 +128,6 @@ struct Ending {
     id: Uuid,
     method: &'static str,
     matched: Option<String>,
-    route: String,
     path: String,
     started: Instant,
     span: tracing::Span,
@@ -139,7 +137,9 @@ struct Ending {
 impl Ending {
     fn write(&mut self, status: u16, tournament: Option<Uuid>) {
         self.written = true;
-        let Self { metrics, id, method, matched, route, path, started, span, .. } = &*self;
+        let Self { metrics, id, method, matched, path, started, span, .. } = &*self;
+        // The route template, or the path when no route matched.
+        let route = matched.as_deref().unwrap_or(path);
         let elapsed = started.elapsed();
         metrics.observe_request(matched.as_deref().unwrap_or(UNMATCHED_ROUTE), method, status, elapsed);
         span.record("http.response.status_code", status);

@@ -44,24 +44,24 @@ pub async fn negotiate(State(state): State<AppState>, query: CiQuery) -> Result<
         None => None,
     };
     let bound = tournament.map(|t| t.to_string()).unwrap_or_default();
-    let (token, stored) = match state.tokens.connection(tournament, unix_seconds() + TOKEN_TTL.as_secs()) {
-        Ok(signed) => {
-            let stored = state.live.shared.put_token(&signed, &bound, TOKEN_TTL).await;
-            if let Err(error) = &stored {
-                tracing::debug!(cause = %error, "a connection token is not kept for pods of the previous release");
-            }
-            (signed, Ok(()))
-        }
-        Err(KeyPending) => {
-            let token = Uuid::new_v4().simple().to_string();
-            let stored = state.live.shared.put_token(&token, &bound, TOKEN_TTL).await;
-            (token, stored)
-        }
+    // A signed token needs the shared store only for pods of the previous release.
+    let (token, signed) = match state.tokens.connection(tournament, unix_seconds() + TOKEN_TTL.as_secs()) {
+        Ok(signed) => (signed, true),
+        Err(KeyPending) => (Uuid::new_v4().simple().to_string(), false),
     };
-    stored.map_err(|error| {
-        tracing::error!(cause = %error, "cannot store a connection token");
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "A dependency is unavailable; try again shortly.")
-    })?;
+    match state.live.shared.put_token(&token, &bound, TOKEN_TTL).await {
+        Ok(()) => {}
+        Err(error) if signed => {
+            tracing::debug!(cause = %error, "a connection token is not kept for pods of the previous release");
+        }
+        Err(error) => {
+            tracing::error!(cause = %error, "cannot store a connection token");
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "A dependency is unavailable; try again shortly.",
+            ));
+        }
+    }
     let transports = json!([{"transport": "WebSockets", "transferFormats": ["Text", "Binary"]}]);
     Ok(Json(if version >= 1 {
         let connection_id = Uuid::new_v4().simple().to_string();
